@@ -1,0 +1,1 @@
+"""The ad-server emulator: replays inference rows as BidRequests against the filtering server."""

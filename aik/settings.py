@@ -1,0 +1,55 @@
+"""Runtime settings (backend and workspace), filled from the CLI or the environment in entry points only."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Backend = Literal["local", "aws"]
+BACKENDS: tuple[str, ...] = ("local", "aws")
+ENV_BACKEND = "AIK_BACKEND"
+ENV_WORKSPACE = "AIK_WORKSPACE"
+DEFAULT_WORKSPACE = ".aik"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Which backend serves parameters and artifacts, and where the local workspace lives."""
+
+    backend: Backend = "local"
+    workspace: Path = field(default_factory=lambda: Path(DEFAULT_WORKSPACE).resolve())
+    region: str | None = None
+
+    @classmethod
+    def from_env(
+        cls,
+        backend: str | None = None,
+        workspace: str | os.PathLike[str] | None = None,
+        region: str | None = None,
+    ) -> Settings:
+        """Explicit values win, then `AIK_BACKEND` / `AIK_WORKSPACE`, then the defaults."""
+        chosen = backend or os.environ.get(ENV_BACKEND) or "local"
+        if chosen not in BACKENDS:
+            raise ValueError(f"unknown backend {chosen!r} (choose from {', '.join(BACKENDS)})")
+        ws = workspace or os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE
+        return cls(backend=chosen, workspace=Path(ws).expanduser().resolve(), region=region)  # type: ignore[arg-type]
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the global `--backend` / `--workspace` / `--region` options shared by every entry point."""
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help=f"parameter store and storage backend (env {ENV_BACKEND}, default local)",
+    )
+    parser.add_argument(
+        "--workspace",
+        default=None,
+        metavar="DIR",
+        help=f"local workspace directory (env {ENV_WORKSPACE}, default ./{DEFAULT_WORKSPACE})",
+    )
+    parser.add_argument("--region", default=None, help="AWS region for the aws backend (default: boto3's)")

@@ -1,0 +1,1 @@
+"""CDK stacks and constructs of the kit (infrastructure only, no business logic)."""

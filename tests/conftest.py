@@ -1,0 +1,47 @@
+"""Shared fixtures: no test may reach AWS (fake credentials, moto for the AWS side)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ipinyou"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a fixed region, so a stray call can never reach a real account."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AIK_BACKEND", "AIK_WORKSPACE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto's in-memory AWS for the duration of a test."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """An empty local workspace directory."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return ws
+
+
+@pytest.fixture
+def ipinyou_season2() -> Path:
+    """The real iPinYou season-2 sample in ../shared/data (skips when absent; never copied into the repo)."""
+    path = SHARED_DATA / "season2"
+    if not path.is_dir():
+        pytest.skip(f"real iPinYou sample not found at {path}")
+    return path
