@@ -1,0 +1,91 @@
+"""The monitoring dashboard as data: the CDK stack builds `Monitoring-Dashboard` from it and the local
+demo renders the same four widgets from the StatsD metrics it receives.
+
+Metric contract (DESIGN.md): StatsD names `<prefix>.<name>`; the CloudWatch agent publishes them as
+`<prefix>_<name>` in namespace `aik` with dimension `metric_type` (`counter`, `timing`, `gauge`).
+Timers are sent in milliseconds (StatsD's unit, as floats) by both the server and the emulator, so the
+widgets show them as they are; the original kit sent microseconds and divided by 1000 on the dashboard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+NAMESPACE = "aik"
+DASHBOARD_NAME = "Monitoring-Dashboard"
+DIMENSION = "metric_type"
+#: Aggregation period of the agent and of every widget, seconds.
+PERIOD_S = 10
+
+SERVER_PREFIX = "filtering_server"
+CLIENT_PREFIX = "adserver_client"
+FILTERING_COUNT = "filtering_count"  # counter, one per scored request
+FILTERING_LATENCY = "filtering_latency"  # timer, ms
+CLIENT_LATENCY = "adserver_latency_ms"  # timer, ms
+LIKELIHOOD = "likelihood_to_bid"  # gauge
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One CloudWatch metric of a widget: the agent's name, its `metric_type` and the statistic shown."""
+
+    prefix: str
+    name: str
+    metric_type: Literal["counter", "timing", "gauge"]
+    stat: str
+    label: str
+
+    @property
+    def statsd_name(self) -> str:
+        """The name on the StatsD wire (`prefix.name`)."""
+        return f"{self.prefix}.{self.name}"
+
+    @property
+    def cloudwatch_name(self) -> str:
+        """The name the CloudWatch agent publishes (`prefix_name`)."""
+        return f"{self.prefix}_{self.name}"
+
+
+@dataclass(frozen=True)
+class WidgetSpec:
+    """One dashboard widget: a time-series graph or a single value over the dashboard's range."""
+
+    title: str
+    kind: Literal["graph", "single_value"]
+    metrics: tuple[MetricSpec, ...]
+    unit: str
+    #: Divide each period's value by this (requests per second = sum per 10 s / 10).
+    per_second: bool = False
+
+
+WIDGETS: tuple[WidgetSpec, ...] = (
+    WidgetSpec(
+        title="Filtering latency p99 (ms)",
+        kind="graph",
+        metrics=(
+            MetricSpec(CLIENT_PREFIX, CLIENT_LATENCY, "timing", "p99", "client (ad server) p99"),
+            MetricSpec(SERVER_PREFIX, FILTERING_LATENCY, "timing", "p99", "filtering server p99"),
+        ),
+        unit="ms",
+    ),
+    WidgetSpec(
+        title="Requests per second",
+        kind="graph",
+        metrics=(MetricSpec(SERVER_PREFIX, FILTERING_COUNT, "counter", "Sum", "requests/s"),),
+        unit="requests/s",
+        per_second=True,
+    ),
+    WidgetSpec(
+        title="Likelihood to bid (average)",
+        kind="graph",
+        metrics=(MetricSpec(CLIENT_PREFIX, LIKELIHOOD, "gauge", "Average", "likelihood to bid"),),
+        unit="probability",
+    ),
+    WidgetSpec(
+        title="Total bid requests",
+        kind="single_value",
+        metrics=(MetricSpec(SERVER_PREFIX, FILTERING_COUNT, "counter", "Sum", "bid requests"),),
+        unit="requests",
+    ),
+)
