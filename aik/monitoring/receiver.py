@@ -127,9 +127,13 @@ class StatsdReceiver:
         self._port = int(sock.getsockname()[1])
         self._progress = Progress("statsd receiver", unit="datagrams", every_s=30.0, logger=log)
         if self.out is not None:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            # Line-buffered: each record reaches the file as soon as its window closes.
-            self._file = open(self.out, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+            try:
+                self.out.parent.mkdir(parents=True, exist_ok=True)
+                # Line-buffered: each record reaches the file as soon as its window closes.
+                self._file = open(self.out, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+            except OSError as exc:
+                sock.close()
+                raise AikError(f"cannot write metrics to {self.out}: {exc.strerror or exc}") from exc
         self._thread = threading.Thread(target=self._run, name="statsd-receiver", daemon=True)
         self._thread.start()
         log.info(

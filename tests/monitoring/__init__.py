@@ -1,0 +1,1 @@
+"""Tests of aik.monitoring (a package so its modules can share the simulated run of conftest)."""
