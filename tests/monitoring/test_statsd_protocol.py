@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aik.monitoring.protocol import Sample, StatsdParseError, cloudwatch_name, parse_line
+from aik.monitoring.windows import WindowAggregator
 
 
 def one(line: str) -> Sample:
@@ -120,3 +123,39 @@ def test_malformed_lines_are_rejected_with_a_reason(line: str) -> None:
     with pytest.raises(StatsdParseError) as error:
         parse_line(line)
     assert str(error.value)
+
+
+# Property tests: whatever arrives, parsing either yields samples or a StatsdParseError, never a crash.
+
+NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,10}(\.[a-z][a-z0-9_]{0,10}){0,3}", fullmatch=True)
+VALUES = st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False)
+RATES = st.sampled_from([None, 1.0, 0.5, 0.25, 0.1, 0.01])
+
+
+@given(st.text(max_size=200))
+def test_any_text_parses_or_is_rejected_cleanly(line: str) -> None:
+    try:
+        samples = parse_line(line)
+    except StatsdParseError:
+        return
+    assert samples
+    assert all(isinstance(s, Sample) and s.weight >= 1.0 for s in samples)
+
+
+@given(st.binary(max_size=300))
+def test_any_datagram_is_counted_never_fatal(data: bytes) -> None:
+    agg = WindowAggregator()
+    rejected = agg.add_datagram(data, 1_700_000_000.0)
+    assert agg.malformed == len(rejected) <= agg.lines
+    agg.pop_all()
+
+
+@given(NAMES, VALUES, st.sampled_from(["c", "ms", "g"]), RATES)
+def test_well_formed_lines_round_trip(name: str, value: float, kind: str, rate: float | None) -> None:
+    line = f"{name}:{value!r}|{kind}" + (f"|@{rate}" if rate is not None else "")
+    sample = one(line)
+    assert sample.name == name.replace(".", "_")
+    assert sample.metric_type == {"c": "counter", "ms": "timing", "g": "gauge"}[kind]
+    scale = 1.0 if kind == "g" or rate is None else 1.0 / rate
+    assert sample.value == pytest.approx(value * (scale if kind == "c" else 1.0))
+    assert sample.weight == pytest.approx(scale if kind != "g" else 1.0)

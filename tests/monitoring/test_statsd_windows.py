@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aik.dashboard import PERIOD_S
 from aik.monitoring.windows import WindowAggregator, WindowRecord, weighted_percentiles
@@ -174,3 +176,18 @@ def test_record_json_round_trip() -> None:
 def test_bad_period_is_refused() -> None:
     with pytest.raises(ValueError):
         WindowAggregator(0)
+
+
+@given(st.lists(st.tuples(st.floats(0, 99.999), st.integers(-5, 100)), max_size=60))
+def test_every_counter_lands_in_the_window_of_its_time(events: list[tuple[float, int]]) -> None:
+    agg = WindowAggregator()
+    expected: dict[int, int] = {}
+    for offset, value in events:
+        agg.add_line(f"hits:{value}|c", T0 + offset)
+        start = int((T0 + offset) // 10) * 10
+        expected[start] = expected.get(start, 0) + value
+    closed = agg.pop_closed(T0 + 50)
+    records = closed + agg.pop_all()
+    assert {r.timestamp: r.sum for r in records} == expected
+    assert all(r.timestamp + 10 <= T0 + 50 for r in closed)
+    assert [r.timestamp for r in records] == sorted(r.timestamp for r in records)
