@@ -42,13 +42,14 @@ class RenderResult:
     summary: DashboardSummary
 
 
-def _times(timestamps: list[int]) -> list[datetime]:
+def _times(timestamps: list[float]) -> list[datetime]:
     return [datetime.fromtimestamp(t, tz=UTC) for t in timestamps]
 
 
 def _gapped(series: SeriesFigures, period_s: int) -> tuple[list[datetime], list[float]]:
-    """The series' points with a NaN inserted wherever a period has no datapoint, so the line breaks."""
-    xs: list[int] = []
+    """The series' points at the middle of their periods (the value describes the whole period), with
+    a NaN wherever a period has no datapoint, so the line breaks."""
+    xs: list[float] = []
     ys: list[float] = []
     previous: int | None = None
     for timestamp, value in series.points:
@@ -58,7 +59,7 @@ def _gapped(series: SeriesFigures, period_s: int) -> tuple[list[datetime], list[
         xs.append(timestamp)
         ys.append(value)
         previous = timestamp
-    return _times(xs), ys
+    return _times([x + period_s / 2 for x in xs]), ys
 
 
 def _no_data(ax: Axes, widget: WidgetFigures) -> None:
@@ -83,10 +84,20 @@ def _graph(ax: Axes, widget: WidgetFigures, summary: DashboardSummary) -> None:
             ax.plot([], [], color=colour, linestyle="none", label=f"{series.spec.label} ({NO_DATA.lower()})")
             continue
         xs, ys = _gapped(series, summary.period_s)
-        ax.plot(xs, ys, color=colour, marker="o", markersize=3, linewidth=1.5, label=series.spec.label)
+        # Markers show single periods in short runs; in long ones they would only blur the line.
+        marker = "o" if len(xs) <= 60 else None
+        ax.plot(xs, ys, color=colour, marker=marker, markersize=3, linewidth=1.5, label=series.spec.label)
     ax.set_ylabel(widget.spec.unit)
-    ax.set_ylim(bottom=0)
+    # From zero, as CloudWatch draws these, with headroom so the legend does not sit on the lines.
+    highest = max((s.maximum or 0.0) for s in widget.series)
+    ax.set_ylim(0, highest * 1.25 if highest > 0 else 1.0)
     ax.grid(True, alpha=0.3)
+    if summary.start is not None and summary.end is not None:
+        # Every graph spans the dashboard's whole range, as CloudWatch widgets share one time range
+        # (and a run of a single period still gets a readable axis).
+        ax.set_xlim(*_times([summary.start, summary.end]))
+    locator = mdates.AutoDateLocator(tz=UTC, minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=UTC))
     ax.set_xlabel("time (UTC)")
     ax.legend(loc="best", fontsize=8, framealpha=0.8)

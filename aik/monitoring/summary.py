@@ -171,7 +171,8 @@ class DashboardSummary:
             return "no data"
         first = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.start))
         last = time.strftime("%H:%M:%S", time.gmtime(self.end))
-        return f"{first}-{last} UTC ({self.periods} periods of {self.period_s} s)"
+        plural = "" if self.periods == 1 else "s"
+        return f"{first}-{last} UTC ({self.periods} period{plural} of {self.period_s} s)"
 
     def lines(self) -> list[str]:
         """The headline figures as lines for a terminal ("no data" where a metric never arrived)."""
