@@ -29,8 +29,8 @@ from aik.monitoring.receiver import (
     POLL_S,
     RECEIVE_BUFFER,
     StatsdReceiver,
-    _kernel_drops,
-    _set_receive_timeout,
+    kernel_drops_of,
+    set_receive_timeout,
 )
 
 DATAGRAMS = [
@@ -68,7 +68,7 @@ class BareReader:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self.sock.bind(("127.0.0.1", 0))
-        _set_receive_timeout(self.sock, POLL_S)  # as the receiver does: one system call per read
+        set_receive_timeout(self.sock, POLL_S)  # as the receiver does: one system call per read
         self.port = self.sock.getsockname()[1]
         self.datagrams = 0
         self.kernel_drops: int | None = None
@@ -91,7 +91,7 @@ class BareReader:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        self.kernel_drops = _kernel_drops(self.sock)
+        self.kernel_drops = kernel_drops_of(self.sock)
         self.sock.close()
 
 

@@ -122,7 +122,7 @@ class StatsdReceiver:
             raise AikError(
                 f"cannot listen for StatsD on udp {self.host}:{self.requested_port}: {exc.strerror or exc}"
             ) from exc
-        _set_receive_timeout(sock, POLL_S)
+        set_receive_timeout(sock, POLL_S)
         self._sock = sock
         self._port = int(sock.getsockname()[1])
         self._progress = Progress("statsd receiver", unit="datagrams", every_s=30.0, logger=log)
@@ -222,7 +222,7 @@ class StatsdReceiver:
                 break
             if data:  # not the empty wake-up datagram of stop()
                 self._datagram(data, clock())
-        self.stats.kernel_drops = _kernel_drops(sock)
+        self.stats.kernel_drops = kernel_drops_of(sock)
         self._emit(self._aggregator.pop_all())
         self._progress.update(self.stats.datagrams - seen)
 
@@ -278,7 +278,7 @@ class StatsdReceiver:
         )
 
 
-def _set_receive_timeout(sock: socket.socket, seconds: float) -> None:
+def set_receive_timeout(sock: socket.socket, seconds: float) -> None:
     """Make `recv` give up after `seconds` with one system call per datagram: the kernel's SO_RCVTIMEO
     on a blocking socket (EAGAIN on expiry), where Python's own timeout polls before every read (one
     more system call, a microsecond per datagram); Python's timeout where the option is refused."""
@@ -290,7 +290,7 @@ def _set_receive_timeout(sock: socket.socket, seconds: float) -> None:
         sock.settimeout(seconds)
 
 
-def _kernel_drops(sock: socket.socket) -> int | None:
+def kernel_drops_of(sock: socket.socket) -> int | None:
     """Datagrams Linux dropped for this socket (the `drops` column of /proc/net/udp), else None."""
     try:
         inode = os.fstat(sock.fileno()).st_ino
