@@ -66,12 +66,6 @@ class KitBuckets(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, removal_policy: cdk.RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = secure_bucket(self, "AccessLogs", removal_policy=removal_policy)
-        nag.acknowledge(
-            self.access_logs,
-            "AwsSolutions-S1",
-            "This is the server-access-log bucket of the other buckets; logging it into itself would "
-            "loop, and S3 writes its log deliveries only through this bucket's policy.",
-        )
         self.data = secure_bucket(
             self,
             "Data",
@@ -112,7 +106,7 @@ class KitBuckets(Construct):
         )
         nag.acknowledge(
             self.data_read_policy,
-            f"AwsSolutions-IAM5[Resource::{nag.finding(self, self.data.arn_for_objects('*'))}]",
+            nag.resource_rule(self, self.data.arn_for_objects("*")),
             "The filtering server loads the model and MLeap bundle and the emulator reads the inference "
             "data from keys that notebook 0 and the training step choose; the wildcard is object keys "
             "of the kit's data bucket, read-only.",
@@ -146,7 +140,7 @@ class KitBuckets(Construct):
         )
         nag.acknowledge(
             handler,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            nag.aws_managed_policy_rule(self, "service-role/AWSLambdaBasicExecutionRole"),
             reason.format("its role writes its own logs through AWSLambdaBasicExecutionRole"),
         )
         nag.acknowledge(
@@ -160,18 +154,17 @@ class KitBuckets(Construct):
         for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"):
             nag.acknowledge(
                 handler,
-                f"AwsSolutions-IAM5[Action::{action}]",
+                nag.action_rule(action),
                 reason.format(f"{action} is one of the read/write action families of Bucket.grant_*"),
             )
-        asset_objects = nag.finding(
-            self,
+        asset_objects = (
             f"arn:{stack.partition}:s3:::cdk-{cdk.DefaultStackSynthesizer.DEFAULT_QUALIFIER}-assets-"
-            f"{stack.account}-{stack.region}/*",
+            f"{stack.account}-{stack.region}/*"
         )
-        for objects in (asset_objects, nag.finding(self, self.bootstrap.arn_for_objects("*"))):
+        for objects in (asset_objects, self.bootstrap.arn_for_objects("*")):
             nag.acknowledge(
                 handler,
-                f"AwsSolutions-IAM5[Resource::{objects}]",
+                nag.resource_rule(self, objects),
                 reason.format(
                     "the wildcard is the object keys of the asset bucket and of the bootstrap bucket"
                 ),

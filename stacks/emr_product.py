@@ -424,14 +424,14 @@ class EmrPortfolio(Construct):
         policy = self.launch_role.node.find_child("DefaultPolicy")
         nag.acknowledge(
             self.launch_role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonEMRFullAccessPolicy_v2]",
+            nag.aws_managed_policy_rule(self, "AmazonEMRFullAccessPolicy_v2"),
             "Provisioning the product creates and terminates an EMR cluster; AmazonEMRFullAccessPolicy_v2 "
             "is AWS's tag-scoped EMR policy (resources must carry for-use-with-amazon-emr-managed-"
             "policies=true, which the template sets) and AWS keeps its action list current.",
         )
         nag.acknowledge(
             policy,
-            f"AwsSolutions-IAM5[Resource::{nag.finding(policy, self._service_catalog_stacks)}]",
+            nag.resource_rule(policy, self._service_catalog_stacks),
             "Service Catalog names the stacks it provisions SC-<account>-pp-<id> at launch time; the "
             "wildcard is that prefix in this account and region.",
         )
@@ -444,7 +444,7 @@ class EmrPortfolio(Construct):
         )
         nag.acknowledge(
             policy,
-            f"AwsSolutions-IAM5[Resource::{nag.finding(policy, security_groups)}]",
+            nag.resource_rule(policy, security_groups),
             "The cluster's security groups get their ids when the product is launched; mutations are "
             "limited by condition to groups in the kit's VPC.",
         )

@@ -59,7 +59,7 @@ class EmrSecurity(Construct):
         data_bucket.grant_read_write(self.instance_role)
         bootstrap_bucket.grant_read(self.instance_role, f"{BOOTSTRAP_PREFIX}*")
         bootstrap_bucket.grant_put(self.instance_role, f"{EMR_LOG_PREFIX}*")
-        parameters = stack.format_arn(
+        self._parameters_arn = parameters = stack.format_arn(
             service="ssm", resource="parameter", resource_name=params.PREFIX.strip("/") + "/*"
         )
         self.instance_role.add_to_policy(
@@ -69,7 +69,9 @@ class EmrSecurity(Construct):
                 resources=[parameters],
             )
         )
-        clusters = stack.format_arn(service="elasticmapreduce", resource="cluster", resource_name="*")
+        self._clusters_arn = clusters = stack.format_arn(
+            service="elasticmapreduce", resource="cluster", resource_name="*"
+        )
         self.instance_role.add_to_policy(
             iam.PolicyStatement(
                 sid="DescribeOwnCluster",
@@ -156,36 +158,33 @@ class EmrSecurity(Construct):
             "emr-logs/ of the bootstrap bucket); the wildcards are object keys of those buckets."
         )
         for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"):
-            nag.acknowledge(instance_policy, f"AwsSolutions-IAM5[Action::{action}]", data_reason)
+            nag.acknowledge(instance_policy, nag.action_rule(action), data_reason)
         for objects in (
             data_bucket.arn_for_objects("*"),
             bootstrap_bucket.arn_for_objects(f"{BOOTSTRAP_PREFIX}*"),
             bootstrap_bucket.arn_for_objects(f"{EMR_LOG_PREFIX}*"),
         ):
-            nag.acknowledge(
-                instance_policy, f"AwsSolutions-IAM5[Resource::{nag.finding(self, objects)}]", data_reason
-            )
-        nag.acknowledge(instance_policy, "AwsSolutions-IAM5[Action::kms:ReEncrypt*]", _KMS_REASON)
-        nag.acknowledge(instance_policy, "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", _KMS_REASON)
+            nag.acknowledge(instance_policy, nag.resource_rule(self, objects), data_reason)
+        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
+            nag.acknowledge(instance_policy, nag.action_rule(action), _KMS_REASON)
         nag.acknowledge(
             instance_policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/aik/*]",
+            nag.resource_rule(self, self._parameters_arn),
             "The feature job reads the kit's parameters, whose names notebook 0 writes under /aik/; the "
             "wildcard is that path only.",
         )
         nag.acknowledge(
             instance_policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:elasticmapreduce:<AWS::Region>:"
-            "<AWS::AccountId>:cluster/*]",
+            nag.resource_rule(self, self._clusters_arn),
             "Cluster ids exist only after Service Catalog launches a cluster; the describe/list calls of "
             "on-cluster tools are read-only and limited to clusters of this account and region.",
         )
         service_policy = self.service_role.node.find_child("DefaultPolicy")
-        nag.acknowledge(service_policy, "AwsSolutions-IAM5[Action::kms:ReEncrypt*]", _KMS_REASON)
-        nag.acknowledge(service_policy, "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", _KMS_REASON)
+        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
+            nag.acknowledge(service_policy, nag.action_rule(action), _KMS_REASON)
         nag.acknowledge(
             self.service_role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2]",
+            nag.aws_managed_policy_rule(self, "service-role/AmazonEMRServicePolicy_v2"),
             "AmazonEMRServicePolicy_v2 is AWS's scoped EMR service policy (the replacement of the "
             "deprecated AmazonElasticMapReduceRole): it acts only on resources tagged "
             "for-use-with-amazon-emr-managed-policies=true, and AWS keeps it in step with the service.",

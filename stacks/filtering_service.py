@@ -45,14 +45,16 @@ IMAGE_CONTEXT_EXCLUDES = (
     "**/__pycache__",
     "**/*.pyc",
 )
-#: Health check of the filtering server: a TCP connect to its Thrift port with the image's own Python
-#: (the slim image has no curl or nc).
-HEALTH_CHECK = (
-    "CMD",
-    "python",
-    "-c",
-    f"import socket; socket.create_connection(('127.0.0.1', {FILTERING_PORT}), timeout=2).close()",
-)
+
+
+def health_check_command(port: int = FILTERING_PORT) -> list[str]:
+    """The filtering server's container health check: a TCP connect to its Thrift port.
+
+    It runs the image's own Python because the slim image has no curl or nc; exit 0 when the port
+    accepts a connection within 2 s, non-zero otherwise.
+    """
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2).close()"
+    return ["CMD", "python", "-c", probe]
 
 
 def agent_config() -> str:
@@ -196,7 +198,7 @@ class FilteringService(Construct):
             user=CONTAINER_USER,
             port_mappings=[ecs.PortMapping(container_port=FILTERING_PORT, protocol=ecs.Protocol.TCP)],
             health_check=ecs.HealthCheck(
-                command=list(HEALTH_CHECK),
+                command=health_check_command(),
                 interval=cdk.Duration.seconds(15),
                 timeout=cdk.Duration.seconds(5),
                 retries=3,

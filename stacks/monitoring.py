@@ -15,7 +15,9 @@ ALARM_PERIOD = cdk.Duration.minutes(1)
 ALARM_EVALUATION_PERIODS = 5
 
 
-def metric(spec: MetricSpec, period: cdk.Duration | None = None) -> cloudwatch.Metric:
+def metric(
+    spec: MetricSpec, period: cdk.Duration | None = None, label: str | None = None
+) -> cloudwatch.Metric:
     """The CloudWatch metric the agent publishes for `spec` (namespace `aik`, dimension `metric_type`)."""
     return cloudwatch.Metric(
         namespace=dashboard.NAMESPACE,
@@ -23,7 +25,7 @@ def metric(spec: MetricSpec, period: cdk.Duration | None = None) -> cloudwatch.M
         dimensions_map={dashboard.DIMENSION: spec.metric_type},
         statistic=spec.stat,
         period=period or cdk.Duration.seconds(dashboard.PERIOD_S),
-        label=spec.label,
+        label=label or spec.label,
     )
 
 
@@ -98,7 +100,7 @@ class FilteringMonitoring(Construct):
             self,
             "LatencyAlarm",
             alarm_description=f"Filtering server p99 latency above {latency_alarm_ms:g} ms for 5 minutes",
-            metric=metric(latency, ALARM_PERIOD),
+            metric=metric(latency, ALARM_PERIOD, "filtering server p99 latency (ms)"),
             threshold=latency_alarm_ms,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=ALARM_EVALUATION_PERIODS,
@@ -109,7 +111,7 @@ class FilteringMonitoring(Construct):
             self,
             "TrafficAlarm",
             alarm_description="No bid request scored by the filtering server for 5 minutes",
-            metric=metric(count, ALARM_PERIOD),
+            metric=metric(count, ALARM_PERIOD, "scored requests per minute"),
             threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
             evaluation_periods=ALARM_EVALUATION_PERIODS,

@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -50,6 +51,26 @@ def finding(scope: IConstruct, value: Any) -> str:
     from hand-written strings.
     """
     return _flatten(cdk.Stack.of(scope).resolve(value))
+
+
+def managed_policy_rule(scope: IConstruct, policy: iam.IManagedPolicy) -> str:
+    """The IAM4 finding id for an AWS managed policy attached in `scope`'s stack."""
+    return f"{PACK}-IAM4[Policy::{finding(scope, policy.managed_policy_arn)}]"
+
+
+def aws_managed_policy_rule(scope: IConstruct, name: str) -> str:
+    """The IAM4 finding id for the AWS managed policy `name` (`service-role/AmazonEMRServicePolicy_v2`)."""
+    return managed_policy_rule(scope, iam.ManagedPolicy.from_aws_managed_policy_name(name))
+
+
+def resource_rule(scope: IConstruct, resource: Any) -> str:
+    """The IAM5 finding id for a wildcard resource (an ARN string or token) in `scope`'s stack."""
+    return f"{PACK}-IAM5[Resource::{finding(scope, resource)}]"
+
+
+def action_rule(action: str) -> str:
+    """The IAM5 finding id for a wildcard action."""
+    return f"{PACK}-IAM5[Action::{action}]"
 
 
 def _flatten(node: Any) -> str:

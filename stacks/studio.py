@@ -81,6 +81,7 @@ class StudioDomain(Construct):
                 resources=["*"],
             )
         )
+        self._emr_arn = stack.format_arn(service="elasticmapreduce", resource="*")
         self.execution_role.add_to_policy(
             iam.PolicyStatement(
                 sid="StudioEmrConnect",
@@ -94,7 +95,7 @@ class StudioDomain(Construct):
                     "elasticmapreduce:GetPersistentAppUIPresignedURL",
                     "elasticmapreduce:GetOnClusterAppUIPresignedURL",
                 ],
-                resources=[stack.format_arn(service="elasticmapreduce", resource="*")],
+                resources=[self._emr_arn],
             )
         )
 
@@ -160,6 +161,11 @@ class StudioDomain(Construct):
             log_group=log_group,
         )
         vpc_arn = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
+        self._cleanup_resources = [
+            stack.format_arn(service="ec2", resource="security-group", resource_name="*"),
+            stack.format_arn(service="ec2", resource="network-interface", resource_name="*"),
+            stack.format_arn(service="elasticfilesystem", resource="file-system", resource_name="*"),
+        ]
         self.cleanup_function.add_to_role_policy(
             iam.PolicyStatement(
                 sid="FindLeftovers",
@@ -181,10 +187,7 @@ class StudioDomain(Construct):
                     "ec2:RevokeSecurityGroupEgress",
                     "ec2:RevokeSecurityGroupIngress",
                 ],
-                resources=[
-                    stack.format_arn(service="ec2", resource="security-group", resource_name="*"),
-                    stack.format_arn(service="ec2", resource="network-interface", resource_name="*"),
-                ],
+                resources=self._cleanup_resources[:2],
                 conditions={"ArnEquals": {"ec2:Vpc": vpc_arn}},
             )
         )
@@ -192,9 +195,7 @@ class StudioDomain(Construct):
             iam.PolicyStatement(
                 sid="RemoveSageMakerFileSystems",
                 actions=["elasticfilesystem:DeleteMountTarget", "elasticfilesystem:DeleteFileSystem"],
-                resources=[
-                    stack.format_arn(service="elasticfilesystem", resource="file-system", resource_name="*")
-                ],
+                resources=self._cleanup_resources[2:],
                 conditions={"Null": {"aws:ResourceTag/ManagedByAmazonSageMakerResource": "false"}},
             )
         )
@@ -211,7 +212,7 @@ class StudioDomain(Construct):
         role_policy = self.execution_role.node.find_child("DefaultPolicy")
         nag.acknowledge(
             self.execution_role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSageMakerFullAccess]",
+            nag.aws_managed_policy_rule(self, "AmazonSageMakerFullAccess"),
             "Studio users create apps, spaces, training jobs and Service Catalog products (the EMR "
             "template) through the SageMaker console APIs; AmazonSageMakerFullAccess is AWS's maintained "
             "policy for that, and the permissions boundary caps it.",
@@ -222,15 +223,15 @@ class StudioDomain(Construct):
             "and the s3 read/write action families Bucket.grant_read_write uses."
         )
         for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"):
-            nag.acknowledge(role_policy, f"AwsSolutions-IAM5[Action::{action}]", data_reason)
+            nag.acknowledge(role_policy, nag.action_rule(action), data_reason)
         nag.acknowledge(
             role_policy,
-            f"AwsSolutions-IAM5[Resource::{nag.finding(self, data_bucket.arn_for_objects('*'))}]",
+            nag.resource_rule(self, data_bucket.arn_for_objects("*")),
             data_reason,
         )
         nag.acknowledge(
             role_policy,
-            f"AwsSolutions-IAM5[Resource::{nag.finding(role_policy, self.parameters_arn)}]",
+            nag.resource_rule(self, self.parameters_arn),
             "Notebook 0 writes and every step reads the kit's parameters, all named under /aik/.",
         )
         nag.acknowledge(
@@ -241,19 +242,19 @@ class StudioDomain(Construct):
         )
         nag.acknowledge(
             role_policy,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:elasticmapreduce:<AWS::Region>:<AWS::AccountId>:*]",
+            nag.resource_rule(self, self._emr_arn),
             "Studio connects to clusters Service Catalog launches at run time (ids unknown at deploy "
             "time) and opens their persistent app UIs; limited to this account and region.",
         )
         nag.acknowledge(
             self.provider,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            nag.aws_managed_policy_rule(self, "service-role/AWSLambdaBasicExecutionRole"),
             "CDK's custom-resource provider framework gives its own function AWSLambdaBasicExecutionRole to "
             "write its logs; the framework, not the kit, owns that role.",
         )
         nag.acknowledge(
             self.provider,
-            f"AwsSolutions-IAM5[Resource::{nag.finding(self, self.cleanup_function.function_arn)}:*]",
+            nag.resource_rule(self, f"{self.cleanup_function.function_arn}:*"),
             "The provider framework may invoke any version or alias of the kit's cleanup function "
             "(the wildcard is the qualifier of that one function's ARN).",
         )
@@ -264,11 +265,10 @@ class StudioDomain(Construct):
             "The Describe calls of EC2 and EFS have no resource-level permissions; the handler needs them "
             "to find what Studio created (names and ids are chosen by SageMaker).",
         )
-        for resource in ("security-group", "network-interface", "file-system"):
-            service = "elasticfilesystem" if resource == "file-system" else "ec2"
+        for resource in self._cleanup_resources:
             nag.acknowledge(
                 function_policy,
-                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:{resource}/*]",
+                nag.resource_rule(self, resource),
                 "SageMaker creates these resources outside CloudFormation, so their ids are unknown; "
                 "deletion is limited by condition to the kit's VPC (EC2) or to file systems tagged "
                 "ManagedByAmazonSageMakerResource (EFS).",
