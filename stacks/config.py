@@ -7,7 +7,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_logs as logs
 
 #: The context keys `cdk deploy -c KEY=VALUE` understands, mapped to `KitConfig` fields.
 CONTEXT_KEYS: Mapping[str, str] = {
@@ -15,15 +14,41 @@ CONTEXT_KEYS: Mapping[str, str] = {
     "aik:nat-gateways": "nat_gateways",
     "aik:max-tasks": "max_tasks",
     "aik:latency-alarm-ms": "latency_alarm_ms",
+    "aik:log-retention-days": "log_retention_days",
 }
+#: The retention periods CloudWatch Logs accepts, in days.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 
 @dataclass(frozen=True)
 class KitConfig:
     """What a deployment may change; the defaults suit a sample kit that is torn down after use."""
 
-    #: The single data-retention switch. False (default): buckets, their objects, log groups and the
-    #: EBS key go away with `cdk destroy`. True: all of them are retained when the stacks are deleted.
+    #: The single data-retention switch. False (default): buckets and their objects, log groups and
+    #: the EBS key go away with `cdk destroy`. True: all of them outlive the stacks.
     retain_data: bool = False
     #: NAT gateways of the VPC (one per AZ is more available, one is cheaper; both AZs route through it).
     nat_gateways: int = 1
@@ -31,14 +56,18 @@ class KitConfig:
     max_tasks: int = 1
     #: The server-side p99 filtering latency (ms) above which the latency alarm fires.
     latency_alarm_ms: float = 10.0
-    #: How long the containers' and the VPC flow log's log groups keep their events.
-    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+    #: How long every log group of the kit (containers, flow log, Lambda handlers) keeps its events.
+    log_retention_days: int = 30
 
     def __post_init__(self) -> None:
         if not 1 <= self.nat_gateways <= 2:
             raise ValueError(f"nat_gateways must be 1 or 2 (the VPC has 2 AZs), got {self.nat_gateways}")
         if self.max_tasks < 1:
             raise ValueError(f"max_tasks must be at least 1, got {self.max_tasks}")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"log_retention_days must be one of {LOG_RETENTION_DAYS}, got {self.log_retention_days}"
+            )
         if self.latency_alarm_ms <= 0:
             raise ValueError(f"latency_alarm_ms must be positive, got {self.latency_alarm_ms}")
 

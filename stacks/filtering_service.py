@@ -113,8 +113,6 @@ class FilteringService(Construct):
         vpc: ec2.IVpc,
         data_read_policy: iam.IManagedPolicy,
         max_tasks: int,
-        log_retention: logs.RetentionDays,
-        removal_policy: cdk.RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.monitoring_config = ssm.StringParameter(
@@ -182,8 +180,6 @@ class FilteringService(Construct):
                 self,
                 "".join(part.capitalize() for part in name.split("-")) + "LogGroup",
                 log_group_name=f"/aik/{name}",
-                retention=log_retention,
-                removal_policy=removal_policy,
             )
 
         region = ecs.Secret.from_ssm_parameter(self.current_region)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -12,6 +13,7 @@ from stacks.boundary import PermissionsBoundary
 from stacks.config import KitConfig
 from stacks.filtering_service import FilteringService
 from stacks.monitoring import FilteringMonitoring
+from stacks.retention import LogGroupRetention
 from stacks.sagemaker_emr_stack import TwoAzStack
 
 
@@ -34,13 +36,12 @@ class FilteringStack(TwoAzStack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         boundary.apply_to(self)
+        cdk.Aspects.of(self).add(LogGroupRetention(config.log_retention_days, config.removal_policy))
         self.service = FilteringService(
             self,
             "Filtering",
             vpc=vpc,
             data_read_policy=data_read_policy,
             max_tasks=config.max_tasks,
-            log_retention=config.log_retention,
-            removal_policy=config.removal_policy,
         )
         self.monitoring = FilteringMonitoring(self, "Monitoring", latency_alarm_ms=config.latency_alarm_ms)

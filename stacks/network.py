@@ -39,8 +39,6 @@ class Network(Construct):
         construct_id: str,
         *,
         nat_gateways: int,
-        log_retention: logs.RetentionDays,
-        removal_policy: cdk.RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.vpc = ec2.Vpc(
@@ -59,9 +57,8 @@ class Network(Construct):
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
             },
         )
-        flow_log_group = logs.LogGroup(
-            self, "FlowLogGroup", retention=log_retention, removal_policy=removal_policy
-        )
+        # Retention and removal policy: `stacks.retention.LogGroupRetention`, as for every log group.
+        flow_log_group = logs.LogGroup(self, "FlowLogGroup")
         self.vpc.add_flow_log(
             "RejectedTraffic",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),

@@ -16,6 +16,7 @@ from stacks.config import KitConfig
 from stacks.emr_product import EmrPortfolio, ProductImports, export_names
 from stacks.emr_security import EmrSecurity
 from stacks.network import Network
+from stacks.retention import LogGroupRetention
 from stacks.studio import StudioDomain
 
 
@@ -44,13 +45,12 @@ class SagemakerEmrStack(TwoAzStack):
         super().__init__(scope, construct_id, **kwargs)
         self.boundary = PermissionsBoundary(self, "PermissionsBoundary")
         self.boundary.apply_to(self)
+        cdk.Aspects.of(self).add(LogGroupRetention(config.log_retention_days, config.removal_policy))
 
         network = Network(
             self,
             "Network",
             nat_gateways=config.nat_gateways,
-            log_retention=config.log_retention,
-            removal_policy=config.removal_policy,
         )
         self.vpc: ec2.IVpc = network.vpc
         buckets = KitBuckets(self, "Buckets", removal_policy=config.removal_policy)
@@ -68,8 +68,6 @@ class SagemakerEmrStack(TwoAzStack):
             "Studio",
             vpc=self.vpc,
             data_bucket=buckets.data,
-            log_retention=config.log_retention,
-            removal_policy=config.removal_policy,
         )
 
         imports = export_names(self.stack_name)

@@ -38,8 +38,6 @@ class StudioDomain(Construct):
         *,
         vpc: ec2.IVpc,
         data_bucket: s3.IBucket,
-        log_retention: logs.RetentionDays,
-        removal_policy: cdk.RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
@@ -123,7 +121,7 @@ class StudioDomain(Construct):
             ),
         )
 
-        self.cleanup = self._cleanup(vpc, log_retention=log_retention, removal_policy=removal_policy)
+        self.cleanup = self._cleanup(vpc)
         # Deletion runs in reverse: the profile, then the domain, then the cleanup, then the VPC.
         self.domain.node.add_dependency(self.cleanup)
         # Every part of the VPC except the VPC resource itself, which the VpcId property already references.
@@ -133,13 +131,9 @@ class StudioDomain(Construct):
                 self.cleanup.node.add_dependency(part)
         self._acknowledge(data_bucket)
 
-    def _cleanup(
-        self, vpc: ec2.IVpc, *, log_retention: logs.RetentionDays, removal_policy: cdk.RemovalPolicy
-    ) -> cdk.CustomResource:
+    def _cleanup(self, vpc: ec2.IVpc) -> cdk.CustomResource:
         stack = cdk.Stack.of(self)
-        log_group = logs.LogGroup(
-            self, "CleanupLogGroup", retention=log_retention, removal_policy=removal_policy
-        )
+        log_group = logs.LogGroup(self, "CleanupLogGroup")
         # An own role instead of AWSLambdaBasicExecutionRole: it writes to its one log group only.
         role = iam.Role(
             self,

@@ -19,10 +19,15 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """The app with every switch flipped: retained data, scaling up to 3 tasks, a 25 ms latency alarm."""
+    """The app with every switch flipped: retained data, up to 3 tasks, 25 ms alarm, 90-day logs."""
     return synthesize(
         tmp_path_factory.mktemp("cdk.out-variant"),
-        context={"aik:retain-data": "true", "aik:max-tasks": "3", "aik:latency-alarm-ms": "25"},
+        context={
+            "aik:retain-data": "true",
+            "aik:max-tasks": "3",
+            "aik:latency-alarm-ms": "25",
+            "aik:log-retention-days": "90",
+        },
     )
 
 

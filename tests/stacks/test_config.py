@@ -45,6 +45,7 @@ def test_json_context_values_are_accepted() -> None:
         ("aik:max-tasks", "0", "at least 1"),
         ("aik:nat-gateways", "3", "1 or 2"),
         ("aik:latency-alarm-ms", "-1", "positive"),
+        ("aik:log-retention-days", "31", "one of"),
     ],
 )
 def test_bad_context_values_are_refused_with_the_key(key: str, value: str, message: str) -> None:

@@ -203,11 +203,6 @@ def test_every_container_logs_to_its_aik_log_group(synth: Synthesized) -> None:
     }
 
 
-def test_log_groups_have_a_retention(synth: Synthesized) -> None:
-    for group in synth.resources(STACK, "AWS::Logs::LogGroup").values():
-        assert group["Properties"]["RetentionInDays"] == 30
-
-
 def test_service_runs_one_task_in_private_subnets(synth: Synthesized) -> None:
     synth.template(STACK).has_resource_properties(
         "AWS::ECS::Service",

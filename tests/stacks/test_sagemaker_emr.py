@@ -177,6 +177,22 @@ def test_retain_data_switch_keeps_the_ebs_key_and_log_groups(variant: Synthesize
                 assert resource["DeletionPolicy"] == "Retain", resource_type
 
 
+@pytest.mark.parametrize("stack", [STACK, "filtering"])
+def test_every_log_group_expires_and_goes_with_the_stack_by_default(synth: Synthesized, stack: str) -> None:
+    groups = synth.resources(stack, "AWS::Logs::LogGroup")
+    assert groups
+    for logical_id, group in groups.items():
+        assert group["Properties"]["RetentionInDays"] == 30, logical_id
+        assert group["DeletionPolicy"] == "Delete", logical_id
+
+
+def test_log_retention_setting_reaches_cdk_own_log_groups(variant: Synthesized) -> None:
+    days = {
+        g["Properties"]["RetentionInDays"] for g in variant.resources(STACK, "AWS::Logs::LogGroup").values()
+    }
+    assert days == {90}
+
+
 def test_data_and_bootstrap_buckets_log_access_to_the_log_bucket(synth: Synthesized) -> None:
     buckets = synth.resources(STACK, "AWS::S3::Bucket")
     logged = {
