@@ -275,7 +275,8 @@ class EmrClusterTemplate(servicecatalog.ProductStack):
             "False positive: the cluster's security configuration is defined in the parent stack "
             "(EmrSecurity, imported by export name) with EnableAtRestEncryption and EBS encryption by the "
             "kit's KMS key; cdk-nag looks for it only inside the product template. "
-            "tests/stacks test_emr_security_configuration_encrypts_ebs_with_the_kit_key checks it.",
+            "test_emr_security_configuration_encrypts_ebs_with_the_kit_key (tests/stacks/"
+            "test_cdk_sagemaker_emr.py) checks it.",
         )
         nag.acknowledge(
             self.cluster,
