@@ -214,7 +214,10 @@ class FilteringService(Construct):
             memory_limit_mib=512,
             essential=True,
             port_mappings=[ecs.PortMapping(container_port=STATSD_PORT, protocol=ecs.Protocol.UDP)],
-            secrets={"CW_CONFIG_CONTENT": ecs.Secret.from_ssm_parameter(self.monitoring_config)},
+            secrets={
+                "CW_CONFIG_CONTENT": ecs.Secret.from_ssm_parameter(self.monitoring_config),
+                "AWS_REGION": region,
+            },
             logging=ecs.LogDriver.aws_logs(
                 stream_prefix="cloudwatch-agent", log_group=log_group("monitoring")
             ),

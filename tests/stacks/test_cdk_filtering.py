@@ -165,8 +165,7 @@ def test_cloudwatch_agent_image_is_pinned(synth: Synthesized) -> None:
 
 
 def test_cloudwatch_agent_reads_its_config_from_the_monitoring_parameter(synth: Synthesized) -> None:
-    (secret,) = _containers(synth)["cloudwatch"]["Secrets"]
-    assert secret["Name"] == "CW_CONFIG_CONTENT"
+    (secret,) = [s for s in _containers(synth)["cloudwatch"]["Secrets"] if s["Name"] == "CW_CONFIG_CONTENT"]
     (config_param,) = [
         logical_id
         for logical_id, p in synth.resources(STACK, "AWS::SSM::Parameter").items()
@@ -185,6 +184,21 @@ def test_agent_config_receives_statsd_into_namespace_aik_every_5_seconds(synth: 
 
 def test_current_region_parameter_is_the_stack_region(synth: Synthesized) -> None:
     assert _parameter_value(synth, params.CURRENT_REGION) == {"Ref": "AWS::Region"}
+
+
+def test_every_container_gets_the_region_from_the_current_region_parameter(synth: Synthesized) -> None:
+    (region_param,) = [
+        logical_id
+        for logical_id, p in synth.resources(STACK, "AWS::SSM::Parameter").items()
+        if p["Properties"]["Name"] == params.CURRENT_REGION
+    ]
+    for name, container in _containers(synth).items():
+        (region,) = [s for s in container["Secrets"] if s["Name"] == "AWS_REGION"]
+        assert resolve_join(region["ValueFrom"]).endswith("${" + region_param + "}"), name
+
+
+def test_no_container_has_plain_environment_variables(synth: Synthesized) -> None:
+    assert all("Environment" not in c for c in _containers(synth).values())
 
 
 def test_every_container_logs_to_its_aik_log_group(synth: Synthesized) -> None:
