@@ -61,6 +61,7 @@ class NagAudit:
 
     findings: list[tuple[str, str, str]]  # (rule id, severity, construct path)
     acknowledgements: list[tuple[str, str, str]]  # (rule id, construct path, reason)
+    checked_stages: list[str]  # paths of the stages `nag.add_checks` was called for
 
 
 def resolve_join(value: Any) -> str:

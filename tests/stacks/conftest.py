@@ -45,7 +45,8 @@ def nag_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NagAudit]:
             "acknowledge",
             lambda scope, rule_id, reason: recorded.append((rule_id, scope.node.path, reason)),
         )
-        patch.setattr(nag, "add_checks", lambda stage: None)
+        checked: list[str] = []
+        patch.setattr(nag, "add_checks", lambda stage: checked.append(stage.node.path))
         app, _ = build_app(outdir=str(tmp_path_factory.mktemp("cdk.out-audit")))
         app.synth()
     from cdk_nag import AwsSolutionsChecks
@@ -56,4 +57,4 @@ def nag_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NagAudit]:
         for violation in report.violations
         for resource in violation.violating_resources
     ]
-    yield NagAudit(findings=findings, acknowledgements=recorded)
+    yield NagAudit(findings=findings, acknowledgements=recorded, checked_stages=checked)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_sns as sns
 from cdk_helpers import NagAudit, Synthesized
 
 from stacks import nag
@@ -14,6 +18,22 @@ def test_synth_reports_no_unacknowledged_finding(synth: Synthesized) -> None:
     report = json.loads((synth.assembly_dir / "validation-report.json").read_text())
     violations = [v for plugin in report["pluginReports"] for v in plugin["violations"]]
     assert violations == []
+
+
+def test_the_kit_stage_registers_the_checks(nag_audit: NagAudit) -> None:
+    assert nag_audit.checked_stages == ["aik"]
+
+
+def test_registered_checks_fail_the_synth_on_a_new_finding(tmp_path: Path) -> None:
+    app = cdk.App(outdir=str(tmp_path))
+    stage = cdk.Stage(app, "probe")
+    nag.add_checks(stage)
+    sns.Topic(cdk.Stack(stage, "stack"), "TopicWithoutTls")  # AwsSolutions-SNS3: publishers may skip TLS
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    rules = {v["ruleName"] for plugin in report["pluginReports"] for v in plugin["violations"]}
+    assert "AwsSolutions-SNS3" in rules
 
 
 def test_every_error_finding_is_acknowledged_at_or_above_its_resource(nag_audit: NagAudit) -> None:
@@ -63,15 +83,11 @@ def test_the_product_template_is_checked(nag_audit: NagAudit) -> None:
 
 
 def test_acknowledge_refuses_a_reason_without_evidence() -> None:
-    import pytest
-
     with pytest.raises(ValueError, match="evidence"):
         nag.acknowledge(None, "AwsSolutions-S1", "log bucket")  # type: ignore[arg-type]
 
 
 def test_acknowledge_refuses_rules_of_other_packs() -> None:
-    import pytest
-
     with pytest.raises(ValueError, match="AwsSolutions"):
         nag.acknowledge(None, "HIPAA.Security-S3BucketLoggingEnabled", "a reason long enough to pass")  # type: ignore[arg-type]
 
