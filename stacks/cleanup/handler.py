@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import boto3
@@ -77,56 +78,40 @@ def cleanup(
     report = CleanupReport()
     for file_system_id in _sagemaker_file_systems(efs, vpc_id):
         _delete_file_system(efs, file_system_id, report, timeout_s=timeout_s, poll_s=poll_s, sleep=sleep)
+
     groups = [
         g
         for g in _paginate(ec2, "describe_security_groups", "SecurityGroups", Filters=[_vpc_filter(vpc_id)])
         if NFS_GROUP_NAME.match(g.get("GroupName", ""))
     ]
     group_ids = {g["GroupId"] for g in groups}
-    for interface in _paginate(
-        ec2,
-        "describe_network_interfaces",
-        "NetworkInterfaces",
-        Filters=[_vpc_filter(vpc_id), {"Name": "status", "Values": ["available"]}],
-    ):
-        if _left_by_studio(interface, group_ids):
-            _try(
-                report,
-                f"network interface {interface['NetworkInterfaceId']}",
-                report.network_interfaces,
-                interface["NetworkInterfaceId"],
-                lambda i=interface: ec2.delete_network_interface(NetworkInterfaceId=i["NetworkInterfaceId"]),
-            )
+    detached = [_vpc_filter(vpc_id), {"Name": "status", "Values": ["available"]}]
+    for interface in _paginate(ec2, "describe_network_interfaces", "NetworkInterfaces", Filters=detached):
+        eni = interface["NetworkInterfaceId"]
+        if _left_by_studio(interface, group_ids) and _attempt(
+            report, f"network interface {eni}", partial(ec2.delete_network_interface, NetworkInterfaceId=eni)
+        ):
+            report.network_interfaces.append(eni)
+
     # The inbound and outbound groups reference each other: empty both before deleting either.
     for group in groups:
+        group_id = group["GroupId"]
         if group.get("IpPermissions"):
-            _try(
-                report,
-                f"ingress rules of {group['GroupId']}",
-                [],
-                None,
-                lambda g=group: ec2.revoke_security_group_ingress(
-                    GroupId=g["GroupId"], IpPermissions=g["IpPermissions"]
-                ),
+            revoke = partial(
+                ec2.revoke_security_group_ingress, GroupId=group_id, IpPermissions=group["IpPermissions"]
             )
+            _attempt(report, f"ingress rules of {group_id}", revoke)
         if group.get("IpPermissionsEgress"):
-            _try(
-                report,
-                f"egress rules of {group['GroupId']}",
-                [],
-                None,
-                lambda g=group: ec2.revoke_security_group_egress(
-                    GroupId=g["GroupId"], IpPermissions=g["IpPermissionsEgress"]
-                ),
+            revoke = partial(
+                ec2.revoke_security_group_egress, GroupId=group_id, IpPermissions=group["IpPermissionsEgress"]
             )
+            _attempt(report, f"egress rules of {group_id}", revoke)
     for group in groups:
-        _try(
-            report,
-            f"security group {group['GroupId']}",
-            report.security_groups,
-            group["GroupId"],
-            lambda g=group: ec2.delete_security_group(GroupId=g["GroupId"]),
-        )
+        group_id = group["GroupId"]
+        if _attempt(
+            report, f"security group {group_id}", partial(ec2.delete_security_group, GroupId=group_id)
+        ):
+            report.security_groups.append(group_id)
     return report
 
 
@@ -152,15 +137,12 @@ def _delete_file_system(
     poll_s: float,
     sleep: Callable[[float], None],
 ) -> None:
-    targets = efs.describe_mount_targets(FileSystemId=file_system_id).get("MountTargets", [])
-    for target in targets:
-        _try(
-            report,
-            f"mount target {target['MountTargetId']}",
-            report.mount_targets,
-            target["MountTargetId"],
-            lambda t=target: efs.delete_mount_target(MountTargetId=t["MountTargetId"]),
-        )
+    for target in efs.describe_mount_targets(FileSystemId=file_system_id).get("MountTargets", []):
+        target_id = target["MountTargetId"]
+        if _attempt(
+            report, f"mount target {target_id}", partial(efs.delete_mount_target, MountTargetId=target_id)
+        ):
+            report.mount_targets.append(target_id)
     # DeleteMountTarget returns while the target is still "deleting"; the file system can only go
     # once none is left.
     waited = 0.0
@@ -170,13 +152,10 @@ def _delete_file_system(
             return
         sleep(poll_s)
         waited += poll_s
-    _try(
-        report,
-        f"file system {file_system_id}",
-        report.file_systems,
-        file_system_id,
-        lambda: efs.delete_file_system(FileSystemId=file_system_id),
-    )
+    if _attempt(
+        report, f"file system {file_system_id}", partial(efs.delete_file_system, FileSystemId=file_system_id)
+    ):
+        report.file_systems.append(file_system_id)
 
 
 def _left_by_studio(interface: dict[str, Any], nfs_group_ids: set[str]) -> bool:
@@ -186,10 +165,8 @@ def _left_by_studio(interface: dict[str, Any], nfs_group_ids: set[str]) -> bool:
     return bool(groups & nfs_group_ids) or "sagemaker" in description or "efs mount target" in description
 
 
-def _try(
-    report: CleanupReport, what: str, done: list[str], item: str | None, action: Callable[[], Any]
-) -> None:
-    """Run one deletion; a missing resource counts as deleted, any other error is reported, not raised."""
+def _attempt(report: CleanupReport, what: str, action: Callable[[], Any]) -> bool:
+    """Run one deletion: True when done (a resource already gone counts as done); otherwise record why."""
     try:
         action()
     except ClientError as exc:
@@ -197,9 +174,8 @@ def _try(
         if code not in NOT_FOUND:
             report.failures.append(f"{what}: {code or exc}")
             logger.warning("could not remove %s: %s", what, exc)
-            return
-    if item is not None:
-        done.append(item)
+            return False
+    return True
 
 
 def _vpc_filter(vpc_id: str) -> dict[str, Any]:
