@@ -45,3 +45,8 @@ synth: install
 
 clean: demo-clean
 	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache *.egg-info
+
+# cfn-lint over every synthesized template (the stacks and the EMR product); cdk-nag runs inside synth.
+.PHONY: cfn-lint
+cfn-lint: synth
+	$(BIN)/python -m stacks.lint cdk.out

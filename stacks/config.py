@@ -1,0 +1,111 @@
+"""The kit's deployment settings: one frozen dataclass, filled from CDK context in `app.py` only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import aws_cdk as cdk
+
+#: The context keys `cdk deploy -c KEY=VALUE` understands, mapped to `KitConfig` fields.
+CONTEXT_KEYS: Mapping[str, str] = {
+    "aik:retain-data": "retain_data",
+    "aik:nat-gateways": "nat_gateways",
+    "aik:max-tasks": "max_tasks",
+    "aik:latency-alarm-ms": "latency_alarm_ms",
+    "aik:log-retention-days": "log_retention_days",
+}
+#: The retention periods CloudWatch Logs accepts, in days.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+
+@dataclass(frozen=True)
+class KitConfig:
+    """What a deployment may change; the defaults suit a sample kit that is torn down after use."""
+
+    #: The single data-retention switch. False (default): buckets and their objects, log groups and
+    #: the EBS key go away with `cdk destroy`. True: all of them outlive the stacks.
+    retain_data: bool = False
+    #: NAT gateways of the VPC (one per AZ is more available, one is cheaper; both AZs route through it).
+    nat_gateways: int = 1
+    #: Upper bound of the filtering service's CPU scaling policy; 1 (default) leaves scaling off.
+    max_tasks: int = 1
+    #: The server-side p99 filtering latency (ms) above which the latency alarm fires.
+    latency_alarm_ms: float = 10.0
+    #: How long every log group of the kit (containers, flow log, Lambda handlers) keeps its events.
+    log_retention_days: int = 30
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.nat_gateways <= 2:
+            raise ValueError(f"nat_gateways must be 1 or 2 (the VPC has 2 AZs), got {self.nat_gateways}")
+        if self.max_tasks < 1:
+            raise ValueError(f"max_tasks must be at least 1, got {self.max_tasks}")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"log_retention_days must be one of {LOG_RETENTION_DAYS}, got {self.log_retention_days}"
+            )
+        if self.latency_alarm_ms <= 0:
+            raise ValueError(f"latency_alarm_ms must be positive, got {self.latency_alarm_ms}")
+
+    @property
+    def removal_policy(self) -> cdk.RemovalPolicy:
+        """What CloudFormation does with data-holding resources when the stack is deleted."""
+        return cdk.RemovalPolicy.RETAIN if self.retain_data else cdk.RemovalPolicy.DESTROY
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> KitConfig:
+        """Settings from CDK context values (strings from `-c key=value`, or JSON values from cdk.json)."""
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, name in CONTEXT_KEYS.items():
+            raw = context.get(key)
+            if raw is None:
+                continue
+            kind = types[name]
+            try:
+                values[name] = _parse(raw, kind)
+            except ValueError as exc:
+                raise ValueError(f"context {key}={raw!r}: {exc}") from exc
+        return cls(**values)
+
+
+def _parse(raw: Any, kind: Any) -> Any:
+    """One context value as the field's type (`from __future__` annotations are strings)."""
+    if kind in (bool, "bool"):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no"):
+            return False
+        raise ValueError("expected true or false")
+    if kind in (int, "int"):
+        return int(raw)
+    if kind in (float, "float"):
+        return float(raw)
+    raise ValueError(f"unsupported setting type {kind}")

@@ -1,0 +1,119 @@
+"""CloudWatch dashboard `Monitoring-Dashboard` (from `aik.dashboard.WIDGETS`) and the filtering alarms."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from constructs import Construct
+
+from aik import dashboard
+from aik.dashboard import MetricSpec, WidgetSpec
+
+#: Alarms evaluate 1-minute periods (CloudWatch alarms on high-resolution metrics accept 10 s, 30 s or
+#: multiples of 60 s; a minute smooths single slow requests) over this many periods.
+ALARM_PERIOD = cdk.Duration.minutes(1)
+ALARM_EVALUATION_PERIODS = 5
+
+
+def metric(
+    spec: MetricSpec, period: cdk.Duration | None = None, label: str | None = None
+) -> cloudwatch.Metric:
+    """The CloudWatch metric the agent publishes for `spec` (namespace `aik`, dimension `metric_type`)."""
+    return cloudwatch.Metric(
+        namespace=dashboard.NAMESPACE,
+        metric_name=spec.cloudwatch_name,
+        dimensions_map={dashboard.DIMENSION: spec.metric_type},
+        statistic=spec.stat,
+        period=period or cdk.Duration.seconds(dashboard.PERIOD_S),
+        label=label or spec.label,
+    )
+
+
+def widget(spec: WidgetSpec) -> cloudwatch.IWidget:
+    """One dashboard widget as `aik.dashboard` describes it (the local renderer draws the same)."""
+    if spec.kind == "single_value":
+        # Summed over the dashboard's whole time range, not per period.
+        return cloudwatch.SingleValueWidget(
+            title=spec.title,
+            metrics=[metric(m) for m in spec.metrics],
+            set_period_to_time_range=True,
+            full_precision=True,
+            width=6,
+            height=6,
+        )
+    metrics: list[cloudwatch.IMetric]
+    if spec.per_second:
+        metrics = [
+            cloudwatch.MathExpression(
+                expression=f"m{i}/{dashboard.PERIOD_S}",
+                using_metrics={f"m{i}": metric(m)},
+                label=m.label,
+                period=cdk.Duration.seconds(dashboard.PERIOD_S),
+            )
+            for i, m in enumerate(spec.metrics)
+        ]
+    else:
+        metrics = [metric(m) for m in spec.metrics]
+    return cloudwatch.GraphWidget(
+        title=spec.title,
+        left=metrics,
+        left_y_axis=cloudwatch.YAxisProps(label=spec.unit, show_units=False),
+        legend_position=cloudwatch.LegendPosition.BOTTOM,
+        live_data=True,
+        period=cdk.Duration.seconds(dashboard.PERIOD_S),
+        view=cloudwatch.GraphWidgetView.TIME_SERIES,
+        width=6,
+        height=6,
+    )
+
+
+def _spec(prefix: str, name: str) -> MetricSpec:
+    """The one `MetricSpec` of `aik.dashboard.WIDGETS` with this prefix and name."""
+    for w in dashboard.WIDGETS:
+        for m in w.metrics:
+            if (m.prefix, m.name) == (prefix, name):
+                return m
+    raise KeyError(f"{prefix}.{name} is on no dashboard widget")
+
+
+class FilteringMonitoring(Construct):
+    """The dashboard of the four widgets of `aik.dashboard.WIDGETS`, in one row, and two alarms.
+
+    `latency_alarm`: the server's p99 filtering latency above `latency_alarm_ms` for five minutes.
+    `traffic_alarm`: no scored request for five minutes (missing data counts as none), i.e. the
+    filtering service stopped serving. Exposes `dashboard`, `latency_alarm`, `traffic_alarm`.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, latency_alarm_ms: float) -> None:
+        super().__init__(scope, construct_id)
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=dashboard.DASHBOARD_NAME,
+            default_interval=cdk.Duration.hours(1),
+            period_override=cloudwatch.PeriodOverride.INHERIT,
+        )
+        self.dashboard.add_widgets(*(widget(spec) for spec in dashboard.WIDGETS))
+
+        latency = _spec(dashboard.SERVER_PREFIX, dashboard.FILTERING_LATENCY)
+        self.latency_alarm = cloudwatch.Alarm(
+            self,
+            "LatencyAlarm",
+            alarm_description=f"Filtering server p99 latency above {latency_alarm_ms:g} ms for 5 minutes",
+            metric=metric(latency, ALARM_PERIOD, "filtering server p99 latency (ms)"),
+            threshold=latency_alarm_ms,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=ALARM_EVALUATION_PERIODS,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        count = _spec(dashboard.SERVER_PREFIX, dashboard.FILTERING_COUNT)
+        self.traffic_alarm = cloudwatch.Alarm(
+            self,
+            "TrafficAlarm",
+            alarm_description="No bid request scored by the filtering server for 5 minutes",
+            metric=metric(count, ALARM_PERIOD, "scored requests per minute"),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            evaluation_periods=ALARM_EVALUATION_PERIODS,
+            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )

@@ -1,0 +1,269 @@
+"""SageMaker Studio: security group, execution role, VpcOnly domain, a user profile and the cleanup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from aik import params
+from stacks import nag
+
+CLEANUP_CODE = Path(__file__).resolve().parent / "cleanup"
+DOMAIN_NAME = "aik-studio"
+USER_PROFILE_NAME = "aik-user"
+
+
+class StudioDomain(Construct):
+    """A SageMaker Studio domain (VpcOnly, IAM auth) in the private subnets, with one user profile.
+
+    The execution role (Studio, notebooks, training jobs) may read and write the data bucket, read and
+    write the `/aik/*` parameters, describe and list EMR clusters and open Studio's EMR UIs. Exposes
+    `security_group`, `execution_role`, `domain`, `user_profile` and `cleanup` (the custom resource
+    that removes what the domain leaves behind, see `stacks/cleanup/handler.py`).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        data_bucket: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self.security_group = ec2.SecurityGroup(
+            self, "SecurityGroup", vpc=vpc, description="SageMaker Studio apps of the kit domain"
+        )
+        # Studio in VpcOnly mode: the Jupyter server and kernel-gateway apps talk to each other.
+        self.security_group.add_ingress_rule(
+            self.security_group, ec2.Port.tcp_range(8192, 65535), "Studio apps to each other"
+        )
+
+        self.execution_role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="SageMaker Studio and training jobs of the Advertising Intelligence Kit",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSageMakerFullAccess")],
+        )
+        data_bucket.grant_read_write(self.execution_role)
+        self.parameters_arn = stack.format_arn(
+            service="ssm", resource="parameter", resource_name=params.PREFIX.strip("/") + "/*"
+        )
+        self.execution_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadWriteKitParameters",
+                actions=[
+                    "ssm:GetParameter",
+                    "ssm:GetParameters",
+                    "ssm:GetParametersByPath",
+                    "ssm:PutParameter",
+                ],
+                resources=[self.parameters_arn],
+            )
+        )
+        self.execution_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StudioEmrDiscovery",
+                actions=["elasticmapreduce:ListClusters"],
+                resources=["*"],
+            )
+        )
+        self._emr_arn = stack.format_arn(service="elasticmapreduce", resource="*")
+        self.execution_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StudioEmrConnect",
+                actions=[
+                    "elasticmapreduce:DescribeCluster",
+                    "elasticmapreduce:DescribeSecurityConfiguration",
+                    "elasticmapreduce:ListInstanceGroups",
+                    "elasticmapreduce:ListInstances",
+                    "elasticmapreduce:CreatePersistentAppUI",
+                    "elasticmapreduce:DescribePersistentAppUI",
+                    "elasticmapreduce:GetPersistentAppUIPresignedURL",
+                    "elasticmapreduce:GetOnClusterAppUIPresignedURL",
+                ],
+                resources=[self._emr_arn],
+            )
+        )
+
+        subnets = vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        self.domain = sagemaker.CfnDomain(
+            self,
+            "Domain",
+            domain_name=DOMAIN_NAME,
+            app_network_access_type="VpcOnly",
+            auth_mode="IAM",
+            vpc_id=vpc.vpc_id,
+            subnet_ids=subnets.subnet_ids,
+            default_user_settings=sagemaker.CfnDomain.UserSettingsProperty(
+                execution_role=self.execution_role.role_arn,
+                security_groups=[self.security_group.security_group_id],
+            ),
+        )
+        self.user_profile = sagemaker.CfnUserProfile(
+            self,
+            "UserProfile",
+            domain_id=self.domain.attr_domain_id,
+            user_profile_name=USER_PROFILE_NAME,
+            user_settings=sagemaker.CfnUserProfile.UserSettingsProperty(
+                execution_role=self.execution_role.role_arn
+            ),
+        )
+
+        self.cleanup = self._cleanup(vpc)
+        # Deletion runs in reverse: the profile, then the domain, then the cleanup, then the VPC.
+        self.domain.node.add_dependency(self.cleanup)
+        # Every part of the VPC except the VPC resource itself, which the VpcId property already references.
+        vpc_resource = vpc.node.default_child
+        for part in vpc.node.children:
+            if vpc_resource is None or part.node.path != vpc_resource.node.path:
+                self.cleanup.node.add_dependency(part)
+        self._acknowledge(data_bucket)
+
+    def _cleanup(self, vpc: ec2.IVpc) -> cdk.CustomResource:
+        stack = cdk.Stack.of(self)
+        log_group = logs.LogGroup(self, "CleanupLogGroup")
+        # An own role instead of AWSLambdaBasicExecutionRole: it writes to its one log group only.
+        role = iam.Role(
+            self,
+            "CleanupRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Studio cleanup custom resource of the kit",
+        )
+        log_group.grant_write(role)
+        self.cleanup_function = lambda_.Function(
+            self,
+            "CleanupFunction",
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            handler="handler.on_event",
+            code=lambda_.Code.from_asset(str(CLEANUP_CODE), exclude=["__pycache__", "*.pyc"]),
+            timeout=cdk.Duration.minutes(14),
+            memory_size=256,
+            description="Removes the EFS file system and NFS security groups Studio leaves in the kit's VPC",
+            role=role,
+            log_group=log_group,
+        )
+        vpc_arn = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
+        self._cleanup_resources = [
+            stack.format_arn(service="ec2", resource="security-group", resource_name="*"),
+            stack.format_arn(service="ec2", resource="network-interface", resource_name="*"),
+            stack.format_arn(service="elasticfilesystem", resource="file-system", resource_name="*"),
+        ]
+        self.cleanup_function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="FindLeftovers",
+                actions=[
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeNetworkInterfaces",
+                    "elasticfilesystem:DescribeFileSystems",
+                    "elasticfilesystem:DescribeMountTargets",
+                ],
+                resources=["*"],
+            )
+        )
+        self.cleanup_function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="RemoveLeftoversInKitVpc",
+                actions=[
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteSecurityGroup",
+                    "ec2:RevokeSecurityGroupEgress",
+                    "ec2:RevokeSecurityGroupIngress",
+                ],
+                resources=self._cleanup_resources[:2],
+                conditions={"ArnEquals": {"ec2:Vpc": vpc_arn}},
+            )
+        )
+        self.cleanup_function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="RemoveSageMakerFileSystems",
+                actions=["elasticfilesystem:DeleteMountTarget", "elasticfilesystem:DeleteFileSystem"],
+                resources=self._cleanup_resources[2:],
+                conditions={"Null": {"aws:ResourceTag/ManagedByAmazonSageMakerResource": "false"}},
+            )
+        )
+        self.provider = cr.Provider(self, "CleanupProvider", on_event_handler=self.cleanup_function)
+        return cdk.CustomResource(
+            self,
+            "Cleanup",
+            service_token=self.provider.service_token,
+            resource_type="Custom::StudioCleanup",
+            properties={"VpcId": vpc.vpc_id},
+        )
+
+    def _acknowledge(self, data_bucket: s3.IBucket) -> None:
+        role_policy = self.execution_role.node.find_child("DefaultPolicy")
+        nag.acknowledge(
+            self.execution_role,
+            nag.aws_managed_policy_rule(self, "AmazonSageMakerFullAccess"),
+            "Studio users create apps, spaces, training jobs and Service Catalog products (the EMR "
+            "template) through the SageMaker console APIs; AmazonSageMakerFullAccess is AWS's maintained "
+            "policy for that, and the permissions boundary caps it.",
+        )
+        data_reason = (
+            "Notebooks and SageMaker training jobs read the raw data and features and write models and "
+            "parameters' artifacts in the kit's data bucket; the wildcards are that bucket's object keys "
+            "and the s3 read/write action families Bucket.grant_read_write uses."
+        )
+        for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"):
+            nag.acknowledge(role_policy, nag.action_rule(action), data_reason)
+        nag.acknowledge(
+            role_policy,
+            nag.resource_rule(self, data_bucket.arn_for_objects("*")),
+            data_reason,
+        )
+        nag.acknowledge(
+            role_policy,
+            nag.resource_rule(self, self.parameters_arn),
+            "Notebook 0 writes and every step reads the kit's parameters, all named under /aik/.",
+        )
+        nag.acknowledge(
+            role_policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "elasticmapreduce:ListClusters has no resource-level permissions; Studio lists clusters to "
+            "offer the ones it can connect to.",
+        )
+        nag.acknowledge(
+            role_policy,
+            nag.resource_rule(self, self._emr_arn),
+            "Studio connects to clusters Service Catalog launches at run time (ids unknown at deploy "
+            "time) and opens their persistent app UIs; limited to this account and region.",
+        )
+        nag.acknowledge(
+            self.provider,
+            nag.aws_managed_policy_rule(self, "service-role/AWSLambdaBasicExecutionRole"),
+            "CDK's custom-resource provider framework gives its own function AWSLambdaBasicExecutionRole to "
+            "write its logs; the framework, not the kit, owns that role.",
+        )
+        nag.acknowledge(
+            self.provider,
+            nag.resource_rule(self, f"{self.cleanup_function.function_arn}:*"),
+            "The provider framework may invoke any version or alias of the kit's cleanup function "
+            "(the wildcard is the qualifier of that one function's ARN).",
+        )
+        function_policy = self.cleanup_function.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
+        nag.acknowledge(
+            function_policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "The Describe calls of EC2 and EFS have no resource-level permissions; the handler needs them "
+            "to find what Studio created (names and ids are chosen by SageMaker).",
+        )
+        for resource in self._cleanup_resources:
+            nag.acknowledge(
+                function_policy,
+                nag.resource_rule(self, resource),
+                "SageMaker creates these resources outside CloudFormation, so their ids are unknown; "
+                "deletion is limited by condition to the kit's VPC (EC2) or to file systems tagged "
+                "ManagedByAmazonSageMakerResource (EFS).",
+            )
