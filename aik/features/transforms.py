@@ -6,6 +6,7 @@ Flow: parsed logs -> `bid_filtering_rows` or `ctr_rows` (one row per BidID with 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +122,9 @@ def with_device_type(df: DataFrame, user_agent: str = "UserAgent") -> DataFrame:
 
     column = df.columns.index(user_agent)
     schema = StructType([*df.schema.fields, StructField("device_type_id", IntegerType(), False)])
-    return df.mapInArrow(lambda batches: _device_types(batches, column), schema)
+    with warnings.catch_warnings():  # pyspark warns about pandas 3, which this Arrow-only path never uses
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+        return df.mapInArrow(lambda batches: _device_types(batches, column), schema)
 
 
 def with_split(df: DataFrame, seed: int = DEFAULT_SPLIT_SEED) -> DataFrame:
