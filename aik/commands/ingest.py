@@ -299,6 +299,15 @@ def download_kaggle(
     return report
 
 
+def ingest_source(ctx: Context, source: str, *, rows: int = 200_000, seed: int = 7) -> dict[str, Any]:
+    """Notebook 1's one call: `synthetic`, `kaggle` (the real download) or a directory of dataset files."""
+    if source == "synthetic":
+        return ingest_synthetic(ctx, rows=rows, seed=seed)
+    if source == "kaggle":
+        return download_kaggle(ctx)
+    return ingest_from(ctx, source)
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Dispatch to the chosen source and print a summary (the demo calls this with synthetic=True)."""
     match = getattr(args, "match", "*")
