@@ -53,6 +53,17 @@ INTEGER_FIELDS: tuple[str, ...] = ("BiddingPrice", "PayingPrice")
 #: Values that mean "missing" in every season.
 MISSING: tuple[str, ...] = ("null", "")
 
+#: Classes of reasons (for counts): class -> the text every reason of the class contains.
+REASON_CLASSES: dict[str, str] = {
+    "empty line": "empty line",
+    "wrong field count": " fields (expected ",
+    "missing BidID": "missing BidID",
+    "bad Timestamp": "bad Timestamp",
+    "wrong LogType": "LogType '",
+    "bad BiddingPrice": "bad BiddingPrice",
+    "bad PayingPrice": "bad PayingPrice",
+}
+
 #: Where `aik ingest` points the click logs (not in DESIGN.md's list: an addition of the pipeline).
 CLK_SOURCE = "/aik/clk_source"
 
@@ -213,9 +224,9 @@ class LogReport:
         }
 
 
-def _reason_class(reason: str) -> str:
-    """The reason without the offending value, so the report's counts group alike lines."""
-    return reason.split(" '", 1)[0] if "'" in reason else reason
+def reason_class(reason: str) -> str:
+    """The class of a reason (REASON_CLASSES), so reports count alike lines together."""
+    return next((name for name, text in REASON_CLASSES.items() if text in reason), reason)
 
 
 def scan_log(
@@ -251,7 +262,7 @@ def scan_log(
                     report.accepted += 1
                 else:
                     report.rejected += 1
-                    report.reasons[_reason_class(reason)] += 1
+                    report.reasons[reason_class(reason)] += 1
                     if rejects is not None:
                         rejects.write(f"{number}\t{reason}\t{line}\n")
                 if progress is not None and number % 65536 == 0:

@@ -20,6 +20,7 @@ import logging
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import reduce
@@ -46,7 +47,7 @@ from aik.features.transforms import (
     raw_schema_rows,
     split_features,
 )
-from aik.ipinyou import BID, CLK, CLK_SOURCE, IMP
+from aik.ipinyou import BID, CLK, CLK_SOURCE, IMP, REASON_CLASSES
 from aik.params import (
     BID_SOURCE,
     IMP_SOURCE,
@@ -63,7 +64,7 @@ from aik.schema import INDEXED_COLUMNS, LABEL, RAW_SCHEMA
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, Observation, SparkSession
 
     from aik.context import Context
 
@@ -188,30 +189,41 @@ def write_pipeline_bundle(spark: SparkSession, model: PipelineModel, dataset: Da
     return writer
 
 
-def _count_inputs(narrow: dict[str, DataFrame]) -> dict[str, Any]:
-    """Lines per source file and reason, in one Spark job over the cached inputs."""
+def _line_metrics(reason: Column) -> list[Column]:
+    """Aggregates of `observe`: lines, rejected lines, and rejected lines per reason class."""
     from pyspark.sql import functions as F
 
-    counts = reduce(
-        lambda a, b: a.unionByName(b),
-        [df.groupBy(F.lit(kind).alias("kind"), "source", "reason").count() for kind, df in narrow.items()],
-    ).collect()
-    out: dict[str, Any] = {}
-    for row in counts:
-        entry = out.setdefault(
-            row["kind"], {"lines": 0, "accepted": 0, "rejected": 0, "files": {}, "reasons": {}}
-        )
-        source = entry["files"].setdefault(row["source"], {"accepted": 0, "rejected": 0})
-        entry["lines"] += row["count"]
-        if row["reason"] is None:
-            entry["accepted"] += row["count"]
-            source["accepted"] += row["count"]
-        else:
-            entry["rejected"] += row["count"]
-            source["rejected"] += row["count"]
-            reason = row["reason"].split(" '", 1)[0]
-            entry["reasons"][reason] = entry["reasons"].get(reason, 0) + row["count"]
-    return out
+    metrics = [F.count(F.lit(1)).alias("lines"), F.count(reason).alias("rejected")]
+    for i, text in enumerate(REASON_CLASSES.values()):
+        metrics.append(F.sum(F.when(reason.contains(text), 1).otherwise(0)).alias(f"reason{i}"))
+    return metrics
+
+
+def _input_counts(observation: Observation, parsed: DataFrame) -> dict[str, Any]:
+    """Lines, accepted, rejected and rejects per reason class of one kind of log, as observed in pass 1.
+
+    Should the metrics be missing (an optimiser that skipped the observed plan), they are counted in a
+    separate pass rather than reported wrong.
+    """
+    from pyspark.sql import functions as F
+
+    from aik.features.logs import REASON
+
+    try:
+        metrics = observation.get
+    except Exception:  # py4j wraps the JVM's failure to find them
+        metrics = {}
+    if not metrics:
+        log.info("features: counting the lines in a separate pass")
+        metrics = parsed.select(*_line_metrics(F.col(REASON))).first().asDict()  # type: ignore[union-attr]
+    return {
+        "lines": metrics["lines"],
+        "accepted": metrics["lines"] - metrics["rejected"],
+        "rejected": metrics["rejected"],
+        "reasons": {
+            name: metrics[f"reason{i}"] for i, name in enumerate(REASON_CLASSES) if metrics[f"reason{i}"]
+        },
+    }
 
 
 def run_job(
@@ -223,6 +235,7 @@ def run_job(
 ) -> dict[str, Any]:
     """Run the feature job on explicit URIs and return its report (also written to `outputs.report`)."""
     from pyspark import StorageLevel
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     from aik.features.logs import LINE, REASON, SOURCE, read_logs
@@ -245,20 +258,31 @@ def run_job(
         log.info("features: " + message + " (%.1f s)", *args, time.monotonic() - start)
 
     with StageProgress(spark, "features"):
-        narrow: dict[str, DataFrame] = {}
+        parsed: dict[str, DataFrame] = {}
+        observed: dict[str, Observation] = {}
         for kind in kinds:
             files = log_files(uris[kind], kind)
             step("reading %d %s file(s) under %s", len(files), kind, uris[kind])
-            parsed = read_logs(spark, files, kind)
-            narrow[kind] = parsed.select(
-                SOURCE,
-                REASON,
-                F.when(F.col(REASON).isNotNull(), F.col(LINE)).alias(LINE),
-                *keep[kind],
-            ).persist(StorageLevel.MEMORY_AND_DISK)
-        inputs = _count_inputs(narrow)
+            parsed[kind] = read_logs(spark, files, kind)
+            observed[kind] = Observation(f"aik-{kind}-lines-{uuid.uuid4().hex[:8]}")  # unique per session
+        # Pass 1 over the logs: write the rejects (a directory per input) and count every line on the way
+        # (`observe`), so the input is neither cached nor scanned again just to be counted. No shuffle
+        # before the write: with one, adaptive execution drops the observed branch when no line is
+        # rejected, and the counts with it. Always written, so the rejects of an earlier run never
+        # linger beside this run's output.
+        rejects = reduce(
+            lambda a, b: a.unionByName(b),
+            [
+                df.observe(observed[kind], *_line_metrics(F.col(REASON)))
+                .where(F.col(REASON).isNotNull())
+                .select(F.lit(kind).alias("kind"), SOURCE, REASON, LINE)
+                for kind, df in parsed.items()
+            ],
+        )
+        rejects.write.mode("overwrite").partitionBy("kind", SOURCE).json(outputs.rejects)
+        inputs = {kind: _input_counts(observed[kind], parsed[kind]) for kind in kinds}
         for kind in kinds:
-            counts = inputs.get(kind, {"lines": 0, "accepted": 0, "rejected": 0})
+            counts = inputs[kind]
             step(
                 "%s logs: %s lines, %s accepted, %s rejected",
                 kind,
@@ -268,29 +292,15 @@ def run_job(
                 raise AikError(
                     f"no accepted {kind} log lines under {uris[kind]} (see the rejects in {outputs.rejects})"
                 )
+        narrow = {kind: accepted(parsed[kind]).select(*keep[kind]) for kind in kinds}
 
-        rejects = [
-            df.where(F.col(REASON).isNotNull()).select(F.lit(kind).alias("kind"), SOURCE, REASON, LINE)
-            for kind, df in narrow.items()
-        ]
-        rejected = sum(inputs[k]["rejected"] for k in kinds)
-        all_rejects = reduce(lambda a, b: a.unionByName(b), rejects)
-        # Always (over)written, so rejects of an earlier run never linger next to this run's output;
-        # one file per input (kind=.../source=<file>/), as the ingest step writes them.
-        all_rejects.repartition("kind", SOURCE).write.mode("overwrite").partitionBy("kind", SOURCE).json(
-            outputs.rejects
-        )
-        if rejected:
-            step("%s rejected lines written to %s", f"{rejected:,}", outputs.rejects)
-
+        # Pass 2: the joined, labelled rows, cached for the fit and the five writes that follow.
         if use_case == BID_FILTERING:
-            rows = bid_filtering_rows(accepted(narrow[BID]), accepted(narrow[IMP]))
+            rows = bid_filtering_rows(narrow[BID], narrow[IMP])
         else:
-            rows = ctr_rows(accepted(narrow[IMP]), accepted(narrow[CLK]))
+            rows = ctr_rows(narrow[IMP], narrow[CLK])
         prepared = prepare(rows, seed).persist(StorageLevel.MEMORY_AND_DISK)
         model = fit_indexers(prepared)
-        for df in narrow.values():
-            df.unpersist()
         labels = indexer_labels(model)
         step("indexers fitted: %s", ", ".join(f"{c} {len(v):,} labels" for c, v in labels.items()))
 
