@@ -311,7 +311,8 @@ def run_job(
         )
         step("inference data written to %s", outputs.inference)
 
-        features = split_features(prepared, model)
+        # Only ints: cheap to cache, and the three writes and the counts then share one transform.
+        features = split_features(prepared, model).persist(StorageLevel.MEMORY_AND_DISK)
         for split, uri in ((TRAIN, outputs.train), (VALID, outputs.valid), (TEST, outputs.test)):
             features.where(F.col(SPLIT) == split).drop(SPLIT).write.mode("overwrite").parquet(uri)
         sizes = {
@@ -338,6 +339,7 @@ def run_job(
         storage.write_text(outputs.schema, json.dumps(RAW_SCHEMA, indent=2) + "\n")
         step("bundle (%s) and schema written to %s, %s", writer, outputs.bundle, outputs.schema)
         prepared.unpersist()
+        features.unpersist()
 
     total = sum(v["rows"] for v in split_report.values())
     positives = sum(v["positives"] for v in split_report.values())

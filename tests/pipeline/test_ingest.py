@@ -181,3 +181,26 @@ def test_real_sample_goes_through_ingest_and_the_ctr_job(
     assert result["rows"] == len(imps)
     assert result["positives"] == len(imps & clicks) > 0
     assert result["labels"]["AdvertiserID"] >= 5
+
+
+def test_on_the_aws_backend_ingest_writes_to_s3_and_ssm(aws: None, tmp_path: Path) -> None:
+    import boto3
+
+    from aik.params import DATA_BUCKET, configure
+    from aik.settings import Settings
+
+    boto3.client("s3").create_bucket(Bucket="aik-data")
+    ctx = Context(Settings(backend="aws", workspace=tmp_path, region="us-east-1"))
+    ctx.params.put(DATA_BUCKET, "aik-data")  # created by the aik/sagemaker-emr stack
+    configure(ctx.params, ctx.settings)
+    report = ingest.ingest_synthetic(ctx, rows=800, seed=2, days=2)
+    assert ctx.params.get(BID_SOURCE) == "s3://aik-data/raw/ipinyou-data/bid/"
+    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="aik-data")["Contents"]}
+    assert "raw/ipinyou-data/bid/bid.20130606.txt.bz2" in keys
+    assert "raw/ipinyou-data/truth/truth.json" in keys and "raw/ipinyou-data/ingest-report.json" in keys
+    assert report["rows"] == 800
+    again = ingest.ingest_from(ctx, str(_dataset(tmp_path / "dl")))  # replaces the synthetic data in S3
+    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="aik-data")["Contents"]}
+    assert "raw/ipinyou-data/truth/truth.json" not in keys
+    assert "raw/ipinyou-data/rejects/bid.20130606.txt.bz2.rejects.tsv" in keys
+    assert again["totals"]["bid"]["rejected"] == 1
