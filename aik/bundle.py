@@ -3,8 +3,10 @@
 Format (see DESIGN.md; sources combust/mleap StringIndexerOp.scala, MultiInOutFormatSparkOp.scala and
 bundle-ml JsonSupport): a zip with `bundle.json`, `root/model.json` (op `pipeline` listing node names),
 `root/node.json`, and per StringIndexer `root/<name>.node/{model,node}.json`. This module writes the
-attributes exactly as mleap-spark 0.19-0.23.2 does (`labels_length` as {"int": n}; the `mleap` Python
-package's generic serializer would write {"long": n}, which MLeap's runtime rejects) and reads every
+stages with the `mleap` Python package's serializer, corrected to type the attributes exactly as
+mleap-spark 0.19-0.23.2 does (`labels_length` as {"int": n}: the generic serializer writes {"long": n},
+which MLeap's runtime rejects). When the mleap-spark jars are on Spark's classpath, the feature job
+serialises the fitted Spark pipeline with mleap-spark itself instead (`aik.features.job`). It reads every
 variant MLeap has produced: legacy `labels`, `labels_array_<i>`, multi-column ports, column names only
 in node.json, empty lists written as {"type": "list"}, zips with or without directory entries.
 """
@@ -18,6 +20,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from aik import storage
@@ -72,6 +75,40 @@ def _string_list(values: Sequence[str]) -> dict[str, Any]:
     return {"type": "list", "string": list(values)} if values else {"type": "list"}
 
 
+def _mleap_documents(node: str, spec: StringIndexerSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`model.json` and `node.json` of one StringIndexer stage, through the `mleap` package's serializer.
+
+    Two corrections to its generic typing, so the files are exactly what mleap-spark writes: Python ints
+    come out as {"long": n} but MLeap's runtime reads `labels_length` as {"int": n}, and it cannot type
+    an empty list (bundle-ml writes {"type": "list"}).
+    """
+    try:
+        from mleap.bundle.serialize import MLeapSerializer
+    except ImportError as exc:  # the readers (server, emulator) never need it
+        raise ImportError("writing a bundle needs the mleap package (the pipeline extra)") from exc
+
+    stage = SimpleNamespace(op="string_indexer", name=node)
+    serializer = MLeapSerializer()
+    attributes: list[tuple[str, Any]] = [
+        ("labels_length", 1),
+        ("handle_invalid", spec.handle_invalid),
+        ("labels_array_0", list(spec.labels) or None),
+        ("input_col", spec.input_col),
+        ("output_col", spec.output_col),
+    ]
+    model = serializer.get_mleap_model(stage, [(k, v) for k, v in attributes if v is not None])
+    typed = model["attributes"]
+    typed["labels_length"] = {"int": 1}
+    typed.setdefault("labels_array_0", {"type": "list"})
+    model["attributes"] = {k: typed[k] for k, _ in attributes}  # mleap-spark's attribute order
+    node_doc = serializer.get_mleap_node(
+        stage,
+        [{"port": "input", "name": spec.input_col}],
+        [{"port": "output", "name": spec.output_col}],
+    )
+    return model, node_doc
+
+
 def bundle_bytes(indexers: Sequence[StringIndexerSpec], *, name: str | None = None) -> bytes:
     """The zip bytes of a pipeline bundle of StringIndexers, in mleap-spark's JSON layout."""
     if not indexers:
@@ -92,23 +129,9 @@ def bundle_bytes(indexers: Sequence[StringIndexerSpec], *, name: str | None = No
         "root/node.json": {"name": pipeline_name, "shape": {"inputs": [], "outputs": []}},
     }
     for node, spec in zip(names, indexers, strict=True):
-        files[f"root/{node}.node/model.json"] = {
-            "op": "string_indexer",
-            "attributes": {
-                "labels_length": {"int": 1},
-                "handle_invalid": {"string": spec.handle_invalid},
-                "labels_array_0": _string_list(spec.labels),
-                "input_col": {"string": spec.input_col},
-                "output_col": {"string": spec.output_col},
-            },
-        }
-        files[f"root/{node}.node/node.json"] = {
-            "name": node,
-            "shape": {
-                "inputs": [{"port": "input", "name": spec.input_col}],
-                "outputs": [{"port": "output", "name": spec.output_col}],
-            },
-        }
+        model, node_doc = _mleap_documents(node, spec)
+        files[f"root/{node}.node/model.json"] = model
+        files[f"root/{node}.node/node.json"] = node_doc
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         dirs = sorted({p.rsplit("/", 1)[0] + "/" for p in files if "/" in p})

@@ -1,0 +1,420 @@
+"""The Spark feature job (notebook 2): iPinYou logs -> labelled splits, inference data and the MLeap bundle.
+
+Runs the same way everywhere:
+- locally: `aik features` (Spark local mode, the local parameter store and workspace);
+- on EMR from notebook 2 (SparkMagic/Livy): `run_features(ctx, use_case, spark=spark)`;
+- on EMR as a step: `spark-submit --py-files aik.zip <path of this file> --backend aws` (see
+  docs/pipeline.md), with the parameters read from SSM.
+
+It reads the configured sources, checks every line (rejects are written aside with their reason),
+joins bids with impressions (left, on BidID) or impressions with clicks (`ctr`), derives dow/hour and
+device_type_id, fits the StringIndexers, and writes every artifact to its parameter's URI. The
+parsed input and the joined rows are cached once, so the logs are decompressed a single time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import reduce
+from typing import TYPE_CHECKING, Any
+
+from aik import storage
+from aik.bundle import StringIndexerSpec, read_bundle, write_bundle
+from aik.errors import AikError, ArtifactError, ParameterNotFound
+from aik.features.transforms import (
+    BID_FILTERING,
+    DEFAULT_SPLIT_SEED,
+    REQUEST_FIELDS,
+    SPLIT,
+    TEST,
+    TRAIN,
+    USE_CASES,
+    VALID,
+    accepted,
+    bid_filtering_rows,
+    ctr_rows,
+    fit_indexers,
+    indexer_labels,
+    prepare,
+    raw_schema_rows,
+    split_features,
+)
+from aik.ipinyou import BID, CLK, CLK_SOURCE, IMP, REASON_CLASSES
+from aik.params import (
+    BID_SOURCE,
+    IMP_SOURCE,
+    INFERENCE_DATA,
+    OUTPUT_TEST,
+    OUTPUT_TRAIN,
+    OUTPUT_TRANSFORMED,
+    OUTPUT_VERIFY,
+    PIPELINE_MODEL,
+    PIPELINE_SCHEMA,
+    RAW_DATA,
+)
+from aik.schema import INDEXED_COLUMNS, LABEL, RAW_SCHEMA
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import Column, DataFrame, Observation, SparkSession
+
+    from aik.context import Context
+
+log = logging.getLogger("aik.features")
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the logs are (a directory/prefix or one file each); `clk` is only read for the ctr use case."""
+
+    bid: str
+    imp: str
+    clk: str
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where every artifact goes (DESIGN.md's parameters), plus the rejects and the job report."""
+
+    transformed: str
+    inference: str
+    train: str
+    valid: str
+    test: str
+    bundle: str
+    schema: str
+    rejects: str
+    report: str
+
+
+def parent(uri: str) -> str:
+    """The URI one level up (`.../processed/sample/transformed/` -> `.../processed/sample`)."""
+    return uri.rstrip("/").rsplit("/", 1)[0]
+
+
+def sources_from_params(params: Any) -> Sources:
+    """The log sources from the parameter store (the clk source defaults to `<raw_data>/clk/`)."""
+    try:
+        clk = params.get(CLK_SOURCE)
+    except ParameterNotFound:
+        clk = storage.join(params.get(RAW_DATA), "clk/")
+    return Sources(bid=params.get(BID_SOURCE), imp=params.get(IMP_SOURCE), clk=clk)
+
+
+def outputs_from_params(params: Any) -> Outputs:
+    """The artifact URIs from the parameter store; rejects and report sit beside the transformed output."""
+    transformed = params.get(OUTPUT_TRANSFORMED)
+    return Outputs(
+        transformed=transformed,
+        inference=params.get(INFERENCE_DATA),
+        train=params.get(OUTPUT_TRAIN),
+        valid=params.get(OUTPUT_VERIFY),
+        test=params.get(OUTPUT_TEST),
+        bundle=params.get(PIPELINE_MODEL),
+        schema=params.get(PIPELINE_SCHEMA),
+        rejects=storage.join(parent(transformed), "rejects/"),
+        report=storage.join(parent(transformed), "features-report.json"),
+    )
+
+
+def log_files(uri: str, kind: str) -> list[str]:
+    """The data files under a source (hidden, `_SUCCESS`-style and checksum files skipped)."""
+    files = [
+        u
+        for u in storage.list_uris(uri)
+        if not u.rsplit("/", 1)[-1].startswith((".", "_")) and not u.endswith(".crc")
+    ]
+    if not files:
+        raise AikError(
+            f"no {kind} logs under {uri}: run `aik ingest` first"
+            + (
+                " (the bid-filtering use case needs bid logs; with only imp+clk data use --use-case ctr)"
+                if kind == BID
+                else ""
+            )
+        )
+    return files
+
+
+def mleap_spark_available(spark: SparkSession) -> bool:
+    """True when the mleap-spark jars are on the driver's classpath (EMR with spark.jars.packages)."""
+    try:
+        from py4j.java_gateway import JavaClass
+
+        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        return isinstance(jvm.ml.combust.mleap.spark.SimpleSparkSerializer, JavaClass)
+    except Exception:
+        return False
+
+
+def specs_from_model(model: PipelineModel) -> list[StringIndexerSpec]:
+    """The fitted indexers as bundle specs, in pipeline order."""
+    return [
+        StringIndexerSpec(column, INDEXED_COLUMNS[column], tuple(labels))
+        for column, labels in indexer_labels(model).items()
+    ]
+
+
+def write_pipeline_bundle(spark: SparkSession, model: PipelineModel, dataset: DataFrame, uri: str) -> str:
+    """Write the fitted pipeline as an MLeap bundle and check it reads back with the same labels.
+
+    With mleap-spark on the classpath the bundle is MLeap's own serialisation of the Spark pipeline;
+    otherwise `aik.bundle` writes the same layout from the fitted labels. Returns which writer ran.
+    """
+    if mleap_spark_available(spark):
+        import mleap.pyspark  # noqa: F401  (registers serializeToBundle on Spark transformers)
+        from mleap.pyspark.spark_support import SimpleSparkSerializer
+
+        with tempfile.TemporaryDirectory(prefix="aik-bundle-") as tmp:
+            path = f"{tmp}/model.zip"
+            SimpleSparkSerializer().serializeToBundle(model, f"jar:file:{path}", model.transform(dataset))
+            storage.upload(path, uri)
+        writer = "mleap-spark"
+    else:
+        write_bundle(uri, specs_from_model(model))
+        writer = "aik.bundle"
+    expected = indexer_labels(model)
+    found = read_bundle(uri)
+    for column, labels in expected.items():
+        if list(found.labels.get(column, ())) != labels:
+            raise ArtifactError(uri, f"the written bundle's labels for {column} differ from the fitted ones")
+    return writer
+
+
+def _line_metrics(reason: Column) -> list[Column]:
+    """Aggregates of `observe`: lines, rejected lines, and rejected lines per reason class."""
+    from pyspark.sql import functions as F
+
+    metrics = [F.count(F.lit(1)).alias("lines"), F.count(reason).alias("rejected")]
+    for i, text in enumerate(REASON_CLASSES.values()):
+        metrics.append(F.sum(F.when(reason.contains(text), 1).otherwise(0)).alias(f"reason{i}"))
+    return metrics
+
+
+def _input_counts(observation: Observation, parsed: DataFrame) -> dict[str, Any]:
+    """Lines, accepted, rejected and rejects per reason class of one kind of log, as observed in pass 1.
+
+    Should the metrics be missing (an optimiser that skipped the observed plan), they are counted in a
+    separate pass rather than reported wrong.
+    """
+    from pyspark.sql import functions as F
+
+    from aik.features.logs import REASON
+
+    try:
+        metrics = observation.get
+    except Exception:  # py4j wraps the JVM's failure to find them
+        metrics = {}
+    if not metrics:
+        log.info("features: counting the lines in a separate pass")
+        metrics = parsed.select(*_line_metrics(F.col(REASON))).first().asDict()  # type: ignore[union-attr]
+    return {
+        "lines": metrics["lines"],
+        "accepted": metrics["lines"] - metrics["rejected"],
+        "rejected": metrics["rejected"],
+        "reasons": {
+            name: metrics[f"reason{i}"] for i, name in enumerate(REASON_CLASSES) if metrics[f"reason{i}"]
+        },
+    }
+
+
+def run_job(
+    spark: SparkSession,
+    sources: Sources,
+    outputs: Outputs,
+    use_case: str = BID_FILTERING,
+    seed: int = DEFAULT_SPLIT_SEED,
+) -> dict[str, Any]:
+    """Run the feature job on explicit URIs and return its report (also written to `outputs.report`)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    from aik.features.logs import LINE, REASON, SOURCE, read_logs
+    from aik.features.spark import StageProgress
+
+    if use_case not in USE_CASES:
+        raise AikError(f"unknown use case {use_case!r} (choose from {', '.join(USE_CASES)})")
+    start = time.monotonic()
+    kinds = (BID, IMP) if use_case == BID_FILTERING else (IMP, CLK)
+    uris = {BID: sources.bid, IMP: sources.imp, CLK: sources.clk}
+    keep = {
+        BID: ("BidID", *REQUEST_FIELDS),
+        IMP: ("BidID", "PayingPrice")
+        if use_case == BID_FILTERING
+        else ("BidID", *REQUEST_FIELDS, "PayingPrice"),
+        CLK: ("BidID",),
+    }
+
+    def step(message: str, *args: object) -> None:
+        log.info("features: " + message + " (%.1f s)", *args, time.monotonic() - start)
+
+    with StageProgress(spark, "features"):
+        parsed: dict[str, DataFrame] = {}
+        observed: dict[str, Observation] = {}
+        for kind in kinds:
+            files = log_files(uris[kind], kind)
+            step("reading %d %s file(s) under %s", len(files), kind, uris[kind])
+            parsed[kind] = read_logs(spark, files, kind)
+            observed[kind] = Observation(f"aik-{kind}-lines-{uuid.uuid4().hex[:8]}")  # unique per session
+        # Pass 1 over the logs: write the rejects (a directory per input) and count every line on the way
+        # (`observe`), so the input is neither cached nor scanned again just to be counted. No shuffle
+        # before the write: with one, adaptive execution drops the observed branch when no line is
+        # rejected, and the counts with it. Always written, so the rejects of an earlier run never
+        # linger beside this run's output.
+        rejects = reduce(
+            lambda a, b: a.unionByName(b),
+            [
+                df.observe(observed[kind], *_line_metrics(F.col(REASON)))
+                .where(F.col(REASON).isNotNull())
+                .select(F.lit(kind).alias("kind"), SOURCE, REASON, LINE)
+                for kind, df in parsed.items()
+            ],
+        )
+        rejects.write.mode("overwrite").partitionBy("kind", SOURCE).json(outputs.rejects)
+        inputs = {kind: _input_counts(observed[kind], parsed[kind]) for kind in kinds}
+        for kind in kinds:
+            counts = inputs[kind]
+            step(
+                "%s logs: %s lines, %s accepted, %s rejected",
+                kind,
+                *(f"{counts[k]:,}" for k in ("lines", "accepted", "rejected")),
+            )
+            if counts["accepted"] == 0:
+                raise AikError(
+                    f"no accepted {kind} log lines under {uris[kind]} (see the rejects in {outputs.rejects})"
+                )
+        narrow = {kind: accepted(parsed[kind]).select(*keep[kind]) for kind in kinds}
+
+        # Pass 2: the joined, labelled rows, cached for the fit and the five writes that follow.
+        if use_case == BID_FILTERING:
+            rows = bid_filtering_rows(narrow[BID], narrow[IMP])
+        else:
+            rows = ctr_rows(narrow[IMP], narrow[CLK])
+        prepared = prepare(rows, seed).persist(StorageLevel.MEMORY_AND_DISK)
+        model = fit_indexers(prepared)
+        labels = indexer_labels(model)
+        step("indexers fitted: %s", ", ".join(f"{c} {len(v):,} labels" for c, v in labels.items()))
+
+        raw_schema_rows(prepared, with_label=True).write.mode("overwrite").parquet(outputs.transformed)
+        step("joined rows written to %s", outputs.transformed)
+        raw_schema_rows(prepared).write.mode("overwrite").option("ignoreNullFields", "false").json(
+            outputs.inference
+        )
+        step("inference data written to %s", outputs.inference)
+
+        # Only ints: cheap to cache, and the three writes and the counts then share one transform.
+        features = split_features(prepared, model).persist(StorageLevel.MEMORY_AND_DISK)
+        for split, uri in ((TRAIN, outputs.train), (VALID, outputs.valid), (TEST, outputs.test)):
+            features.where(F.col(SPLIT) == split).drop(SPLIT).write.mode("overwrite").parquet(uri)
+        sizes = {
+            row[SPLIT]: (row["rows"], row["positives"])
+            for row in features.groupBy(SPLIT)
+            .agg(F.count("*").alias("rows"), F.sum(LABEL).alias("positives"))
+            .collect()
+        }
+        split_report = {
+            name: {
+                "uri": uri,
+                "rows": sizes.get(split, (0, 0))[0],
+                "positives": int(sizes.get(split, (0, 0))[1] or 0),
+            }
+            for name, split, uri in (
+                ("train", TRAIN, outputs.train),
+                ("valid", VALID, outputs.valid),
+                ("test", TEST, outputs.test),
+            )
+        }
+        step("splits written: %s", ", ".join(f"{k} {v['rows']:,} rows" for k, v in split_report.items()))
+
+        writer = write_pipeline_bundle(spark, model, prepared, outputs.bundle)
+        storage.write_text(outputs.schema, json.dumps(RAW_SCHEMA, indent=2) + "\n")
+        step("bundle (%s) and schema written to %s, %s", writer, outputs.bundle, outputs.schema)
+        prepared.unpersist()
+        features.unpersist()
+
+    total = sum(v["rows"] for v in split_report.values())
+    positives = sum(v["positives"] for v in split_report.values())
+    report: dict[str, Any] = {
+        "use_case": use_case,
+        "seed": seed,
+        "inputs": inputs,
+        "rows": total,
+        "positives": positives,
+        "positive_rate": positives / total if total else None,
+        "splits": split_report,
+        "labels": {column: len(values) for column, values in labels.items()},
+        "bundle_writer": writer,
+        "sources": asdict(sources),
+        "outputs": asdict(outputs),
+        "seconds": round(time.monotonic() - start, 1),
+    }
+    storage.write_text(outputs.report, json.dumps(report, indent=2) + "\n")
+    log.info(
+        "features: %s rows (%.1f %% positive) in %.1f s, %s rows/s",
+        f"{total:,}",
+        100.0 * positives / total if total else 0.0,
+        report["seconds"],
+        f"{total / max(report['seconds'], 1e-9):,.0f}",
+    )
+    return report
+
+
+def run_features(
+    ctx: Context,
+    use_case: str = BID_FILTERING,
+    *,
+    spark: SparkSession | None = None,
+    seed: int = DEFAULT_SPLIT_SEED,
+) -> dict[str, Any]:
+    """Notebook 2 / `aik features`: run the job on the URIs in the parameter store."""
+    from aik.features.spark import get_session
+
+    sources = sources_from_params(ctx.params)
+    outputs = outputs_from_params(ctx.params)
+    session = spark or get_session()
+    uris = [*asdict(sources).values(), *asdict(outputs).values()]
+    if session.sparkContext.master.startswith("local") and any(storage.is_s3(u) for u in uris):
+        raise AikError(
+            "the parameters point at S3 but Spark runs in local mode here: run the job on EMR "
+            "(notebook 2 attached to the cluster, or an EMR step with spark-submit; see docs/pipeline.md)"
+        )
+    return run_job(session, sources, outputs, use_case, seed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point for spark-submit (an EMR step) and `python -m aik.features`."""
+    from aik.cli import setup_logging
+    from aik.context import Context
+    from aik.settings import Settings, add_backend_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="aik-features-job",
+        description="The Spark feature job: read the iPinYou logs named by the parameters, write the splits, "
+        "inference data, MLeap bundle and schema.",
+    )
+    add_backend_arguments(parser)
+    parser.add_argument("--use-case", choices=USE_CASES, default=BID_FILTERING)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED, help="split seed (default 42)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        ctx = Context(Settings.from_env(args.backend, args.workspace, args.region))
+        report = run_features(ctx, args.use_case, seed=args.seed)
+    except AikError as exc:
+        print(f"aik-features-job: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""The feature job's DataFrame -> DataFrame steps (no I/O, so each is tested on tiny frames).
+
+Flow: parsed logs -> `bid_filtering_rows` or `ctr_rows` (one row per BidID with its label) ->
+`with_time_features` + `with_device_type` + `with_split` -> `fit_indexers` -> `split_features`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from aik.device import device_type_id
+from aik.schema import INDEXED_COLUMNS, LABEL, RAW_SCHEMA, SPLIT_COLUMNS
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame
+
+BID_FILTERING, CTR = "bid-filtering", "ctr"
+USE_CASES: tuple[str, ...] = (BID_FILTERING, CTR)
+
+#: The split column: 0 train, 1 valid, 2 test (80/10/10 by a seeded hash of BidID).
+SPLIT = "split"
+TRAIN, VALID, TEST = 0, 1, 2
+DEFAULT_SPLIT_SEED = 42
+
+#: Fields of a request the job keeps from the log that carries them.
+REQUEST_FIELDS: tuple[str, ...] = (
+    "Timestamp",
+    "RegionID",
+    "CityID",
+    "Domain",
+    "AdvertiserID",
+    "BiddingPrice",
+    "UserAgent",
+)
+
+#: Spark type of each RAW_SCHEMA type name.
+_SPARK_TYPES = {"String": "string", "Integer": "int", "Long": "bigint"}
+
+
+def accepted(parsed: DataFrame) -> DataFrame:
+    """The accepted lines of a parsed log (see `aik.features.logs.parse_lines`)."""
+    from pyspark.sql import functions as F
+
+    return parsed.where(F.col("reason").isNull())
+
+
+def _first_per_bid(df: DataFrame, fields: tuple[str, ...]) -> DataFrame:
+    """One row per BidID: the earliest (then smallest) one, so duplicates resolve the same way every run."""
+    from pyspark.sql import functions as F
+
+    first = F.min(F.struct(*[F.col(c) for c in fields])).alias("_first")
+    return df.groupBy("BidID").agg(first).select("BidID", *[F.col(f"_first.{c}").alias(c) for c in fields])
+
+
+def bid_filtering_rows(bids: DataFrame, imps: DataFrame) -> DataFrame:
+    """Bid requests left-joined with impressions: label 1 when the BidID has an impression with a price.
+
+    Request fields (user agent included) come from the bid log, so a lost bid keeps its device type;
+    taking the user agent from the impression (as the original kit did) left every label-0 row
+    without one, a label leak.
+    """
+    from pyspark.sql import functions as F
+
+    requests = _first_per_bid(bids, REQUEST_FIELDS)
+    prices = imps.groupBy("BidID").agg(F.min(F.col("PayingPrice").cast("bigint")).alias("PayingPrice"))
+    joined = requests.join(prices, "BidID", "left")
+    return joined.select(
+        "BidID",
+        *REQUEST_FIELDS,
+        "PayingPrice",
+        F.col("PayingPrice").isNotNull().cast("int").alias(LABEL),
+    ).withColumn("BiddingPrice", F.col("BiddingPrice").cast("bigint"))
+
+
+def ctr_rows(imps: DataFrame, clks: DataFrame) -> DataFrame:
+    """Impressions left-joined with clicks: label 1 when the impression's BidID was clicked."""
+    from pyspark.sql import functions as F
+
+    impressions = _first_per_bid(imps, (*REQUEST_FIELDS, "PayingPrice"))
+    clicked = clks.select("BidID").distinct().withColumn("_clicked", F.lit(1))
+    joined = impressions.join(clicked, "BidID", "left")
+    return joined.select(
+        "BidID",
+        *REQUEST_FIELDS,
+        F.col("PayingPrice").cast("bigint").alias("PayingPrice"),
+        F.col("_clicked").isNotNull().cast("int").alias(LABEL),
+    ).withColumn("BiddingPrice", F.col("BiddingPrice").cast("bigint"))
+
+
+def with_time_features(df: DataFrame) -> DataFrame:
+    """`dow` (Spark dayofweek of the Timestamp's date, 1 = Sunday) and `hour` ("HH", as in the schema)."""
+    from pyspark.sql import functions as F
+
+    timestamp = F.col("Timestamp")
+    return df.withColumn("dow", F.dayofweek(F.to_date(F.substring(timestamp, 1, 8), "yyyyMMdd"))).withColumn(
+        "hour", F.substring(timestamp, 9, 2)
+    )
+
+
+def _device_types(batches: Iterator[Any], column: int) -> Iterator[Any]:
+    """Arrow batches -> the same batches plus device_type_id, calling `aik.device` once per distinct agent."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for batch in batches:
+        encoded = pc.dictionary_encode(batch.column(column), null_encoding="encode")
+        ids = pa.array([device_type_id(agent) for agent in encoded.dictionary.to_pylist()], pa.int32())
+        devices = pc.take(ids, encoded.indices)
+        yield pa.RecordBatch.from_arrays([*batch.columns, devices], [*batch.schema.names, "device_type_id"])
+
+
+def with_device_type(df: DataFrame, user_agent: str = "UserAgent") -> DataFrame:
+    """`device_type_id` from the user agent through `aik.device.device_type_id` (the server's function).
+
+    Arrow batches (mapInArrow) rather than a pandas UDF: no pandas on the executors, and a missing agent
+    stays None (pandas would hand woothee a NaN).
+    """
+    from pyspark.sql.types import IntegerType, StructField, StructType
+
+    column = df.columns.index(user_agent)
+    schema = StructType([*df.schema.fields, StructField("device_type_id", IntegerType(), False)])
+    with warnings.catch_warnings():  # pyspark warns about pandas 3, which this Arrow-only path never uses
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+        return df.mapInArrow(lambda batches: _device_types(batches, column), schema)
+
+
+def with_split(df: DataFrame, seed: int = DEFAULT_SPLIT_SEED) -> DataFrame:
+    """`split`: 0 train (80 %), 1 valid (10 %), 2 test (10 %) from a seeded hash of BidID.
+
+    A hash rather than `randomSplit`: the same BidID lands in the same split whatever the partitioning,
+    cluster size or data around it, and no shuffle or sort is needed.
+    """
+    from pyspark.sql import functions as F
+
+    bucket = F.pmod(F.xxhash64(F.col("BidID"), F.lit(seed)), F.lit(10))
+    return df.withColumn(SPLIT, F.when(bucket < 8, TRAIN).when(bucket == 8, VALID).otherwise(TEST))
+
+
+def prepare(rows: DataFrame, seed: int = DEFAULT_SPLIT_SEED) -> DataFrame:
+    """Labelled rows -> rows with dow, hour, device_type_id and split (everything but the indices)."""
+    return with_split(with_device_type(with_time_features(rows)), seed)
+
+
+def raw_schema_rows(df: DataFrame, *, with_label: bool = False) -> DataFrame:
+    """The schema's fields (pipeline-schema.json) in its order and types, optionally plus `label`."""
+    from pyspark.sql import functions as F
+
+    cols = [F.col(name).cast(_SPARK_TYPES[kind]).alias(name) for name, kind in RAW_SCHEMA.items()]
+    if with_label:
+        cols.append(F.col(LABEL).cast("int").alias(LABEL))
+    return df.select(*cols)
+
+
+def fit_indexers(df: DataFrame) -> PipelineModel:
+    """StringIndexers for AdvertiserID, Domain, RegionID, CityID: descending frequency, handleInvalid=keep.
+
+    Fitted as one multi-column indexer (one pass over the data instead of four), then expressed as one
+    single-column model per column, the pipeline shape the bundle and the original kit use.
+    """
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import StringIndexer, StringIndexerModel
+
+    inputs = list(INDEXED_COLUMNS)
+    fitted = StringIndexer(
+        inputCols=inputs,
+        outputCols=[INDEXED_COLUMNS[c] for c in inputs],
+        handleInvalid="keep",
+        stringOrderType="frequencyDesc",
+    ).fit(df)
+    stages = [
+        StringIndexerModel.from_labels(
+            list(labels), inputCol=column, outputCol=INDEXED_COLUMNS[column], handleInvalid="keep"
+        )
+        for column, labels in zip(inputs, fitted.labelsArray, strict=True)
+    ]
+    return PipelineModel(stages=stages)  # type: ignore[arg-type]
+
+
+def indexer_labels(model: PipelineModel) -> dict[str, list[str]]:
+    """input column -> labels in index order, from a fitted `fit_indexers` pipeline."""
+    return {stage.getInputCol(): list(stage.labels) for stage in model.stages}  # type: ignore[attr-defined]
+
+
+def split_features(prepared: DataFrame, model: PipelineModel) -> DataFrame:
+    """The splits' columns (`label, dow, hour, Index*, device_type_id`, all int) plus `split`."""
+    from pyspark.sql import functions as F
+
+    indexed = model.transform(prepared)
+    return indexed.select(*[F.col(c).cast("int").alias(c) for c in SPLIT_COLUMNS], F.col(SPLIT))
