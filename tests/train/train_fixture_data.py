@@ -166,3 +166,8 @@ def make_workspace(workspace: Path, spec: FixtureSpec = FixtureSpec(), *, truth:
     if truth:
         truth_model.save(truth_uri(values[P.RAW_DATA]))
     return settings
+
+
+def model_path(ws: Path) -> Path:
+    """The published model file of a workspace made by make_workspace."""
+    return ws / "bucket" / "binary-model" / "xgboost.bin"
