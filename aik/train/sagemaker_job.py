@@ -25,6 +25,7 @@ import xgboost as xgb
 
 from aik import storage
 from aik.errors import AikError, ArtifactError
+from aik.params import bucket_root
 from aik.schema import FEATURE_COLUMNS
 from aik.train.model import load_booster
 from aik.train.presets import TrainConfig
@@ -90,7 +91,7 @@ def _s3_prefix(uri: str) -> str:
 
 def input_channels(train_uri: str, valid_uri: str) -> list[Any]:
     """The train (sharded by S3 key) and validation (replicated) channels: parquet in Pipe mode."""
-    from sagemaker.train.configs import Channel, DataSource, S3DataSource
+    from sagemaker.core.training.configs import Channel, DataSource, S3DataSource
 
     def channel(name: str, uri: str, distribution: str) -> Channel:
         return Channel(
@@ -123,12 +124,12 @@ def build_trainer(
     """The `sagemaker.train.ModelTrainer` for the job (validates the role; submits nothing)."""
     from sagemaker.core import image_uris
     from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, StoppingCondition
     from sagemaker.train import ModelTrainer
-    from sagemaker.train.configs import CheckpointConfig, Compute, OutputDataConfig, StoppingCondition
 
     if job.spot and job.max_wait_s < job.max_run_s:
         raise AikError(f"--max-wait ({job.max_wait_s} s) must be at least --max-run ({job.max_run_s} s)")
-    root = _s3_prefix(bucket_uri) + job.prefix.strip("/")
+    root = _s3_prefix(bucket_root(bucket_uri)) + job.prefix.strip("/")
     if session is None:
         import boto3
 
