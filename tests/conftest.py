@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# xgboost's and scikit-learn's OpenMP threads spin while idle by default, which slows them 30-50x when
+# the CPU is shared (see aik/train/__init__.py); set before any test module loads libgomp
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ipinyou"
 

@@ -5,19 +5,207 @@ from __future__ import annotations
 import argparse
 
 from aik.context import Context
-from aik.errors import NotBuiltYet
+from aik.errors import AikError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the subcommand."""
+    from aik.train.gates import GateLimits
+    from aik.train.presets import PRESETS
+
+    limits = GateLimits()
     p = sub.add_parser(
         "train",
-        help="train, evaluate, gate and publish the model (notebook 3) [not built yet]",
-        description="Train, evaluate, gate and publish the model (notebook 3).",
+        help="train, evaluate, gate and publish the model (notebook 3)",
+        description="Train XGBoost on the train split with early stopping on the valid split (locally, or "
+        "as a SageMaker job with --sagemaker), evaluate it on the test split against logistic regression, "
+        "an MLP and, on synthetic data, the ground truth; write metrics.json and PNG plots; publish it to "
+        "/aik/xgboost/path only if every gate passes (otherwise exit 1 and leave the previous model).",
+    )
+    model = p.add_argument_group("model")
+    model.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="hyperparameter preset: "
+        + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items())
+        + " (default: default locally, numeric with --sagemaker)",
+    )
+    model.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override an xgboost parameter or num_round, early_stopping_rounds, refit, unseen_fraction "
+        "(repeatable; VALUE none removes a parameter)",
+    )
+    model.add_argument(
+        "--num-round", type=_positive_int, help="boosting rounds (upper bound with early stopping)"
+    )
+    model.add_argument("--max-depth", type=int, help="tree depth")
+    model.add_argument("--eta", type=float, help="learning rate")
+    model.add_argument("--early-stopping-rounds", type=_positive_int, help="patience on the valid split")
+    model.add_argument("--seed", type=int, default=0, help="seed of sampling and training (default 0)")
+    model.add_argument(
+        "--threads", type=_positive_int, default=None, help="xgboost threads (default: all cores)"
+    )
+    model.add_argument(
+        "--model",
+        dest="model_uri",
+        metavar="URI",
+        help="evaluate, gate and publish this xgboost model file instead of training one",
+    )
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--use-case",
+        choices=("bid-filtering", "ctr"),
+        default="bid-filtering",
+        help="what the labels mean (the truth model used for the oracle; default bid-filtering)",
+    )
+    data.add_argument(
+        "--max-rows",
+        type=_positive_int,
+        default=None,
+        help="read at most N rows per split (a seeded uniform sample when larger); default: all, refused "
+        "when they would not fit in memory",
+    )
+    report = p.add_argument_group("evaluation and gates")
+    report.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip the baselines")
+    report.add_argument(
+        "--baseline-max-rows",
+        type=_positive_int,
+        default=200_000,
+        help="train rows the baselines use (a sample above it; default 200000)",
+    )
+    report.add_argument(
+        "--target-recall",
+        type=_fraction,
+        default=0.95,
+        help="the chosen lower threshold keeps this share of positives on the valid split (default 0.95)",
+    )
+    report.add_argument(
+        "--min-auc", type=float, default=limits.min_auc, help=f"AUC floor (default {limits.min_auc})"
+    )
+    report.add_argument(
+        "--max-mean-error",
+        type=float,
+        default=limits.max_mean_error,
+        help="largest |mean prediction - base rate| / base rate (default "
+        f"{limits.max_mean_error}, widened to 4 standard errors on small splits)",
+    )
+    report.add_argument(
+        "--min-oracle-ratio",
+        type=_fraction,
+        default=None,
+        help="AUC / oracle AUC floor on synthetic data (off)",
+    )
+    report.add_argument(
+        "--no-publish", dest="publish", action="store_false", help="evaluate and report only; never publish"
+    )
+    cloud = p.add_argument_group("SageMaker (aws backend)")
+    cloud.add_argument("--sagemaker", action="store_true", help="train as a SageMaker job (built-in XGBoost)")
+    cloud.add_argument("--role", default=None, help="execution role ARN or name (default: the caller's role)")
+    cloud.add_argument(
+        "--instance-type", default="ml.m5.2xlarge", help="training instance (default ml.m5.2xlarge)"
+    )
+    cloud.add_argument("--instance-count", type=_positive_int, default=1, help="instances (default 1)")
+    cloud.add_argument("--volume-size", type=_positive_int, default=30, help="EBS volume in GB (default 30)")
+    cloud.add_argument(
+        "--max-run", type=_positive_int, default=5400, help="maximum run time in s (default 5400)"
+    )
+    cloud.add_argument("--spot", action="store_true", help="managed spot training with checkpoints in S3")
+    cloud.add_argument(
+        "--max-wait",
+        type=_positive_int,
+        default=7200,
+        help="with --spot: max wait + run time in s (default 7200)",
     )
     p.set_defaults(func=run)
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    from aik.train.presets import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    for name in ("num_round", "max_depth", "eta", "early_stopping_rounds"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    return overrides
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Not built yet: say so rather than pretend."""
-    raise NotBuiltYet("not built yet (issue 5)")
+    """Run notebook 3 and print where everything went (name=value lines)."""
+    from aik.train.gates import GateLimits
+    from aik.train.sagemaker_job import SageMakerJob
+    from aik.train.workflow import TrainOptions, train_and_publish
+
+    if args.sagemaker and ctx.settings.backend != "aws":
+        raise AikError("--sagemaker needs the aws backend (--backend aws): the job reads the splits from S3")
+    if args.sagemaker and args.model_uri:
+        raise AikError("--model evaluates an existing model: it cannot be combined with --sagemaker")
+    job = (
+        SageMakerJob(
+            role=args.role,
+            instance_type=args.instance_type,
+            instance_count=args.instance_count,
+            volume_size_gb=args.volume_size,
+            max_run_s=args.max_run,
+            spot=args.spot,
+            max_wait_s=args.max_wait,
+        )
+        if args.sagemaker
+        else None
+    )
+    options = TrainOptions(
+        preset=args.preset,
+        overrides=_overrides(args),
+        use_case=args.use_case,
+        seed=args.seed,
+        max_rows=args.max_rows,
+        publish=args.publish,
+        baselines=args.baselines,
+        baseline_max_rows=args.baseline_max_rows,
+        target_recall=args.target_recall,
+        limits=GateLimits(
+            min_auc=args.min_auc, max_mean_error=args.max_mean_error, min_oracle_ratio=args.min_oracle_ratio
+        ),
+        model_uri=args.model_uri,
+        sagemaker=job,
+        nthread=args.threads,
+    )
+    result = train_and_publish(ctx, options)
+    m = result.metrics
+    lines = {
+        "model": result.model_uri
+        if result.published
+        else f"{result.candidate_uri} (not published: --no-publish)",
+        "metrics": result.published_reports.get("metrics.json") or result.candidate_reports["metrics.json"],
+        "auc": m.get("auc"),
+        "oracle_auc": m.get("oracle_auc"),
+        "oracle_ratio": m.get("oracle_ratio"),
+        "logloss": m.get("logloss"),
+        "base_rate": m.get("base_rate"),
+        "mean_prediction": m.get("mean_prediction"),
+    }
+    for name, baseline in m.get("baselines", {}).items():
+        lines[f"baseline.{name}.auc"] = baseline.get("auc")
+    for name, value in lines.items():
+        if value is not None:
+            print(f"{name}={value}")
+    return 0

@@ -1,0 +1,30 @@
+"""Training and evaluation (notebook 3): XGBoost locally or as a SageMaker job, judged against the truth.
+
+Entry point: `train_and_publish(ctx, TrainOptions(...)) -> TrainResult` (what `aik train`, notebook 3
+and the demo call). Modules: `presets` (hyperparameters), `data` (reading the parquet splits),
+`model` (local xgboost), `sagemaker_job` (the cloud path), `evaluate` (metrics, calibration, oracle),
+`baselines` (logistic regression, MLP), `plots` (PNG reports), `gates`, `publish`, `workflow`.
+"""
+
+import os
+
+# xgboost and scikit-learn use GNU OpenMP, whose idle threads spin by default: on a shared or busy CPU
+# (measured here: 2 threads next to other work) boosting rounds ran 30-50x slower than with one thread.
+# Passive waiting removes that; set before xgboost/sklearn load libgomp, and a user's own value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from aik.train.gates import GateFailed, GateLimits, GateResult
+from aik.train.presets import PRESETS, TrainConfig, resolve
+from aik.train.workflow import TrainOptions, TrainResult, train_and_publish
+
+__all__ = [
+    "PRESETS",
+    "GateFailed",
+    "GateLimits",
+    "GateResult",
+    "TrainConfig",
+    "TrainOptions",
+    "TrainResult",
+    "resolve",
+    "train_and_publish",
+]

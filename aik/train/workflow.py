@@ -1,0 +1,393 @@
+"""Notebook 3 as one call: read the splits, train (locally or on SageMaker), evaluate, gate, publish.
+
+`train_and_publish(ctx, TrainOptions(...))` is what `aik train`, the notebook and the demo call. Every
+run writes its model, `metrics.json` and plots under `candidates/<run-id>/` beside the published
+model; only a model that passes every gate is then published (reports first, the model last, each in
+one write), so a failed gate leaves the previous model exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from aik import params as P
+from aik import storage
+from aik.bundle import FeatureIndexer, read_bundle
+from aik.context import Context
+from aik.errors import AikError
+from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS
+from aik.train import baselines as B
+from aik.train import evaluate as E
+from aik.train import plots as plots_mod
+from aik.train import publish as pub
+from aik.train.data import Split, check_codes, read_split
+from aik.train.gates import (
+    GateFailed,
+    GateLimits,
+    GateResult,
+    auc_gate,
+    calibration_gate,
+    features_gate,
+    finite_gate,
+    oracle_gate,
+)
+from aik.train.model import TrainedModel, load_booster, model_bytes, predict, train_booster
+from aik.train.presets import CATEGORICAL_COLUMNS, TrainConfig, resolve
+from aik.truth import TruthModel, truth_uri
+
+log = logging.getLogger(__name__)
+
+METRICS_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `aik train` was asked to do (every field has the CLI's default)."""
+
+    preset: str | None = None  # None: "default" locally, "numeric" on SageMaker
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    use_case: str = "bid-filtering"
+    seed: int = 0
+    #: Cap on the rows read from each split (a seeded uniform sample above it); None reads everything.
+    max_rows: int | None = None
+    publish: bool = True
+    baselines: bool = True
+    baseline_max_rows: int = 200_000
+    #: The chosen lower threshold keeps this share of the positives on the validation split.
+    target_recall: float = 0.95
+    limits: GateLimits = field(default_factory=GateLimits)
+    #: Evaluate, gate and publish this booster file instead of training one.
+    model_uri: str | None = None
+    #: Train as a SageMaker job (aik.train.sagemaker_job.SageMakerJob) instead of locally.
+    sagemaker: Any = None
+    nthread: int | None = None
+    keep_candidates: int = 10
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    metrics: dict[str, Any]
+    published: bool
+    gates: list[GateResult]
+    #: The published model URI (`/aik/xgboost/path`), whether or not this run replaced it.
+    model_uri: str
+    candidate_uri: str
+    #: Report name -> URI (metrics.json and the PNG plots) of this run's candidate directory.
+    candidate_reports: dict[str, str]
+    #: Report name -> URI beside the published model (empty when not published).
+    published_reports: dict[str, str]
+    booster: xgb.Booster
+
+    @property
+    def failures(self) -> list[GateResult]:
+        """Gates that failed."""
+        return [g for g in self.gates if not g.passed]
+
+
+def _run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _unseen_codes(indexer: FeatureIndexer) -> dict[str, int]:
+    """Index column -> the code the server sends for a value the pipeline never saw (= label count)."""
+    return {out: len(indexer.labels[raw]) for raw, out in INDEXED_COLUMNS.items() if raw in indexer.labels}
+
+
+def _load_truth(raw_data: str | None) -> TruthModel | None:
+    if not raw_data:
+        return None
+    uri = truth_uri(raw_data)
+    if not storage.exists(uri):
+        return None
+    return TruthModel.load(uri)
+
+
+def _resolve_config(options: TrainOptions) -> TrainConfig:
+    preset = options.preset or ("numeric" if options.sagemaker is not None else "default")
+    return resolve(preset, options.overrides, seed=options.seed)
+
+
+def _obtain_booster(
+    ctx: Context,
+    options: TrainOptions,
+    config: TrainConfig,
+    train: Split,
+    valid: Split,
+    indexer: FeatureIndexer,
+) -> tuple[xgb.Booster, dict[str, Any]]:
+    """Train locally, run the SageMaker job, or load the given model file; returns it and how it was made."""
+    if options.model_uri:
+        booster = load_booster(storage.read_bytes(options.model_uri), options.model_uri)
+        return booster, {"source": "file", "uri": options.model_uri}
+    if options.sagemaker is not None:
+        from aik.train import sagemaker_job as sm
+
+        trainer = sm.build_trainer(
+            options.sagemaker,
+            config,
+            train_uri=train.uri,
+            valid_uri=valid.uri,
+            bucket_uri=ctx.params.get(P.DATA_BUCKET),
+            region=ctx.settings.region or _default_region(),
+        )
+        artifact = sm.run(trainer)
+        booster = sm.booster_from_model_tar(storage.read_bytes(artifact), artifact)
+        return booster, {
+            "source": "sagemaker",
+            "model_artifact": artifact,
+            **sm.summary(options.sagemaker, config),
+        }
+    trained: TrainedModel = train_booster(
+        train, valid, config, unseen_codes=_unseen_codes(indexer), nthread=options.nthread
+    )
+    info = {
+        "source": "local",
+        "best_rounds": trained.best_rounds,
+        "rounds": trained.rounds,
+        "refit_on_train_and_valid": trained.refit,
+        "unseen_rows_added": trained.unseen_rows,
+        "train_seconds": round(trained.seconds, 2),
+    }
+    history = trained.history.get("valid", {})
+    if history:
+        metric, values = next(iter(history.items()))
+        info["valid_" + metric] = round(float(values[trained.best_rounds - 1]), 6)
+    return trained.booster, info
+
+
+def _default_region() -> str:
+    import boto3
+
+    region = boto3.Session().region_name
+    if not region:
+        raise AikError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+    return region
+
+
+def _gates(
+    booster: xgb.Booster,
+    pipeline_columns: tuple[str, ...],
+    p_test: np.ndarray | None,
+    headline: Mapping[str, Any],
+    limits: GateLimits,
+) -> list[GateResult]:
+    gates = [features_gate(booster, pipeline_columns)]
+    if p_test is None:
+        return gates
+    gates.append(finite_gate(p_test))
+    gates.append(auc_gate(headline.get("auc"), limits))
+    gates.append(
+        calibration_gate(
+            headline["mean_prediction"] if headline.get("mean_prediction") is not None else float("nan"),
+            headline["base_rate"],
+            headline["rows"],
+            limits,
+        )
+    )
+    oracle_check = oracle_gate(headline.get("oracle_ratio"), limits)
+    if oracle_check is not None:
+        gates.append(oracle_check)
+    return gates
+
+
+def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> TrainResult:
+    """Train, evaluate on the test split, gate, and publish; raises GateFailed (with .result) on a gate."""
+    options = options or TrainOptions()
+    if options.use_case not in E.USE_CASES:
+        raise AikError(f"unknown use case {options.use_case!r} (choose from {', '.join(E.USE_CASES)})")
+    config = _resolve_config(options)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    store = ctx.params
+    uris = {
+        "train": store.get(P.OUTPUT_TRAIN),
+        "valid": store.get(P.OUTPUT_VERIFY),
+        "test": store.get(P.OUTPUT_TEST),
+        "pipeline_model": store.get(P.PIPELINE_MODEL),
+        "pipeline_schema": store.get(P.PIPELINE_SCHEMA),
+        "model": store.get(P.XGBOOST_PATH),
+    }
+    try:
+        raw_data: str | None = store.get(P.RAW_DATA)
+    except AikError:
+        raw_data = None
+    indexer = read_bundle(uris["pipeline_model"])
+
+    t = time.monotonic()
+    # a SageMaker job or a given model file trains elsewhere: locally the train split only feeds the
+    # baselines, so it is read as the sample they use, never whole
+    trains_here = options.model_uri is None and options.sagemaker is None
+    train_rows = (
+        options.max_rows
+        if trains_here
+        else min(options.max_rows or options.baseline_max_rows, options.baseline_max_rows)
+    )
+    train = read_split(uris["train"], max_rows=train_rows, seed=options.seed, label="train")
+    valid = read_split(uris["valid"], max_rows=options.max_rows, seed=options.seed + 1, label="valid")
+    test = read_split(uris["test"], max_rows=options.max_rows, seed=options.seed + 2, label="test")
+    if config.categorical:
+        for split in (train, valid, test):
+            check_codes(split, CATEGORICAL_COLUMNS)
+    timings["read_s"] = time.monotonic() - t
+    log.info("splits: train %d, valid %d, test %d rows", train.rows, valid.rows, test.rows)
+
+    t = time.monotonic()
+    booster, training = _obtain_booster(ctx, options, config, train, valid, indexer)
+    timings["train_s"] = time.monotonic() - t
+
+    # the gates judge the model file as written, reloaded from its bytes
+    run_id = _run_id()
+    candidate_uri = pub.candidate_model_uri(uris["model"], run_id)
+    storage.write_bytes(candidate_uri, model_bytes(booster))
+    data = storage.read_bytes(candidate_uri)
+    model = load_booster(data, candidate_uri)
+
+    t = time.monotonic()
+    features_ok = features_gate(model, train.columns).passed
+    p_test = predict(model, test.X) if features_ok else None
+    p_valid = predict(model, valid.X) if features_ok else None
+    curves: dict[str, np.ndarray] = {}
+    deciles: dict[str, list[dict[str, Any]]] = {}
+    headline: dict[str, Any] = {"rows": test.rows, "base_rate": float(test.y.mean())}
+    chosen = None
+    if p_test is not None and p_valid is not None:
+        if np.all(np.isfinite(p_valid)):
+            chosen = E.threshold_for_recall(valid.y, p_valid, options.target_recall)
+        headline = E.evaluate(test.y, p_test, chosen_threshold=chosen, target_recall=options.target_recall)
+        curves["xgboost"] = p_test
+        if np.all(np.isfinite(p_test)):
+            deciles["xgboost"] = E.calibration_by_decile(test.y, p_test)
+
+    truth = _load_truth(raw_data)
+    oracle: dict[str, Any] = {}
+    if truth is not None:
+        oracle = E.oracle(test.y, test.X, indexer, truth, options.use_case)
+        p_oracle = E.truth_model(truth, options.use_case).probability(E.deindex(test.X, indexer)[0])
+        curves["oracle"] = p_oracle
+    headline = E.with_oracle_ratio(headline, oracle.get("oracle_auc"))
+    headline.update({k: v for k, v in oracle.items()})
+    timings["evaluate_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    baselines: dict[str, Any] = {}
+    if options.baselines:
+        for name, fit in B.BASELINES.items():
+            baseline = fit(train, valid, max_rows=options.baseline_max_rows, seed=options.seed)
+            p = baseline.predict(test.X)
+            summary = {
+                k: v
+                for k, v in E.evaluate(test.y, p).items()
+                if k in ("auc", "logloss", "brier", "mean_prediction", "calibration_ratio")
+            }
+            summary = E.with_oracle_ratio(summary, oracle.get("oracle_auc"))
+            baselines[name] = {
+                **summary,
+                "train_rows": baseline.train_rows,
+                "seconds": round(baseline.seconds, 2),
+                "params": baseline.params,
+            }
+            curves[name] = p
+            deciles[name] = E.calibration_by_decile(test.y, p)
+            log.info("baseline %s: AUC %s (%.1f s)", name, summary["auc"], baseline.seconds)
+    timings["baselines_s"] = time.monotonic() - t
+
+    gates = _gates(model, train.columns, p_test, headline, options.limits)
+    passed = all(g.passed for g in gates)
+
+    calibration: dict[str, Any] = {}
+    plots: dict[str, bytes] = {}
+    if p_test is not None and np.all(np.isfinite(p_test)):
+        adv_codes = test.X[:, FEATURE_COLUMNS.index(INDEXED_COLUMNS["AdvertiserID"])]
+        calibration = {
+            "overall": E.calibration_row(test.y, p_test),
+            "deciles": deciles["xgboost"],
+            "advertisers": E.calibration_by_group(
+                test.y, p_test, adv_codes, indexer.labels.get("AdvertiserID", ()), "advertiser"
+            ),
+        }
+        aucs = {"xgboost": headline.get("auc"), "oracle": oracle.get("oracle_auc")}
+        aucs.update({name: b["auc"] for name, b in baselines.items()})
+        thresholds = {f"{t:g}": t for t in E.FIXED_THRESHOLDS}
+        matrices = {f"threshold {k}": v["confusion_matrix"] for k, v in headline["thresholds"].items()}
+        if chosen is not None:
+            thresholds[f"chosen {chosen:.3f}"] = chosen
+            matrices[f"chosen {chosen:.3f} (recall {options.target_recall:g} on valid)"] = headline[
+                "chosen_threshold"
+            ]["confusion_matrix"]
+        plots = {
+            plots_mod.PLOTS["roc"]: plots_mod.roc_plot(test.y, curves, aucs),
+            plots_mod.PLOTS["calibration"]: plots_mod.calibration_plot(deciles),
+            plots_mod.PLOTS["prediction_histogram"]: plots_mod.histogram_plot(test.y, p_test, thresholds),
+            plots_mod.PLOTS["confusion_matrix"]: plots_mod.confusion_plot(matrices),
+        }
+
+    will_publish = passed and options.publish
+    metrics: dict[str, Any] = {
+        "schema_version": METRICS_SCHEMA_VERSION,
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "use_case": options.use_case,
+        **headline,
+        "model": {
+            "uri": uris["model"] if will_publish else candidate_uri,
+            "candidate_uri": candidate_uri,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+            "format": "ubjson",
+            "features": list(model.feature_names or []),
+            "feature_types": list(model.feature_types or []),
+            "trees": model.num_boosted_rounds(),
+            "config": config.as_dict(),
+            "training": training,
+        },
+        "data": {
+            name: {
+                "uri": split.uri,
+                "rows": split.rows,
+                "total_rows": split.total_rows,
+                "sampled": split.sampled,
+                "rows_without_label": split.dropped_rows,
+                "base_rate": round(float(split.y.mean()), 6),
+            }
+            for name, split in (("train", train), ("valid", valid), ("test", test))
+        },
+        "calibration": calibration,
+        "baselines": baselines,
+        "gates": {"passed": passed, "limits": asdict(options.limits), "checks": [g.as_dict() for g in gates]},
+        "published": will_publish,
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
+    metrics["plots"] = {name: f"{pub.REPORTS_DIR}/{name}" for name in plots}
+    metrics["timings"]["total_s"] = round(time.monotonic() - started, 2)
+
+    candidate_reports = pub.write_reports(pub.model_dir(candidate_uri), metrics, plots)
+    published_reports: dict[str, str] = {}
+    if will_publish:
+        published_reports = pub.publish(data, uris["model"], metrics, plots)
+        pub.ensure_schema(uris["pipeline_schema"])
+    pub.prune_candidates(uris["model"], keep=options.keep_candidates)
+    result = TrainResult(
+        metrics=metrics,
+        published=will_publish,
+        gates=gates,
+        model_uri=uris["model"],
+        candidate_uri=candidate_uri,
+        candidate_reports=candidate_reports,
+        published_reports=published_reports,
+        booster=model,
+    )
+    if not passed:
+        raise GateFailed(result.failures, result)
+    return result
