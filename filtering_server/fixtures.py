@@ -133,7 +133,8 @@ def pandas_frame(features: np.ndarray, specs: Sequence[StringIndexerSpec]) -> An
     for column, n in sizes.items():
         # every index the bundle can emit except the unseen bucket (training never sees it), listed
         # in reverse so that a category's code differs from its value and re-coding is exercised
-        frame[column] = pd.Categorical(frame[column].astype("Int64"), categories=list(range(n))[::-1])
+        seen = frame[column].where(frame[column] < n)  # the unseen bucket becomes missing
+        frame[column] = pd.Categorical(seen.astype("Int64"), categories=list(range(n))[::-1])
     return frame
 
 

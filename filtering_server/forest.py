@@ -412,6 +412,8 @@ def booster_json(model_bytes: bytes, uri: str = "<model>") -> dict[str, Any]:
     """Load booster bytes (UBJSON or JSON, as `save_model` writes them) and return xgboost's JSON dump."""
     import xgboost
 
+    if not model_bytes:
+        raise ArtifactError(uri, "the model file is empty")  # xgboost 3.2 aborts the process on b""
     booster = xgboost.Booster()
     try:
         booster.load_model(bytearray(model_bytes))

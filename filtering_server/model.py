@@ -22,10 +22,14 @@ training data never had becomes missing (xgboost itself refuses such a row).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +43,7 @@ from aik.bundle import FeatureIndexer, indexer_from_specs, parse_bundle
 from aik.device import UNKNOWN_DEVICE, device_type_id
 from aik.errors import AikError, ArtifactError
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS
-from filtering_server.forest import Forest, booster_json, forest_from_json
+from filtering_server.forest import Forest, forest_from_json
 
 log = logging.getLogger(__name__)
 
@@ -351,33 +355,111 @@ def probe_rows(indexer: FeatureIndexer, rows: int = PROBE_ROWS, seed: int = 0) -
     return x
 
 
-def validate(model: ServedModel, model_bytes: bytes) -> None:
-    """Reject a model that scores a probe set outside [0, 1], or differently from xgboost itself."""
-    import xgboost
-
-    uri = model.sources.model_uri
-    raw = probe_rows(model.indexer)
+def probe_features(model: ServedModel, rows: int = PROBE_ROWS) -> np.ndarray:
+    """The probe rows as the features the booster sees (index lookups and category re-coding applied)."""
+    raw = probe_rows(model.indexer, rows)
     x = raw.copy()
-    for attr, column in REQUEST_COLUMNS.items():  # raw index -> the feature the model sees
+    for attr, column in REQUEST_COLUMNS.items():
         position = FEATURE_COLUMNS.index(INDEXED_COLUMNS[column])
         values = np.asarray(model._index_values[attr], dtype=np.float64)
         finite = ~np.isnan(raw[:, position])
         x[finite, position] = values[raw[finite, position].astype(np.int64)]
     for position, recode in model._recode.items():
         x[:, position] = [recode(v) for v in x[:, position]]
+    return x
+
+
+def validate(model: ServedModel, reference: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Reject a model that scores the probe set outside [0, 1], or differently from xgboost itself."""
+    uri = model.sources.model_uri
+    x = probe_features(model)
     ours = model.forest.predict(x)
     if not np.all(np.isfinite(ours)) or ours.min() < 0.0 or ours.max() > 1.0:
         raise ArtifactError(uri, "the model scores the probe set outside [0, 1]")
-    booster = xgboost.Booster()
-    booster.load_model(bytearray(model_bytes))
-    booster.set_param({"nthread": 1})
-    theirs = booster.inplace_predict(x.astype(np.float32), validate_features=False)
-    diff = float(np.max(np.abs(theirs.astype(np.float64) - ours)))
+    theirs = reference(x)
+    diff = float(np.max(np.abs(theirs - ours)))
     if not diff <= PROBE_TOLERANCE:
         raise ArtifactError(uri, f"the compiled trees differ from xgboost by {diff:.2e} on the probe set")
     one = model.score(_probe_request(model))
     if not 0.0 <= one <= 1.0:
         raise ArtifactError(uri, f"a probe request scores {one}")
+
+
+class BoosterInspector:
+    """xgboost in a child process: parse the booster, dump its JSON, predict the probe set.
+
+    The serving process never hands untrusted bytes to xgboost's C++ parser (which aborts the process
+    on some inputs): a crash or a hang of the child rejects the model and nothing else.
+    """
+
+    def __init__(self, uri: str, timeout: float = 300.0) -> None:
+        self.uri = uri
+        self.timeout = timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> BoosterInspector:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "filtering_server.xgboost_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def load_json(self, model_bytes: bytes) -> dict[str, Any]:
+        """xgboost's JSON dump of the booster (ArtifactError naming the URI if xgboost refuses it)."""
+        if not model_bytes:
+            raise ArtifactError(self.uri, "the model file is empty")
+        return json.loads(self._call("load", model_bytes))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """xgboost's predictions for a feature matrix (after `load_json`)."""
+        return np.asarray(self._call("predict", np.asarray(x, dtype=np.float32)), dtype=np.float64)
+
+    def _call(self, command: str, payload: Any) -> Any:
+        from filtering_server.xgboost_child import read_message, write_message
+
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        result: list[Any] = []
+
+        def exchange() -> None:
+            try:
+                write_message(proc.stdin, (command, payload))  # type: ignore[arg-type]
+                result.append(read_message(proc.stdout))  # type: ignore[arg-type]
+            except (EOFError, OSError) as exc:
+                result.append(exc)
+
+        worker = threading.Thread(target=exchange, name="xgboost-child", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            proc.kill()
+            raise ArtifactError(self.uri, f"xgboost did not read the model within {self.timeout:.0f} s")
+        reply = result[0]
+        if isinstance(reply, BaseException):
+            proc.kill()
+            code = proc.wait()
+            raise ArtifactError(self.uri, f"xgboost crashed while reading the model (exit status {code})")
+        status, value = reply
+        if status != "ok":
+            raise ArtifactError(self.uri, f"not an xgboost model xgboost can load ({value})")
+        return value
 
 
 def _probe_request(model: ServedModel) -> Any:
@@ -407,19 +489,20 @@ def load_model(
     schema = _parse_schema(storage.read_bytes(sources.schema_uri), sources.schema_uri)
     indexer = indexer_from_specs(parse_bundle(bundle_bytes, sources.bundle_uri))
     _check_bundle(indexer, schema, sources)
-    doc = booster_json(model_bytes, sources.model_uri)
-    forest = forest_from_json(doc, sources.model_uri, layout)
-    _check_forest(forest, sources.model_uri)
-    model = ServedModel(
-        version=model_version(model_bytes),
-        sources=sources,
-        forest=forest,
-        indexer=indexer,
-        schema=schema,
-        fingerprints=prints,
-        max_string=max_string,
-    )
-    validate(model, model_bytes)
+    with BoosterInspector(sources.model_uri) as inspector:
+        doc = inspector.load_json(model_bytes)
+        forest = forest_from_json(doc, sources.model_uri, layout)
+        _check_forest(forest, sources.model_uri)
+        model = ServedModel(
+            version=model_version(model_bytes),
+            sources=sources,
+            forest=forest,
+            indexer=indexer,
+            schema=schema,
+            fingerprints=prints,
+            max_string=max_string,
+        )
+        validate(model, inspector.predict)
     model.load_seconds = time.monotonic() - start
     if forest.best_iteration is not None and forest.best_iteration + 1 < forest.num_trees:
         log.warning(
