@@ -170,10 +170,11 @@ def _load_first_model(watcher: ModelWatcher, wait: float) -> None:
 
 def serve(options: Options, stop: threading.Event) -> int:
     """Load, listen, watch and serve until `stop` is set; then drain. Returns the exit status."""
-    from filtering_server import forest
+    from filtering_server import forest, wire
 
     started = time.monotonic()
     forest.warm_up()  # compile or load the kernels before the first request, not during it
+    wire.warm_up()
     log.info("scoring kernels ready in %.1f s", time.monotonic() - started)
     ctx = Context(options.settings)
     holder = ModelHolder()

@@ -33,12 +33,6 @@ def served(artifacts: Artifacts) -> ServedModel:
     return load_model(ModelSources.from_store(artifacts.store))
 
 
-@pytest.fixture(scope="module")
-def numeric_model(numeric_artifacts: Artifacts) -> ServedModel:
-    """The numeric model, loaded once for the module."""
-    return served(numeric_artifacts)
-
-
 def varied_rows(artifacts: Artifacts, n: int = 10_000, seed: int = 2) -> list[dict[str, Any]]:
     """Inference rows, some with categories the pipeline never saw and some with missing (null) ones."""
     rng = np.random.default_rng(seed)
