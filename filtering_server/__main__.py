@@ -51,6 +51,7 @@ class Options:
     log_interval: float = 20.0
     max_string: int = DEFAULT_MAX_STRING
     ready_file: Path | None = None
+    echo: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ready-file", type=Path, default=None, help="write {port, pid, version} as JSON here once ready"
     )
+    p.add_argument(
+        "--echo",
+        action="store_true",
+        help="answer 0.5 without scoring: the transport baseline of the benchmark (not for production)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -152,6 +158,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         log_interval=args.log_interval,
         max_string=args.max_user_agent,
         ready_file=args.ready_file,
+        echo=args.echo,
     )
 
 
@@ -197,7 +204,7 @@ def serve(options: Options, stop: threading.Event) -> int:
         metrics.start()
         log.info("sending StatsD metrics to %s:%d (prefix %s)", host, port, dashboard.SERVER_PREFIX)
 
-    server = FilteringServer(holder, options.server, metrics)
+    server = FilteringServer(holder, options.server, metrics, echo=options.echo)
     try:
         port = server.bind()
     except OSError as exc:
@@ -206,6 +213,8 @@ def serve(options: Options, stop: threading.Event) -> int:
         ) from exc
     server.start()
     watcher.start()
+    if options.echo:
+        log.warning("echo mode: every request is answered 0.5 without scoring (benchmark baseline)")
     model = holder.current
     assert model is not None
     log.info("listening on %s:%d, model %s", options.server.host, port, model.version)

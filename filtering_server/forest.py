@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from aik.errors import ArtifactError
+from filtering_server._jit import CACHE
 
 log = logging.getLogger(__name__)
 
@@ -445,7 +446,7 @@ def _sigmoid(margin):  # type: ignore[no-untyped-def]
     return 1.0 / (1.0 + math.exp(-np.float64(margin)))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _complete_margin(feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, x):  # type: ignore[no-untyped-def]
     n = trees.shape[0]
     idx = np.zeros(n, dtype=np.int64)
@@ -487,7 +488,7 @@ def _complete_margin(feat, thr, catn, dright, leaf, trees, start, pos, cat_meta,
     return s
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _complete_row(feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, x):  # type: ignore[no-untyped-def]
     return _sigmoid(
         _complete_margin(
@@ -496,7 +497,7 @@ def _complete_row(feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, ca
     )
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _complete_row7(
     feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, a, b, c, d, e, f, g
 ):  # type: ignore[no-untyped-def]
@@ -509,7 +510,7 @@ def _complete_row7(
     )
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _complete_block(
     feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, rows, out, lo, hi
 ):  # type: ignore[no-untyped-def]
@@ -564,7 +565,7 @@ def _complete_block(
         out[lo + r] = _sigmoid(sums[r])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _complete_batch(
     feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, rows, out
 ):  # type: ignore[no-untyped-def]
@@ -590,7 +591,7 @@ def _complete_batch(
         )
 
 
-@njit(nogil=True, cache=True, parallel=True)
+@njit(nogil=True, cache=CACHE, parallel=True)
 def _complete_batch_parallel(
     feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, rows, out
 ):  # type: ignore[no-untyped-def]
@@ -617,7 +618,7 @@ def _complete_batch_parallel(
         )
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _sparse_margin(feat, value, first, dright, catn, roots, cat_meta, cat_words, base, x):  # type: ignore[no-untyped-def]
     s = np.float32(base)
     for t in range(roots.shape[0]):
@@ -643,12 +644,12 @@ def _sparse_margin(feat, value, first, dright, catn, roots, cat_meta, cat_words,
     return s
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _sparse_row(feat, value, first, dright, catn, roots, cat_meta, cat_words, base, general, x):  # type: ignore[no-untyped-def]
     return _sigmoid(_sparse_margin(feat, value, first, dright, catn, roots, cat_meta, cat_words, base, x))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _sparse_row7(
     feat, value, first, dright, catn, roots, cat_meta, cat_words, base, general, a, b, c, d, e, f, g
 ):  # type: ignore[no-untyped-def]
@@ -657,7 +658,7 @@ def _sparse_row7(
     return _sigmoid(_sparse_margin(feat, value, first, dright, catn, roots, cat_meta, cat_words, base, x))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def _sparse_batch(feat, value, first, dright, catn, roots, cat_meta, cat_words, base, general, rows, out):  # type: ignore[no-untyped-def]
     for r in range(rows.shape[0]):
         out[r] = _sigmoid(
@@ -665,7 +666,7 @@ def _sparse_batch(feat, value, first, dright, catn, roots, cat_meta, cat_words, 
         )
 
 
-@njit(nogil=True, cache=True, parallel=True)
+@njit(nogil=True, cache=CACHE, parallel=True)
 def _sparse_batch_parallel(
     feat, value, first, dright, catn, roots, cat_meta, cat_words, base, general, rows, out
 ):  # type: ignore[no-untyped-def]

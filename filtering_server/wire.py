@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from filtering_server._jit import CACHE
+
 T_STOP = 0
 T_BOOL = 2
 T_BYTE = 3
@@ -68,7 +70,7 @@ def _i32(buf, pos):  # type: ignore[no-untyped-def]
     return v - (np.int64(1) << 32) if v >= (np.int64(1) << 31) else v
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def scan_message(buf, start, end, max_string, max_elements, max_depth):  # type: ignore[no-untyped-def]
     """Length of the complete message at buf[start:end], NEED_MORE, or a negative error code."""
     pos = start
