@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 CLIENT_METRICS = MetricNames(timer=dashboard.CLIENT_LATENCY, gauge=dashboard.LIKELIHOOD)
 REPORT_JSON = "emulator-report.json"
 REPORT_PNG = "emulator-report.png"
+#: Every measured call's latency (ms, float32), so runs of several processes can be merged exactly.
+LATENCIES_NPY = "emulator-latency-ms.npy"
 
 
 @dataclass(frozen=True)
@@ -423,7 +425,7 @@ def print_report(report: Mapping[str, Any]) -> None:
 
 
 def write_report(report: Mapping[str, Any], workers: Sequence[_Worker], out: Path) -> tuple[Path, Path]:
-    """Write the JSON report and a PNG of latency over time and the two distributions."""
+    """Write the JSON report, the raw latencies, and a PNG of latency over time and the distributions."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -433,6 +435,7 @@ def write_report(report: Mapping[str, Any], workers: Sequence[_Worker], out: Pat
     json_path = out / REPORT_JSON
     json_path.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n", encoding="utf-8")
     latency = np.concatenate([w.latency_ms[: w.measured] for w in workers])
+    np.save(out / LATENCIES_NPY, latency.astype(np.float32))
     ends = np.concatenate([w.end_time[: w.measured] for w in workers])
     likelihood = np.asarray([v for w in workers for v in w.likelihoods], dtype=np.float64)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
