@@ -208,3 +208,26 @@ def delete(uri: str) -> None:
         return
     with contextlib.suppress(FileNotFoundError):
         local_path(uri).unlink()
+
+
+def fingerprint(uri: str) -> str:
+    """A cheap change marker of one object (S3 ETag; local inode, mtime_ns and size), for polling watchers.
+
+    The inode makes an atomic replace (write a temporary file, rename it over) visible even when the
+    new file has the same size and the clock did not move.
+    """
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        client = _s3_client()
+        try:
+            head = client.head_object(Bucket=bucket, Key=key)
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise ArtifactNotFound(uri) from exc
+            raise
+        return f"etag:{head['ETag'].strip(chr(34))}:{head.get('ContentLength', '')}"
+    try:
+        st = local_path(uri).stat()
+    except FileNotFoundError as exc:
+        raise ArtifactNotFound(uri) from exc
+    return f"stat:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"

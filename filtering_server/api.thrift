@@ -1,0 +1,72 @@
+// The bid-filtering API. `BidRequest`, `BidResponse` and `filter` are the original kit's
+// (aws-samples/aws-rtb-intelligence-kit, source/traffic-filtering-app/src/main/thrift/api.thrift):
+// same field ids, types and names, so an unmodified original client works. Everything below
+// "Additions" is new; an original client never sees it.
+
+namespace java com.aik.filterapi
+namespace py aik_filterapi
+
+/**
+ * Raw data required for filtering a bid request
+ */
+struct BidRequest {
+  1: string bidId,
+  2: i32 dayOfWeek,
+  3: string hour,
+  4: string regionId,
+  5: string cityId,
+  6: string domainId,
+  7: string advertiserId,
+  8: i64 biddingPrice,
+  9: i64 payingPrice,
+  10: string userAgent,
+  11: i32 deviceTypeId
+}
+
+/**
+ * The likelihood that bidding on the request leads to an impression
+ */
+struct BidResponse {
+  1: double likelihoodToBid
+}
+
+// ---- Additions ----
+
+/**
+ * Likelihoods of a batch, in request order, all scored by the model named by modelVersion
+ */
+struct BidBatchResponse {
+  1: list<double> likelihoodToBid,
+  2: string modelVersion
+}
+
+/**
+ * Readiness and the model being served
+ */
+struct HealthStatus {
+  1: bool ready,
+  2: string modelVersion,
+  3: string modelUri,
+  4: string modelLoadedAt,
+  5: double modelLoadSeconds,
+  6: i64 requestsServed,
+  7: double uptimeSeconds
+}
+
+service BidRequestFilter {
+
+  /**
+   * The likelihood to bid for one request (the original method)
+   */
+  BidResponse filter(1: BidRequest request)
+
+  /**
+   * Likelihoods for many requests in one round trip
+   */
+  BidBatchResponse filterBatch(1: list<BidRequest> requests)
+
+  /**
+   * Cheap readiness check: ready is false while the server drains on shutdown
+   */
+  HealthStatus health()
+}

@@ -1,0 +1,222 @@
+"""Small serving artifacts built in seconds, for the tests and the benchmark (never used by the server).
+
+`build_artifacts` writes what the pipeline and the trainer publish — an MLeap bundle of the four
+StringIndexers, pipeline-schema.json, an xgboost booster trained on the seven features, inference rows
+as JSON lines — and the parameters that name them, into a local workspace. Data are drawn from a
+random logistic model of per-value effects (as the kit's synthetic logs are), so the booster learns
+real structure and its scores spread over [0, 1]. Three booster flavours exercise the evaluator:
+numerical splits only, native categorical splits on the index columns (numpy input), and categorical
+splits trained from pandas categoricals (xgboost >= 3 then stores the categories in the model).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from aik import params, storage
+from aik.bundle import StringIndexerSpec, write_bundle
+from aik.device import device_type_id
+from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS, RAW_SCHEMA
+from aik.settings import Settings
+
+Flavour = Literal["numeric", "categorical", "pandas-categorical"]
+
+#: Real user agents of each woothee category (and agents woothee cannot classify).
+USER_AGENTS: tuple[str | None, ...] = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.0 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148",
+    "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0 Mobile Safari/537.36",
+    "DoCoMo/2.0 P903i(c100;TB;W24H12)",
+    "Mozilla/5.0 (Nintendo Switch; WifiWebAuthApplet) AppleWebKit/606.4 (KHTML, like Gecko) NF/6.0.1.15.4",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "curl/8.4.0",
+    "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; SV1)",
+    "",
+    None,
+)
+
+
+@dataclass
+class Artifacts:
+    """What `build_artifacts` wrote, and the data behind it (for exact comparisons in tests)."""
+
+    settings: Settings
+    store: params.LocalParameterStore
+    rows: list[dict[str, Any]]
+    features: np.ndarray  # float64, FEATURE_COLUMNS order, as the Spark job computes them
+    labels: np.ndarray
+    booster: Any  # xgboost.Booster
+    flavour: Flavour
+    specs: list[StringIndexerSpec]
+
+    @property
+    def model_uri(self) -> str:
+        """Where the booster was published."""
+        return self.store.get(params.XGBOOST_PATH)
+
+    def predict_reference(self, features: np.ndarray) -> np.ndarray:
+        """xgboost's own prediction for index features (pandas categoricals for that flavour)."""
+        import xgboost
+
+        if self.flavour == "pandas-categorical":
+            data = pandas_frame(features, self.specs)
+            return self.booster.predict(xgboost.DMatrix(data, enable_categorical=True))
+        return self.booster.predict(xgboost.DMatrix(features, feature_names=list(FEATURE_COLUMNS)))
+
+
+def _labels_by_frequency(values: Sequence[str | None]) -> tuple[str, ...]:
+    """Spark StringIndexer's order: descending frequency, ties alphabetically; nulls are not labels."""
+    counts = Counter(v for v in values if v is not None)
+    return tuple(sorted(counts, key=lambda v: (-counts[v], v)))
+
+
+def random_rows(n: int, rng: np.random.Generator, *, domains: int = 500) -> list[dict[str, Any]]:
+    """Raw joined rows with the fields of pipeline-schema.json (Zipf-distributed domains)."""
+    advertisers = [str(a) for a in (1458, 2259, 2261, 2821, 2997, 3358, 3386, 3427, 3476)]
+    domain_names = [f"trqRTu{i:05d}5Kdl" for i in range(domains)]
+    zipf = 1.0 / np.arange(1, domains + 1) ** 1.1
+    rows = []
+    dom_idx = rng.choice(domains, size=n, p=zipf / zipf.sum())
+    for i in range(n):
+        rows.append(
+            {
+                "BidID": f"bid{i:08x}",
+                "dow": int(rng.integers(1, 8)),
+                "hour": f"{int(rng.integers(0, 24)):02d}",
+                "RegionID": str(int(rng.integers(0, 35)) * 10 + 1),
+                "CityID": str(int(rng.integers(0, 120)) * 3 + 2),
+                "Domain": domain_names[int(dom_idx[i])],
+                "AdvertiserID": advertisers[int(rng.integers(0, len(advertisers)))],
+                "BiddingPrice": int(rng.integers(200, 400)),
+                "PayingPrice": int(rng.integers(0, 300)),
+                "UserAgent": USER_AGENTS[int(rng.integers(0, len(USER_AGENTS)))],
+            }
+        )
+    return rows
+
+
+def index_features(rows: Sequence[dict[str, Any]], specs: Sequence[StringIndexerSpec]) -> np.ndarray:
+    """The seven features of raw rows, computed as the Spark job does (float64, FEATURE_COLUMNS order)."""
+    lookups = {s.input_col: {label: i for i, label in enumerate(s.labels)} for s in specs}
+    out = np.empty((len(rows), len(FEATURE_COLUMNS)), dtype=np.float64)
+    for r, row in enumerate(rows):
+        values: dict[str, float] = {
+            "dow": row["dow"],
+            "hour": int(row["hour"]),
+            "device_type_id": device_type_id(row["UserAgent"]),
+        }
+        for column, output in INDEXED_COLUMNS.items():
+            table = lookups[column]
+            values[output] = table.get(row[column], len(table)) if row[column] is not None else len(table)
+        out[r] = [values[c] for c in FEATURE_COLUMNS]
+    return out
+
+
+def pandas_frame(features: np.ndarray, specs: Sequence[StringIndexerSpec]) -> Any:
+    """Index features as a DataFrame with the index columns as pandas categoricals (all indices)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(features, columns=list(FEATURE_COLUMNS))
+    sizes = {INDEXED_COLUMNS[s.input_col]: len(s.labels) for s in specs}
+    for column, n in sizes.items():
+        # every index the bundle can emit except the unseen bucket (training never sees it), listed
+        # in reverse so that a category's code differs from its value and re-coding is exercised
+        seen = frame[column].where(frame[column] < n)  # the unseen bucket becomes missing
+        frame[column] = pd.Categorical(seen.astype("Int64"), categories=list(range(n))[::-1])
+    return frame
+
+
+def train_booster(
+    features: np.ndarray,
+    labels: np.ndarray,
+    specs: Sequence[StringIndexerSpec],
+    *,
+    flavour: Flavour = "numeric",
+    rounds: int = 60,
+    depth: int = 6,
+    seed: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> Any:
+    """An xgboost binary:logistic booster on the seven features, in one of the three flavours."""
+    import xgboost
+
+    param = {
+        "objective": "binary:logistic",
+        "eta": 0.2,
+        "max_depth": depth,
+        "seed": seed,
+        "nthread": 2,
+        **(extra or {}),
+    }
+    names = list(FEATURE_COLUMNS)
+    if flavour == "numeric":
+        data = xgboost.DMatrix(features, labels, feature_names=names)
+    elif flavour == "categorical":
+        types = ["c" if n in INDEXED_COLUMNS.values() else "q" for n in names]
+        data = xgboost.DMatrix(
+            features, labels, feature_names=names, feature_types=types, enable_categorical=True
+        )
+        param["max_cat_to_onehot"] = 1
+    elif flavour == "pandas-categorical":
+        data = xgboost.DMatrix(pandas_frame(features, specs), labels, enable_categorical=True)
+        param["max_cat_to_onehot"] = 1
+    else:
+        raise ValueError(f"unknown flavour {flavour!r}")
+    return xgboost.train(param, data, rounds)
+
+
+def build_artifacts(
+    workspace: Path,
+    *,
+    rows: int = 20_000,
+    seed: int = 0,
+    flavour: Flavour = "numeric",
+    rounds: int = 60,
+    depth: int = 6,
+    domains: int = 500,
+    inference_rows: int = 2_000,
+) -> Artifacts:
+    """Write bundle, schema, booster and inference rows where `aik configure` says, in a local workspace."""
+    rng = np.random.default_rng(seed)
+    settings = Settings(backend="local", workspace=Path(workspace))
+    store = params.LocalParameterStore(settings.workspace / "parameters.json")
+    params.configure(store, settings)
+    raw = random_rows(rows, rng, domains=domains)
+    specs = [
+        StringIndexerSpec(column, output, _labels_by_frequency([r[column] for r in raw]))
+        for column, output in INDEXED_COLUMNS.items()
+    ]
+    features = index_features(raw, specs)
+    # the truth: independent random effects per value of every feature
+    logit = np.full(rows, -1.2)
+    for j in range(features.shape[1]):
+        effects = rng.normal(0.0, 0.6, int(np.nanmax(features[:, j])) + 2)
+        logit += effects[features[:, j].astype(np.int64)]
+    labels = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int32)
+    booster = train_booster(features, labels, specs, flavour=flavour, rounds=rounds, depth=depth, seed=seed)
+
+    write_bundle(store.get(params.PIPELINE_MODEL), specs)
+    storage.write_text(store.get(params.PIPELINE_SCHEMA), json.dumps(RAW_SCHEMA, indent=2))
+    storage.write_bytes(store.get(params.XGBOOST_PATH), bytes(booster.save_raw("ubj")))
+    lines = "".join(json.dumps(r) + "\n" for r in raw[:inference_rows])
+    storage.write_text(storage.join(store.get(params.INFERENCE_DATA), "part-00000.json"), lines)
+    return Artifacts(settings, store, raw, features, labels, booster, flavour, specs)
+
+
+def publish_booster(artifacts: Artifacts, booster: Any) -> bytes:
+    """Replace the published booster atomically (as the trainer does) and return its bytes."""
+    data = bytes(booster.save_raw("ubj"))
+    storage.write_bytes(artifacts.model_uri, data)
+    return data

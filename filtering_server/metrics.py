@@ -1,0 +1,204 @@
+"""StatsD metrics off the hot path: requests record into memory, a thread flushes to a real StatsD client.
+
+A request costs one uncontended lock and two appends; the UDP packets (statsd's pipeline packs many
+metrics into each) leave from the flusher thread every `flush_interval` seconds. Counts are exact: the
+counter is sent as the exact number of requests since the previous flush (`name:N|c`). Timer values are
+sent one per request, in milliseconds; above `max_timings` per flush a uniform random sample of that
+size is sent instead (percentiles stay unbiased; the exact request count is the counter's job).
+A gauge, when configured, is sent once per flush as the mean of the values recorded since the last.
+The same aggregator logs, every `log_interval` seconds, the request count, rate and latency (average and
+p99), as the original server logged its average latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ENV_STATSD_HOST = "AIK_STATSD_HOST"
+ENV_STATSD_PORT = "AIK_STATSD_PORT"
+DEFAULT_STATSD_HOST = "localhost"
+DEFAULT_STATSD_PORT = 8125
+
+
+def statsd_address(host: str | None = None, port: int | None = None) -> tuple[str, int]:
+    """Explicit values win, then `AIK_STATSD_HOST` / `AIK_STATSD_PORT`, then localhost:8125."""
+    chosen_host = host or os.environ.get(ENV_STATSD_HOST) or DEFAULT_STATSD_HOST
+    chosen_port = port or int(os.environ.get(ENV_STATSD_PORT) or DEFAULT_STATSD_PORT)
+    return chosen_host, chosen_port
+
+
+def statsd_client(host: str, port: int, prefix: str) -> Any:
+    """A UDP StatsD client (the `statsd` package); an unresolvable host is a one-line error."""
+    import socket
+
+    import statsd
+
+    from aik.errors import AikError
+
+    try:
+        return statsd.StatsClient(host, port, prefix=prefix)
+    except (socket.gaierror, OSError) as exc:
+        raise AikError(f"cannot reach StatsD at {host}:{port} ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class MetricNames:
+    """The names one process sends (without the prefix, which the client adds)."""
+
+    timer: str
+    counter: str | None = None
+    gauge: str | None = None
+    errors: str | None = None
+
+
+class MetricsAggregator:
+    """Collect per-request numbers in memory; flush them to StatsD and log a summary periodically."""
+
+    def __init__(
+        self,
+        client: Any | None,
+        names: MetricNames,
+        *,
+        flush_interval: float = 1.0,
+        max_timings: int = 2000,
+        log_interval: float = 20.0,
+        label: str = "requests",
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.client = client
+        self.names = names
+        self.flush_interval = flush_interval
+        self.max_timings = max_timings
+        self.log_interval = log_interval
+        self.label = label
+        self._log = logger or log
+        self._lock = threading.Lock()
+        self._count = 0
+        self._errors = 0
+        self._latencies: list[float] = []
+        self._gauge_sum = 0.0
+        self._gauge_n = 0
+        # totals and the window of the periodic log line
+        self.total_count = 0
+        self.total_errors = 0
+        self._window_latencies: list[float] = []
+        self._window_count = 0
+        self._window_errors = 0
+        self._window_start = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.extra_log: Any = None  # callable -> str appended to the log line (e.g. the model version)
+
+    def record(self, count: int, latency_ms: float, gauge: float | None = None) -> None:
+        """Count `count` requests served in one call that took `latency_ms`."""
+        with self._lock:
+            self._count += count
+            self._latencies.append(latency_ms)
+            if gauge is not None:
+                self._gauge_sum += gauge
+                self._gauge_n += 1
+
+    def record_gauge_values(self, total: float, n: int) -> None:
+        """Add `n` gauge values whose sum is `total` (a batch's likelihoods)."""
+        with self._lock:
+            self._gauge_sum += total
+            self._gauge_n += n
+
+    def record_error(self) -> None:
+        """Count one failed request."""
+        with self._lock:
+            self._errors += 1
+
+    def _take(self) -> tuple[int, int, list[float], float, int]:
+        with self._lock:
+            taken = (self._count, self._errors, self._latencies, self._gauge_sum, self._gauge_n)
+            self._count = 0
+            self._errors = 0
+            self._latencies = []
+            self._gauge_sum = 0.0
+            self._gauge_n = 0
+        return taken
+
+    def flush(self) -> None:
+        """Send everything recorded since the last flush (and log the window when it is due)."""
+        count, errors, latencies, gauge_sum, gauge_n = self._take()
+        self.total_count += count
+        self.total_errors += errors
+        self._window_count += count
+        self._window_errors += errors
+        self._window_latencies.extend(latencies)
+        if self.client is not None and (count or errors or latencies or gauge_n):
+            sample = (
+                latencies
+                if len(latencies) <= self.max_timings
+                else random.sample(latencies, self.max_timings)
+            )
+            pipe = self.client.pipeline()
+            if self.names.counter and count:
+                pipe.incr(self.names.counter, count)
+            if self.names.errors and errors:
+                pipe.incr(self.names.errors, errors)
+            for ms in sample:
+                pipe.timing(self.names.timer, ms)
+            if self.names.gauge and gauge_n:
+                pipe.gauge(self.names.gauge, gauge_sum / gauge_n)
+            pipe.send()
+        if time.monotonic() - self._window_start >= self.log_interval:
+            self.log_window()
+
+    def log_window(self) -> None:
+        """Log the count, rate and latency of the requests since the previous log line."""
+        now = time.monotonic()
+        elapsed = max(now - self._window_start, 1e-9)
+        lat = np.asarray(self._window_latencies, dtype=np.float64)
+        extra = f"; {self.extra_log()}" if self.extra_log else ""
+        if lat.size:
+            self._log.info(
+                "%s: %d in the last %.0f s (%.0f/s), latency avg %.3f ms p99 %.3f ms, %d errors%s",
+                self.label,
+                self._window_count,
+                elapsed,
+                self._window_count / elapsed,
+                float(lat.mean()),
+                float(np.percentile(lat, 99)),
+                self._window_errors,
+                extra,
+            )
+        else:
+            self._log.info(
+                "%s: none in the last %.0f s, %d errors%s", self.label, elapsed, self._window_errors, extra
+            )
+        self._window_latencies = []
+        self._window_count = 0
+        self._window_errors = 0
+        self._window_start = now
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception:  # a metrics failure must never stop the process
+                self._log.exception("metrics flush failed")
+
+    def start(self) -> MetricsAggregator:
+        """Start the flusher thread."""
+        self._thread = threading.Thread(target=self._run, name="metrics-flusher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the flusher after a final flush (nothing recorded is lost)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush()

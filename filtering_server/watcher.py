@@ -1,0 +1,129 @@
+"""Zero-downtime model swap: poll the parameters and the artifacts' fingerprints, load, validate, swap.
+
+Every `interval` seconds the watcher reads the three parameters and a fingerprint of each artifact
+(S3 ETag, local inode/mtime/size). When anything changed it loads the new model in its own thread,
+validates it (`model.load_model`: schema and bundle checks, seven features, a probe set scored in
+[0, 1] and identical to xgboost's own predictions) and publishes it by replacing one reference
+(`ModelHolder.current`), which requests read once each: a request is scored wholly by the old or
+wholly by the new model. A model that fails is logged with its URI and the old one keeps serving; the
+same broken state is not retried until the parameters or artifacts change again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from aik.errors import AikError
+from filtering_server.model import DEFAULT_MAX_STRING, ModelSources, ServedModel, fingerprints, load_model
+
+log = logging.getLogger(__name__)
+
+
+class ModelHolder:
+    """The model being served; replacing `current` is the atomic swap."""
+
+    def __init__(self, model: ServedModel | None = None) -> None:
+        self.current: ServedModel | None = model
+        self.swaps = 0
+
+    def swap(self, model: ServedModel) -> None:
+        """Serve `model` from the next request on."""
+        self.current = model
+        self.swaps += 1
+
+
+def describe(model: ServedModel) -> str:
+    """One line naming the model: version, trees, load time and where it came from."""
+    return (
+        f"model {model.version} ({model.forest.num_trees} trees, {model.forest.layout} layout"
+        f"{', categorical splits' if model.forest.has_categorical_splits else ''}) from "
+        f"{model.sources.model_uri}, loaded in {model.load_seconds:.2f} s at {model.loaded_at_iso}"
+    )
+
+
+class ModelWatcher:
+    """Poll for new artifacts and swap them in; never interrupts serving."""
+
+    def __init__(
+        self,
+        store: Any,
+        holder: ModelHolder,
+        *,
+        interval: float = 30.0,
+        max_string: int = DEFAULT_MAX_STRING,
+        on_swap: Callable[[ServedModel], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.holder = holder
+        self.interval = interval
+        self.max_string = max_string
+        self.on_swap = on_swap
+        self.rejected: tuple[ModelSources, tuple[str, ...]] | None = None
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def load_initial(self) -> ServedModel:
+        """Load the first model (raises `AikError` naming the parameter or URI that failed)."""
+        model = load_model(ModelSources.from_store(self.store), max_string=self.max_string)
+        self.holder.swap(model)
+        log.info("serving %s", describe(model))
+        return model
+
+    def poll_once(self) -> bool:
+        """Check once; load, validate and swap if anything changed. True when a new model was swapped in."""
+        try:
+            sources = ModelSources.from_store(self.store)
+            prints = fingerprints(sources)
+        except AikError as exc:
+            self._report(f"cannot check for a new model: {exc}")
+            return False
+        current = self.holder.current
+        if current is not None and (sources, prints) == (current.sources, current.fingerprints):
+            return False
+        if (sources, prints) == self.rejected:
+            return False
+        try:
+            model = load_model(sources, max_string=self.max_string)
+        except AikError as exc:
+            self.rejected = (sources, prints)
+            self._report(f"rejected the new model, the current one keeps serving: {exc}")
+            return False
+        except Exception as exc:  # an unexpected failure must not kill the watcher or the server
+            self.rejected = (sources, prints)
+            log.exception("rejected the new model from %s", sources.model_uri)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return False
+        self.rejected = None
+        self.last_error = None
+        previous = current.version if current is not None else "none"
+        self.holder.swap(model)
+        log.info("swapped model %s -> %s", previous, describe(model))
+        if self.on_swap is not None:
+            self.on_swap(model)
+        return True
+
+    def _report(self, message: str) -> None:
+        if message != self.last_error:  # once per distinct failure, not at every poll
+            log.error("%s", message)
+        self.last_error = message
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll_once()
+
+    def start(self) -> ModelWatcher:
+        """Poll in a daemon thread (nothing to do when the interval is 0)."""
+        if self.interval > 0:
+            self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling (a load in progress finishes in the background)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)

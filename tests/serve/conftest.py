@@ -1,0 +1,69 @@
+"""Serving fixtures: artifacts built in a temporary workspace, a live server on an ephemeral port, a
+StatsD receiver, and clients (uvicorn's `run_server` style: start the real thing, talk to it, stop it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from serving import LiveServer, StatsdReceiver, run_server
+
+from filtering_server.fixtures import Artifacts, build_artifacts
+from filtering_server.model import ModelSources, ServedModel, load_model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernels() -> None:
+    """Compile (or load from numba's cache) the scoring and framing kernels once per session."""
+    from filtering_server import forest, wire
+
+    forest.warm_up()
+    wire.warm_up()
+
+
+@pytest.fixture(scope="session")
+def numeric_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+    """Artifacts with a booster of numerical splits (shared: tests must not republish into it)."""
+    return build_artifacts(tmp_path_factory.mktemp("numeric") / "ws", rows=20_000, flavour="numeric")
+
+
+@pytest.fixture(scope="session")
+def categorical_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+    """Artifacts with native categorical splits on the index columns (numpy input, no re-coding)."""
+    return build_artifacts(tmp_path_factory.mktemp("categorical") / "ws", rows=20_000, flavour="categorical")
+
+
+@pytest.fixture(scope="session")
+def pandas_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+    """Artifacts with categorical splits trained from pandas categoricals (categories stored in the model)."""
+    return build_artifacts(
+        tmp_path_factory.mktemp("pandas") / "ws", rows=20_000, flavour="pandas-categorical"
+    )
+
+
+@pytest.fixture(scope="session")
+def numeric_model(numeric_artifacts: Artifacts) -> ServedModel:
+    """The numeric model as the server loads it (once: loading spawns xgboost in a child process)."""
+    return load_model(ModelSources.from_store(numeric_artifacts.store))
+
+
+@pytest.fixture
+def live(numeric_artifacts: Artifacts, numeric_model: ServedModel) -> Iterator[LiveServer]:
+    """A live server of the numeric model on an ephemeral port (tests must not modify the model)."""
+    with run_server(numeric_artifacts, model=numeric_model) as server:
+        yield server
+
+
+@pytest.fixture
+def own_artifacts(tmp_path: Path) -> Artifacts:
+    """Small artifacts of this test alone (it may republish the model)."""
+    return build_artifacts(tmp_path / "ws", rows=5_000, rounds=20, inference_rows=500)
+
+
+@pytest.fixture
+def statsd_receiver() -> Iterator[StatsdReceiver]:
+    """A local StatsD receiver on an ephemeral UDP port."""
+    receiver = StatsdReceiver()
+    yield receiver
+    receiver.close()

@@ -1,0 +1,120 @@
+"""Helpers of the serving tests: a live server in a context manager and a StatsD receiver."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from filtering_server.fixtures import Artifacts
+from filtering_server.metrics import MetricsAggregator
+from filtering_server.model import ServedModel
+from filtering_server.server import FilteringServer, ServerConfig
+from filtering_server.watcher import ModelHolder, ModelWatcher
+
+
+@dataclass
+class LiveServer:
+    """A running server and what it serves."""
+
+    server: FilteringServer
+    holder: ModelHolder
+    watcher: ModelWatcher
+    artifacts: Artifacts
+    metrics: MetricsAggregator | None = None
+    clients: list[Any] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        """The ephemeral port."""
+        return self.server.port
+
+    def client(self, timeout_ms: int = 10_000) -> Any:
+        """A thriftpy2 client (closed when the server stops)."""
+        from ad_server_emulator.emulator import connect
+
+        c = connect("127.0.0.1", self.port, timeout_ms)
+        self.clients.append(c)
+        return c
+
+
+@contextlib.contextmanager
+def run_server(
+    artifacts: Artifacts,
+    *,
+    watch_interval: float = 0.0,
+    metrics: MetricsAggregator | None = None,
+    config: ServerConfig | None = None,
+    echo: bool = False,
+    model: ServedModel | None = None,
+) -> Iterator[LiveServer]:
+    """Load the model (unless given one), serve on 127.0.0.1:<ephemeral>, yield, then drain and stop."""
+    holder = ModelHolder(model)
+    watcher = ModelWatcher(artifacts.store, holder, interval=watch_interval)
+    if model is None:
+        watcher.load_initial()
+    server = FilteringServer(holder, config or ServerConfig(host="127.0.0.1", port=0), metrics, echo=echo)
+    server.start()
+    watcher.start()
+    live = LiveServer(server, holder, watcher, artifacts, metrics)
+    try:
+        yield live
+    finally:
+        for c in live.clients:
+            with contextlib.suppress(Exception):
+                c.close()
+        watcher.stop()
+        server.shutdown(timeout=5)
+
+
+class StatsdReceiver:
+    """A UDP socket that collects StatsD lines (`name:value|type`)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.lines.extend(data.decode("ascii").splitlines())
+
+    def wait_for(self, predicate: Any, timeout: float = 5.0) -> bool:
+        """Wait until `predicate(lines)` is true."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(list(self.lines)):
+                return True
+            time.sleep(0.05)
+        return predicate(list(self.lines))
+
+    def values(self, name: str, kind: str) -> list[float]:
+        """Values of every line `name:<value>|<kind>` received."""
+        out = []
+        for line in list(self.lines):
+            metric, _, rest = line.partition(":")
+            value, _, rest = rest.partition("|")
+            if metric == name and rest.split("|")[0] == kind:
+                out.append(float(value))
+        return out
+
+    def close(self) -> None:
+        """Stop receiving."""
+        self._stop.set()
+        self._thread.join(timeout=1)
+        self.sock.close()

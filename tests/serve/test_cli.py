@@ -1,0 +1,124 @@
+"""`python -m filtering_server` and `python -m ad_server_emulator` as users run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from serving import StatsdReceiver
+
+from aik import dashboard, params
+from filtering_server.fixtures import Artifacts
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a module in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("module", ["filtering_server", "ad_server_emulator"])
+def test_help(module: str) -> None:
+    out = run(module, "--help")
+    assert out.returncode == 0
+    assert f"usage: python -m {module}" in out.stdout
+    assert "--workspace" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("filtering_server", "--port", "abc"),
+        ("filtering_server", "--backend", "cloud"),
+        ("ad_server_emulator", "localhost"),
+        ("ad_server_emulator", "localhost", "0", "100"),
+        ("ad_server_emulator", "localhost", "1", "-5"),
+    ],
+)
+def test_bad_arguments_print_usage_and_exit_2(args: tuple[str, ...]) -> None:
+    out = run(*args)
+    assert out.returncode == 2
+    assert out.stderr.startswith("usage: ")
+
+
+def test_server_without_parameters_names_the_missing_one(workspace: Path) -> None:
+    out = run("filtering_server", "--workspace", str(workspace), "--port", "0")
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "filtering_server: parameter /aik/xgboost/path is not set in the local parameter store"
+    )
+
+
+def test_server_with_a_missing_artifact_names_its_uri(own_artifacts: Artifacts) -> None:
+    uri = own_artifacts.store.get(params.PIPELINE_MODEL)
+    os.unlink(uri)
+    out = run("filtering_server", "--workspace", str(own_artifacts.settings.workspace), "--port", "0")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == f"filtering_server: artifact not found: {uri}"
+
+
+def test_emulator_without_a_server_fails_with_a_reason(workspace: Path) -> None:
+    out = run(
+        "ad_server_emulator", "127.0.0.1", "1", "10", "--port", "1", "--wait-ready", "1", "--no-metrics"
+    )
+    assert out.returncode == 1
+    assert "was not ready within 1 s" in out.stderr.strip().splitlines()[-1]
+
+
+def test_server_and_emulator_end_to_end_then_sigterm_drains(
+    own_artifacts: Artifacts, tmp_path: Path, statsd_receiver: StatsdReceiver
+) -> None:
+    workspace = str(own_artifacts.settings.workspace)
+    ready = tmp_path / "ready.json"
+    env = {**os.environ, "AIK_STATSD_HOST": "127.0.0.1", "AIK_STATSD_PORT": str(statsd_receiver.port)}
+    server_args = ["--workspace", workspace, "--port", "0", "--host", "127.0.0.1", "--ready-file", str(ready)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "filtering_server", *server_args, "--metrics-interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.1)
+        assert ready.exists(), "the server never became ready"
+        port = json.loads(ready.read_text())["port"]
+        emulator_args = ["--workspace", workspace, "--output", str(tmp_path / "out"), "--warmup", "0"]
+        emulator = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ad_server_emulator",
+                "127.0.0.1",
+                "2",
+                "600",
+                "--port",
+                str(port),
+                *emulator_args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert emulator.returncode == 0, emulator.stderr
+        assert "emulator: 600 requests measured" in emulator.stdout
+        report = json.loads((tmp_path / "out" / "emulator-report.json").read_text())
+        assert report["errors"] == 0
+        count = f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_COUNT}"
+        assert statsd_receiver.wait_for(lambda _: sum(statsd_receiver.values(count, "c")) >= 600, timeout=10)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    assert "received SIGTERM" in output
+    assert "stopped (600 requests served)" in output
+    assert sum(statsd_receiver.values(count, "c")) == 600

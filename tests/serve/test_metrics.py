@@ -1,0 +1,92 @@
+"""StatsD metrics: exact counts, millisecond timers, the contract's names, nothing lost at shutdown."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from serving import StatsdReceiver, run_server
+
+from ad_server_emulator.emulator import bid_request
+from aik import dashboard
+from filtering_server.__main__ import SERVER_METRICS
+from filtering_server.api import BidRequest
+from filtering_server.fixtures import Artifacts
+from filtering_server.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
+from filtering_server.model import ServedModel
+
+COUNT = f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_COUNT}"
+LATENCY = f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_LATENCY}"
+
+
+def server_metrics(receiver: StatsdReceiver, **kwargs: object) -> MetricsAggregator:
+    """The server's aggregator, sending to the test receiver."""
+    client = statsd_client("127.0.0.1", receiver.port, dashboard.SERVER_PREFIX)
+    return MetricsAggregator(client, SERVER_METRICS, flush_interval=0.05, **kwargs).start()  # type: ignore[arg-type]
+
+
+def test_server_counts_every_request_exactly_and_times_them_in_ms(
+    numeric_artifacts: Artifacts, numeric_model: ServedModel, statsd_receiver: StatsdReceiver
+) -> None:
+    metrics = server_metrics(statsd_receiver)
+    with run_server(numeric_artifacts, model=numeric_model, metrics=metrics) as live:
+        client = live.client()
+        request = bid_request(numeric_artifacts.rows[0])
+        for _ in range(300):
+            client.filter(request)
+        client.filterBatch([request] * 50)
+        with pytest.raises(Exception, match="userAgent"):
+            client.filter(BidRequest(userAgent="x" * 10_000))
+    metrics.stop()
+    assert statsd_receiver.wait_for(lambda _: sum(statsd_receiver.values(COUNT, "c")) >= 350)
+    time.sleep(0.2)
+    assert sum(statsd_receiver.values(COUNT, "c")) == 350  # exact, batches counted per request
+    timings = statsd_receiver.values(LATENCY, "ms")
+    assert len(timings) == 301  # one per call
+    assert all(0.0 < t < 1000.0 for t in timings)  # milliseconds, as floats
+    assert any(t != int(t) for t in timings)
+    assert sum(statsd_receiver.values(f"{dashboard.SERVER_PREFIX}.filtering_errors", "c")) == 1
+
+
+def test_timings_are_sampled_above_the_cap_but_the_count_stays_exact(statsd_receiver: StatsdReceiver) -> None:
+    client = statsd_client("127.0.0.1", statsd_receiver.port, "p")
+    metrics = MetricsAggregator(client, MetricNames(timer="t", counter="n", gauge="g"), max_timings=10)
+    for i in range(1000):
+        metrics.record(1, float(i), gauge=0.25)
+    metrics.flush()
+    assert statsd_receiver.wait_for(lambda _: len(statsd_receiver.values("p.t", "ms")) >= 10)
+    time.sleep(0.1)
+    assert statsd_receiver.values("p.n", "c") == [1000.0]
+    assert len(statsd_receiver.values("p.t", "ms")) == 10
+    assert statsd_receiver.values("p.g", "g") == [0.25]  # the mean of the gauge values of the period
+
+
+def test_periodic_log_line_reports_count_rate_and_latency(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = MetricsAggregator(None, MetricNames(timer="t"), log_interval=0.0, label="filtering")
+    metrics.extra_log = lambda: "model abc"
+    for ms in (1.0, 2.0, 3.0):
+        metrics.record(1, ms)
+    with caplog.at_level(logging.INFO):
+        metrics.flush()
+    line = caplog.records[-1].getMessage()
+    assert line.startswith("filtering: 3 in the last ")
+    assert "latency avg 2.000 ms" in line
+    assert line.endswith("0 errors; model abc")
+
+
+def test_statsd_address_from_options_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIK_STATSD_HOST", raising=False)
+    monkeypatch.delenv("AIK_STATSD_PORT", raising=False)
+    assert statsd_address() == ("localhost", 8125)
+    monkeypatch.setenv("AIK_STATSD_HOST", "agent")
+    monkeypatch.setenv("AIK_STATSD_PORT", "9125")
+    assert statsd_address() == ("agent", 9125)
+    assert statsd_address("other", 1) == ("other", 1)
+
+
+def test_an_unresolvable_statsd_host_is_a_one_line_error() -> None:
+    from aik.errors import AikError
+
+    with pytest.raises(AikError, match=r"cannot reach StatsD at no-such-host\.invalid:8125"):
+        statsd_client("no-such-host.invalid", 8125, "x")
