@@ -1,16 +1,19 @@
-"""`aik demo`: the whole kit end to end on one machine (configure, ingest, features, train, serve, synth)."""
+"""`aik demo`: the whole kit end to end on one machine (data, training, serving, dashboard, synth)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import time
-from collections.abc import Callable
+import shutil
 
 from aik.context import Context
-from aik.errors import AikError, NotBuiltYet
+from aik.demo import DemoConfig, run_demo
 
-log = logging.getLogger("aik.demo")
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,43 +21,38 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "demo",
         help="run the whole kit end to end locally",
-        description="Run every step of the kit locally on the embedded defaults; steps that are not "
-        "built yet are reported as such, never faked.",
+        description="configure, ingest synthetic logs, run the Spark feature job, train (gates, plots), "
+        "serve with the filtering server under the emulator's load with a hot model swap, render the "
+        "dashboard from the StatsD metrics, synthesize the CDK app, and print a summary. Steps whose "
+        "inputs have not changed are reused; --fresh (or `make demo-clean`) starts over.",
     )
-    p.add_argument("--rows", type=int, default=200_000, help="synthetic bid requests (default 200000)")
-    p.add_argument("--requests", type=int, default=100_000, help="emulator requests (default 100000)")
+    p.add_argument("--rows", type=_positive, default=200_000, help="synthetic bid requests (default 200000)")
+    p.add_argument("--requests", type=_positive, default=100_000, help="emulator requests (default 100000)")
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic data (default 7)")
+    p.add_argument("--connections", type=_positive, default=2, help="emulator connections (default 2)")
+    p.add_argument(
+        "--swap-seed", type=int, default=1, help="xgboost seed of the model swapped in during the load"
+    )
+    p.add_argument("--no-synth", action="store_true", help="skip synthesizing the CDK app")
+    p.add_argument("--fresh", action="store_true", help="delete the workspace first and run every step")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Run the steps in order; stop at the first failure, report the ones not built yet."""
-    from aik.commands import configure, features, ingest, train
-
-    steps: list[tuple[str, Callable[[], object]]] = [
-        ("configure", lambda: configure.run(argparse.Namespace(), ctx)),
-        (
-            "ingest",
-            lambda: ingest.run(argparse.Namespace(synthetic=True, rows=args.rows, seed=args.seed), ctx),
+    """Run the demo and print its summary."""
+    if args.fresh and ctx.settings.workspace.exists():
+        shutil.rmtree(ctx.settings.workspace)
+    summary = run_demo(
+        ctx,
+        DemoConfig(
+            rows=args.rows,
+            requests=args.requests,
+            seed=args.seed,
+            connections=args.connections,
+            swap_seed=args.swap_seed,
+            synth=not args.no_synth,
+            fresh=args.fresh,
         ),
-        ("features", lambda: features.run(argparse.Namespace(use_case="bid-filtering"), ctx)),
-        ("train", lambda: train.run(argparse.Namespace(), ctx)),
-    ]
-    missing = []
-    for name, step in steps:
-        start = time.monotonic()
-        log.info("demo step %s: starting", name)
-        try:
-            step()
-        except NotBuiltYet as exc:
-            log.warning("demo step %s: %s; the steps after it need its output", name, exc)
-            missing.append(name)
-            break
-        except AikError as exc:
-            raise AikError(f"step {name} failed: {exc}") from exc
-        log.info("demo step %s: done in %.1f s", name, time.monotonic() - start)
-    if missing:
-        print(f"demo stopped: step '{missing[0]}' is not built yet; nothing after it was run")
-        return 3
-    print("demo: all built steps ran")
+    )
+    print("\n".join(summary["lines"]))
     return 0
