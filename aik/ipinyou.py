@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from aik import storage
+from aik.errors import ArtifactError
 from aik.schema import BID_LOG_COLUMNS, EVENT_LOG_COLUMNS
 
 BID, IMP, CLK, CONV = "bid", "imp", "clk", "conv"
@@ -267,10 +268,8 @@ def scan_log(
                         rejects.write(f"{number}\t{reason}\t{line}\n")
                 if progress is not None and number % 65536 == 0:
                     progress.update(65536)
-        except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
-            from aik.errors import ArtifactError
-
-            raise ArtifactError(uri, f"unreadable after {report.lines} lines ({exc})") from exc
+        except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file, or a failed copy
+            raise ArtifactError(uri, f"stopped after {report.lines:,} lines: {exc}") from exc
         if progress is not None:
             progress.update(report.lines % 65536)
         buffered.read()  # through the tee: the copy gets any bytes the decompressor left unread

@@ -2,7 +2,9 @@
 
 Prints, per size: seconds and rows/s of `ingest --synthetic` and of the feature job, and how the job's
 time grows against the smallest size (the baseline, measured in the same run). One SparkSession serves
-every size, after a small warm-up run, so the JVM start is not counted; it is printed apart.
+every size, after a small warm-up run, so the JVM start is not counted; it is printed apart. Because
+wall time on a shared machine mostly measures the neighbours, the CPU seconds the job used (the Spark
+JVM and its Python workers, from /proc) are printed too: rows per CPU second hardly depend on load.
 
     .venv/bin/python bench/bench_features.py                       # 100k, 200k, 500k, 1M
     .venv/bin/python bench/bench_features.py --sizes 100000,200000 --workdir bench/out
@@ -24,6 +26,28 @@ from aik.features import run_features
 from aik.features.spark import local_session
 from aik.params import configure
 from aik.settings import Settings
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system, including exited children) of a process and all its descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        times[pid] = sum(int(v) for v in fields[11:15]) / tick  # utime, stime, cutime, cstime
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0.0) for pid in tree)
 
 
 def _context(workspace: Path) -> Context:
@@ -54,29 +78,36 @@ def main() -> int:
     ingest_synthetic(warm, rows=20_000, seed=args.seed, days=2)
     run_features(warm, spark=spark)
 
+    jvm = spark.sparkContext._gateway.proc.pid  # type: ignore[attr-defined]
     results = []
     for rows in sizes:
         ctx = _context(root / f"rows-{rows}")
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.process_time()
         ingest_synthetic(ctx, rows=rows, seed=args.seed)
-        t1 = time.monotonic()
+        t1, c1 = time.monotonic(), time.process_time()
+        j0 = _tree_cpu_seconds(jvm)
         report = run_features(ctx, spark=spark)
-        t2 = time.monotonic()
+        t2, j1 = time.monotonic(), _tree_cpu_seconds(jvm)
         assert report["rows"] == rows, report["rows"]
-        results.append((rows, t1 - t0, t2 - t1))
-        print(f"{rows:>9,} rows: generate {t1 - t0:6.1f} s, feature job {t2 - t1:6.1f} s", flush=True)
+        results.append((rows, t1 - t0, c1 - c0, t2 - t1, j1 - j0))
+        print(
+            f"{rows:>9,} rows: generate {t1 - t0:6.1f} s ({c1 - c0:.1f} CPU s), "
+            f"feature job {t2 - t1:6.1f} s ({j1 - j0:.1f} CPU s), load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     spark.stop()
 
-    base_rows, _, base_job = results[0]
+    base_rows, _, _, base_job, base_cpu = results[0]
     print()
     print(
-        f"{'rows':>9} | {'generate s':>10} | {'gen rows/s':>10} | {'job s':>7} | {'job rows/s':>10} | "
-        f"{'rows x':>6} | {'time x':>6}"
+        f"{'rows':>9} | {'gen s':>6} | {'gen CPU s':>9} | {'job s':>6} | {'job rows/s':>10} | "
+        f"{'job CPU s':>9} | {'rows/CPU s':>10} | {'rows x':>6} | {'time x':>6} | {'CPU x':>6}"
     )
-    for rows, gen, job in results:
+    for rows, gen, gen_cpu, job, cpu in results:
         print(
-            f"{rows:>9,} | {gen:>10.1f} | {rows / gen:>10,.0f} | {job:>7.1f} | {rows / job:>10,.0f} | "
-            f"{rows / base_rows:>6.1f} | {job / base_job:>6.2f}"
+            f"{rows:>9,} | {gen:>6.1f} | {gen_cpu:>9.1f} | {job:>6.1f} | {rows / job:>10,.0f} | "
+            f"{cpu:>9.1f} | {rows / cpu:>10,.0f} | {rows / base_rows:>6.1f} | {job / base_job:>6.2f} | "
+            f"{cpu / base_cpu:>6.2f}"
         )
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     if not args.workdir:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from aik.context import Context
+from aik.errors import AikError
+
+log = logging.getLogger("aik.features")
 
 USE_CASES = ("bid-filtering", "ctr")
 
@@ -33,7 +37,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Run the job and print where everything went (the demo calls this with use_case only)."""
     from aik.features import run_features
 
-    report = run_features(ctx, getattr(args, "use_case", "bid-filtering"), seed=getattr(args, "seed", 42))
+    try:
+        report = run_features(ctx, getattr(args, "use_case", "bid-filtering"), seed=getattr(args, "seed", 42))
+    except AikError:
+        raise
+    except Exception as exc:  # a Spark failure: one line here, the whole trace with -v
+        log.debug("the feature job failed", exc_info=True)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AikError(f"the Spark job failed: {reason} (run with -v for the trace)") from exc
     for kind, counts in report["inputs"].items():
         print(
             f"features: {kind} logs: {counts['lines']:,} lines, {counts['accepted']:,} accepted, "

@@ -8,8 +8,9 @@ Runs the same way everywhere:
 
 It reads the configured sources, checks every line (rejects are written aside with their reason),
 joins bids with impressions (left, on BidID) or impressions with clicks (`ctr`), derives dow/hour and
-device_type_id, fits the StringIndexers, and writes every artifact to its parameter's URI. The
-parsed input and the joined rows are cached once, so the logs are decompressed a single time.
+device_type_id, fits the StringIndexers, and writes every artifact to its parameter's URI. The logs
+are read twice: pass 1 writes the rejects and counts the lines, pass 2 builds the joined rows, which
+are cached for the fit and the writes (caching the raw input instead costs more than reading it again).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from aik.errors import AikError
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -85,7 +87,12 @@ def local_session(
     packages = os.environ.get(ENV_PACKAGES)
     if packages:
         builder = builder.config("spark.jars.packages", packages)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # no Java, a port in use, ...: say so in one line
+        raise AikError(
+            f"cannot start Spark in local mode ({exc}); it needs Java 17 on PATH or JAVA_HOME"
+        ) from exc
     spark.sparkContext.setLogLevel("ERROR")
     # No `.part-*.crc` files beside the outputs: readers of the local artifacts (the emulator, pandas)
     # should only ever see the data. The local filesystem instance is cached, so writers share it.

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from aik.device import device_type_id
 from aik.schema import INDEXED_COLUMNS, LABEL, RAW_SCHEMA, SPLIT_COLUMNS
@@ -100,31 +103,43 @@ def with_time_features(df: DataFrame) -> DataFrame:
     )
 
 
-def _device_types(batches: Iterator[Any], column: int) -> Iterator[Any]:
-    """Arrow batches -> the same batches plus device_type_id, calling `aik.device` once per distinct agent."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def device_type_array(agents: pa.Array) -> pa.Array:
+    """Arrow array of user agents -> int32 device_type_ids, one `aik.device` call per distinct agent."""
+    encoded = pc.dictionary_encode(agents, null_encoding="encode")
+    ids = pa.array([device_type_id(agent) for agent in encoded.dictionary.to_pylist()], pa.int32())
+    return pc.take(ids, encoded.indices)
 
+
+def _device_batches(batches: Iterator[pa.RecordBatch], column: int) -> Iterator[pa.RecordBatch]:
+    """Arrow record batches -> the same batches plus device_type_id (the mapInArrow form)."""
     for batch in batches:
-        encoded = pc.dictionary_encode(batch.column(column), null_encoding="encode")
-        ids = pa.array([device_type_id(agent) for agent in encoded.dictionary.to_pylist()], pa.int32())
-        devices = pc.take(ids, encoded.indices)
+        devices = device_type_array(batch.column(column))
         yield pa.RecordBatch.from_arrays([*batch.columns, devices], [*batch.schema.names, "device_type_id"])
 
 
-def with_device_type(df: DataFrame, user_agent: str = "UserAgent") -> DataFrame:
+def with_device_type(
+    df: DataFrame, user_agent: str = "UserAgent", *, arrow_udf: bool | None = None
+) -> DataFrame:
     """`device_type_id` from the user agent through `aik.device.device_type_id` (the server's function).
 
-    Arrow batches (mapInArrow) rather than a pandas UDF: no pandas on the executors, and a missing agent
-    stays None (pandas would hand woothee a NaN).
+    On Arrow arrays, never pandas: no pandas on the executors, and a missing agent stays None (pandas
+    would hand woothee a NaN). Spark 4.1+ has Arrow UDFs, which ship only the agent column to Python;
+    older Spark (EMR) gets the whole row through mapInArrow, the same function, about half as fast.
     """
+    from pyspark.sql import functions as F
     from pyspark.sql.types import IntegerType, StructField, StructType
 
-    column = df.columns.index(user_agent)
-    schema = StructType([*df.schema.fields, StructField("device_type_id", IntegerType(), False)])
-    with warnings.catch_warnings():  # pyspark warns about pandas 3, which this Arrow-only path never uses
+    if arrow_udf is None:
+        arrow_udf = hasattr(F, "arrow_udf")
+    with warnings.catch_warnings():  # pyspark warns about pandas 3, which these Arrow-only paths never use
         warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-        return df.mapInArrow(lambda batches: _device_types(batches, column), schema)
+        if arrow_udf:
+            # Spark reads the UDF's kind from its type hints (pa.Array -> pa.Array: scalar).
+            devices = F.arrow_udf(device_type_array, IntegerType())  # type: ignore[attr-defined]
+            return df.withColumn("device_type_id", devices(F.col(user_agent)))
+        column = df.columns.index(user_agent)
+        schema = StructType([*df.schema.fields, StructField("device_type_id", IntegerType(), False)])
+        return df.mapInArrow(lambda batches: _device_batches(batches, column), schema)
 
 
 def with_split(df: DataFrame, seed: int = DEFAULT_SPLIT_SEED) -> DataFrame:

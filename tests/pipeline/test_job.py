@@ -246,3 +246,20 @@ def test_counts_fall_back_to_a_counting_pass_when_metrics_are_missing(spark: Spa
     never_run = Observation("aik-test-never-run")
     counts = job._input_counts(never_run, parse_lines(frame, "bid"))
     assert counts == {"lines": 2, "accepted": 1, "rejected": 1, "reasons": {"wrong field count": 1}}
+
+
+def test_cli_reports_a_spark_failure_in_one_line(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import aik.features
+    from aik.cli import main
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Job aborted due to stage failure\n\tat org.apache.spark...")
+
+    monkeypatch.setattr(aik.features, "run_features", broken)
+    assert main(["--workspace", str(workspace), "features"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "aik features: the Spark job failed: Job aborted due to stage failure (run with -v for the trace)"
+    )

@@ -51,3 +51,18 @@ def test_notebooks_run_in_order_locally(tmp_path: Path) -> None:
     assert "/aik/xgboost/path=" in text  # notebook 0 printed the parameters
     assert "2,000 rows" in text  # notebook 2's summary
     assert "IndexDomain" in text  # the split's schema
+
+
+def test_notebook_context_is_aws_in_sagemaker_unless_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aik import notebook
+
+    assert notebook.notebook_context(workspace=str(tmp_path)).settings.backend == "local"
+    metadata = tmp_path / "resource-metadata.json"
+    metadata.write_text("{}")
+    monkeypatch.setattr(notebook, "STUDIO_METADATA", metadata)
+    assert notebook.notebook_context(workspace=str(tmp_path)).settings.backend == "aws"
+    assert notebook.notebook_context("local", str(tmp_path)).settings.backend == "local"
+    monkeypatch.setenv("AIK_BACKEND", "local")
+    assert notebook.notebook_context(workspace=str(tmp_path)).settings.backend == "local"

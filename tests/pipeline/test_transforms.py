@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import pytest
+
 from aik.bundle import indexer_from_specs
 from aik.device import device_type_id
 from aik.features.job import specs_from_model
@@ -89,12 +91,17 @@ def test_time_features_are_spark_dayofweek_and_the_hour_string(spark: SparkSessi
     assert [r["dow"] for r in rows][:2] == [5, 1]  # Thursday, Sunday
 
 
-def test_device_type_is_the_shared_function_including_missing_agents(spark: SparkSession) -> None:
+@pytest.mark.parametrize("arrow_udf", [True, False], ids=["arrow-udf", "map-in-arrow"])
+def test_device_type_is_the_shared_function_including_missing_agents(
+    spark: SparkSession, arrow_udf: bool
+) -> None:
     agents = [PHONE, PC, None, "", "Wget/1.12 (linux-gnu)", "DoCoMo/2.0 P903i(c100;TB;W24H12)", "zzz", PC]
     df = spark.createDataFrame([(i, a) for i, a in enumerate(agents)], "i int, UserAgent string")
-    rows = with_device_type(df).orderBy("i").collect()
+    out = with_device_type(df, arrow_udf=arrow_udf)
+    rows = out.orderBy("i").collect()
     assert [r["device_type_id"] for r in rows] == [device_type_id(a) for a in agents]
     assert [r["UserAgent"] for r in rows] == agents
+    assert out.columns == ["i", "UserAgent", "device_type_id"]
 
 
 def test_split_is_80_10_10_seeded_and_independent_of_partitioning(spark: SparkSession) -> None:
