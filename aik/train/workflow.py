@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xgboost as xgb
@@ -45,6 +45,9 @@ from aik.train.model import TrainedModel, load_booster, model_bytes, predict, tr
 from aik.train.presets import CATEGORICAL_COLUMNS, TrainConfig, resolve
 from aik.truth import TruthModel, truth_uri
 
+if TYPE_CHECKING:
+    from aik.train.sagemaker_job import SageMakerJob
+
 log = logging.getLogger(__name__)
 
 METRICS_SCHEMA_VERSION = 1
@@ -68,8 +71,8 @@ class TrainOptions:
     limits: GateLimits = field(default_factory=GateLimits)
     #: Evaluate, gate and publish this booster file instead of training one.
     model_uri: str | None = None
-    #: Train as a SageMaker job (aik.train.sagemaker_job.SageMakerJob) instead of locally.
-    sagemaker: Any = None
+    #: Train as a SageMaker job instead of locally.
+    sagemaker: SageMakerJob | None = None
     nthread: int | None = None
     keep_candidates: int = 10
 
@@ -130,6 +133,9 @@ def _obtain_booster(
     """Train locally, run the SageMaker job, or load the given model file; returns it and how it was made."""
     if options.model_uri:
         booster = load_booster(storage.read_bytes(options.model_uri), options.model_uri)
+        if not booster.feature_names and booster.num_features() == len(FEATURE_COLUMNS):
+            # a model trained on a bare matrix (as SageMaker's container does): name its columns
+            booster.feature_names = list(FEATURE_COLUMNS)
         return booster, {"source": "file", "uri": options.model_uri}
     if options.sagemaker is not None:
         from aik.train import sagemaker_job as sm

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xgboost as xgb
 from train_fixture_data import model_path
@@ -137,3 +138,20 @@ def test_predictions_outside_zero_one_fail_the_finite_gate() -> None:
     assert finite_gate(np.array([0.2, 1.3])).passed is False
     assert finite_gate(np.array([0.2, np.inf])).passed is False
     assert finite_gate(np.array([0.0, 1.0])).passed is True
+
+
+def test_a_model_file_trained_on_a_bare_matrix_is_published_with_the_contract_names(
+    published_ws: Path, tmp_path: Path
+) -> None:
+    parts = sorted((published_ws / "bucket" / "processed" / "sample" / "train").glob("*.parquet"))
+    data = np.concatenate([pd.read_parquet(p).to_numpy(np.float32) for p in parts])
+    bare = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(data[:, 1:], label=data[:, 0]), 40
+    )
+    assert bare.feature_names is None
+    path = tmp_path / "bare.ubj"
+    bare.save_model(path)
+    assert _train(published_ws, "--model", str(path)) == 0
+    published = xgb.Booster()
+    published.load_model(bytearray(model_path(published_ws).read_bytes()))
+    assert published.feature_names == list(FEATURE_COLUMNS)
