@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving import LiveServer, StatsdReceiver, run_server
+from serve_live import LiveServer, StatsdReceiver, run_server
 
 from filtering_server.fixtures import Artifacts, build_artifacts
 from filtering_server.model import ModelSources, ServedModel, load_model

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serving import StatsdReceiver
+from serve_live import StatsdReceiver
 
 from aik import dashboard, params
 from filtering_server.fixtures import Artifacts
