@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -39,8 +38,10 @@ sys.path.insert(0, str(ROOT))
 
 from ad_server_emulator.emulator import LATENCIES_NPY, REPORT_JSON, bid_request  # noqa: E402
 from aik import params, storage  # noqa: E402
+from aik.settings import Settings  # noqa: E402
 from filtering_server.fixtures import Artifacts, build_artifacts, publish_booster, train_booster  # noqa: E402
 from filtering_server.model import ModelSources, ServedModel, load_model  # noqa: E402
+from filtering_server.process import ServerProcess  # noqa: E402
 
 TARGETS = {
     "scoring_us": 10.0,
@@ -166,30 +167,15 @@ class StatsdCollector:
         self.sock.close()
 
 
-class ServerProcess:
+def start_server(workspace: Path, out: Path, statsd_port: int, echo: bool = False) -> ServerProcess:
     """`python -m filtering_server` on a free port, in its own process."""
-
-    def __init__(self, workspace: Path, out: Path, statsd_port: int, echo: bool = False) -> None:
-        name = "echo" if echo else "model"
-        self.ready = out / f"ready-{name}.json"
-        self.ready.unlink(missing_ok=True)
-        self.log = open(out / f"server-{name}.log", "w")  # noqa: SIM115 (closed in stop)
-        args = [sys.executable, "-m", "filtering_server", "--workspace", str(workspace), "--port", "0"]
-        args += ["--host", "127.0.0.1", "--ready-file", str(self.ready), "--watch-interval", "0"]
-        args += ["--statsd-host", "127.0.0.1", "--statsd-port", str(statsd_port)]
-        args += ["--echo"] if echo else []
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 180
-        while not self.ready.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start; see {self.log.name}")
-            time.sleep(0.1)
-        self.port = json.loads(self.ready.read_text())["port"]
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        self.log.close()
+    name = "echo" if echo else "model"
+    extra = ["--watch-interval", "0", "--statsd-host", "127.0.0.1", "--statsd-port", str(statsd_port)]
+    return ServerProcess(
+        Settings(workspace=workspace),
+        extra_args=extra + (["--echo"] if echo else []),
+        log_path=out / f"server-{name}.log",
+    )
 
 
 def emulate(workspace: Path, port: int, out: Path, name: str, *args: str) -> subprocess.Popen[str]:

@@ -220,3 +220,25 @@ def publish_booster(artifacts: Artifacts, booster: Any) -> bytes:
     data = bytes(booster.save_raw("ubj"))
     storage.write_bytes(artifacts.model_uri, data)
     return data
+
+
+def copy_artifacts(artifacts: Artifacts, workspace: Path) -> Artifacts:
+    """The same artifacts in another workspace (a copy a test may change), without training again."""
+    import shutil
+
+    source = artifacts.settings.workspace
+    shutil.copytree(source, workspace)
+    settings = Settings(backend="local", workspace=Path(workspace))
+    store = params.LocalParameterStore(settings.workspace / "parameters.json")
+    old, new = str(source), str(settings.workspace)
+    store.put_many({k: v.replace(old, new, 1) for k, v in store.get_all().items() if v.startswith(old)})
+    return Artifacts(
+        settings,
+        store,
+        artifacts.rows,
+        artifacts.features,
+        artifacts.labels,
+        artifacts.booster,
+        artifacts.flavour,
+        artifacts.specs,
+    )

@@ -15,8 +15,11 @@ the sigmoid. Every tree of the booster is used, as `Booster.predict` does by def
 
 Layout: each tree is padded to a complete binary tree of its own depth (a shallow leaf becomes a chain
 of "always left" nodes with a NaN threshold), so a walk is a fixed number of branch-free steps
-`i = 2i + 1 + go_right` and the CPU can overlap consecutive trees. Models whose padded size would be
-too large (very deep lossguide trees) use a sparse layout with explicit child indices instead.
+`i = 2i + 1 + go_right`. One row advances all trees a level at a time (trees sorted by depth, so the
+ones still descending are a suffix): independent chains the CPU overlaps, instead of one tree's
+dependent loads at a time. A batch advances a block of rows through one tree at a time instead, that
+tree's nodes staying in cache. Models whose padded size would be too large or mostly padding (deep
+lossguide trees) keep their own shape in a sparse layout with explicit child indices.
 """
 
 from __future__ import annotations
@@ -124,11 +127,6 @@ class Forest:
     def predict7(self, f0: float, f1: float, f2: float, f3: float, f4: float, f5: float, f6: float) -> float:
         """The probability for one row of exactly seven features: the server's hot path (no array built)."""
         return _ROW7[self.layout](*self._args, f0, f1, f2, f3, f4, f5, f6)
-
-    def margin_sum(self) -> float:
-        """The sum of all leaf values (a cheap fingerprint of the numbers, for logs and tests)."""
-        leaf = self.arrays[4] if self.layout == "complete" else self.arrays[1]
-        return float(np.sum(leaf, dtype=np.float64))
 
 
 # ------------------------------------------------------------------------------------------------

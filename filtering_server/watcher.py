@@ -89,13 +89,13 @@ class ModelWatcher:
         try:
             model = load_model(sources, max_string=self.max_string)
         except AikError as exc:
-            self.rejected = (sources, prints)
             self._report(f"rejected the new model, the current one keeps serving: {exc}")
+            self.rejected = (sources, prints)  # after the message: observers see both together
             return False
         except Exception as exc:  # an unexpected failure must not kill the watcher or the server
-            self.rejected = (sources, prints)
             log.exception("rejected the new model from %s", sources.model_uri)
             self.last_error = f"{type(exc).__name__}: {exc}"
+            self.rejected = (sources, prints)
             return False
         self.rejected = None
         self.last_error = None

@@ -10,6 +10,7 @@ is safe here: both ends are this package, connected by a private pipe.
 from __future__ import annotations
 
 import pickle
+import re
 import struct
 import sys
 from typing import IO, Any
@@ -64,7 +65,9 @@ def main() -> int:
                 reply = ("error", f"unknown command {command!r}")
         except Exception as exc:
             lines = str(exc).strip().splitlines()
-            reply = ("error", lines[0] if lines else type(exc).__name__)
+            # xgboost prefixes its messages with "[hh:mm:ss] /path/file.cc:123: "
+            first = re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", lines[0]) if lines else type(exc).__name__
+            reply = ("error", first)
         write_message(stdout, reply)
 
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving import LiveServer, StatsdReceiver, run_server
+from serve_live import LiveServer, StatsdReceiver, run_server
 
-from filtering_server.fixtures import Artifacts, build_artifacts
+from filtering_server.fixtures import Artifacts, build_artifacts, copy_artifacts
 from filtering_server.model import ModelSources, ServedModel, load_model
 
 
@@ -55,10 +55,16 @@ def live(numeric_artifacts: Artifacts, numeric_model: ServedModel) -> Iterator[L
         yield server
 
 
+@pytest.fixture(scope="session")
+def small_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+    """Small artifacts, built once; tests get copies (`own_artifacts`)."""
+    return build_artifacts(tmp_path_factory.mktemp("small") / "ws", rows=5_000, rounds=20, inference_rows=500)
+
+
 @pytest.fixture
-def own_artifacts(tmp_path: Path) -> Artifacts:
-    """Small artifacts of this test alone (it may republish the model)."""
-    return build_artifacts(tmp_path / "ws", rows=5_000, rounds=20, inference_rows=500)
+def own_artifacts(small_artifacts: Artifacts, tmp_path: Path) -> Artifacts:
+    """A copy of the small artifacts in this test's own workspace (it may change or republish them)."""
+    return copy_artifacts(small_artifacts, tmp_path / "ws")
 
 
 @pytest.fixture

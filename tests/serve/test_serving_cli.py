@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from serving import StatsdReceiver
+from serve_live import StatsdReceiver
 
 from aik import dashboard, params
 from filtering_server.fixtures import Artifacts
+from filtering_server.process import ServerProcess
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -75,50 +74,36 @@ def test_server_and_emulator_end_to_end_then_sigterm_drains(
     own_artifacts: Artifacts, tmp_path: Path, statsd_receiver: StatsdReceiver
 ) -> None:
     workspace = str(own_artifacts.settings.workspace)
-    ready = tmp_path / "ready.json"
-    env = {**os.environ, "AIK_STATSD_HOST": "127.0.0.1", "AIK_STATSD_PORT": str(statsd_receiver.port)}
-    server_args = ["--workspace", workspace, "--port", "0", "--host", "127.0.0.1", "--ready-file", str(ready)]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "filtering_server", *server_args, "--metrics-interval", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    env = {"AIK_STATSD_HOST": "127.0.0.1", "AIK_STATSD_PORT": str(statsd_receiver.port)}
+    count = f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_COUNT}"
+    server = ServerProcess(own_artifacts.settings, extra_args=["--metrics-interval", "0.2"], env=env)
     try:
-        deadline = time.monotonic() + 120
-        while not ready.exists() and time.monotonic() < deadline and server.poll() is None:
-            time.sleep(0.1)
-        assert ready.exists(), "the server never became ready"
-        port = json.loads(ready.read_text())["port"]
-        emulator_args = ["--workspace", workspace, "--output", str(tmp_path / "out"), "--warmup", "0"]
+        options = ["--port", str(server.port), "--workspace", workspace, "--output", str(tmp_path / "out")]
         emulator = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ad_server_emulator",
-                "127.0.0.1",
-                "2",
-                "600",
-                "--port",
-                str(port),
-                *emulator_args,
-            ],
+            [sys.executable, "-m", "ad_server_emulator", "127.0.0.1", "2", "600", *options, "--warmup", "0"],
             capture_output=True,
             text=True,
             timeout=120,
-            env=env,
+            env={**os.environ, **env},
         )
         assert emulator.returncode == 0, emulator.stderr
         assert "emulator: 600 requests measured" in emulator.stdout
         report = json.loads((tmp_path / "out" / "emulator-report.json").read_text())
         assert report["errors"] == 0
-        count = f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_COUNT}"
+        assert report["model_version"] == server.version
         assert statsd_receiver.wait_for(lambda _: sum(statsd_receiver.values(count, "c")) >= 600, timeout=10)
     finally:
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=60)
-    assert server.returncode == 0, output
+        status = server.stop()
+    output = server.log_path.read_text()
+    assert status == 0, output
     assert "received SIGTERM" in output
     assert "stopped (600 requests served)" in output
     assert sum(statsd_receiver.values(count, "c")) == 600
+
+
+def test_server_process_reports_a_startup_failure(workspace: Path) -> None:
+    from aik.errors import AikError
+    from aik.settings import Settings
+
+    with pytest.raises(AikError, match="exited with status 1: filtering_server: parameter /aik/xgboost/path"):
+        ServerProcess(Settings(workspace=workspace))

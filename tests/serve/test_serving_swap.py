@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import xgboost
-from serving import LiveServer, run_server
+from serve_live import LiveServer, run_server
 
 from ad_server_emulator.emulator import bid_request
 from aik import params, storage

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import thrift_bytes as tb
-from serving import LiveServer, run_server
+from serve_live import LiveServer, run_server
 from thriftpy2.thrift import TApplicationException
 from thriftpy2.transport import TTransportException
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving import LiveServer, StatsdReceiver
+from serve_live import LiveServer, StatsdReceiver
 
 from ad_server_emulator.emulator import (
     REPORT_JSON,

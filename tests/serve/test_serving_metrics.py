@@ -6,7 +6,7 @@ import logging
 import time
 
 import pytest
-from serving import StatsdReceiver, run_server
+from serve_live import StatsdReceiver, run_server
 
 from ad_server_emulator.emulator import bid_request
 from aik import dashboard

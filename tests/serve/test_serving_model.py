@@ -271,3 +271,34 @@ def test_fixture_workspace_is_a_normal_local_workspace(tmp_path: Path) -> None:
         len(storage.read_text(artifacts.store.get(params.INFERENCE_DATA) + "part-00000.json").splitlines())
         == 10
     )
+
+
+def test_loads_from_ssm_and_s3_like_from_the_local_store(aws: None, numeric_artifacts: Artifacts) -> None:
+    import boto3
+
+    from ad_server_emulator.emulator import load_rows
+    from filtering_server.model import fingerprints
+
+    boto3.client("s3").create_bucket(Bucket="aik-data")
+    store = params.SsmParameterStore(region="us-east-1")
+    local = numeric_artifacts.store
+    for name, key in (
+        (params.XGBOOST_PATH, "binary-model/xgboost.bin"),
+        (params.PIPELINE_MODEL, "pipeline-model/model.zip"),
+        (params.PIPELINE_SCHEMA, "pipeline-model/pipeline-schema.json"),
+    ):
+        uri = f"s3://aik-data/{key}"
+        storage.copy(local.get(name), uri)
+        store.put(name, uri)
+    inference = local.get(params.INFERENCE_DATA)
+    storage.copy(inference + "part-00000.json", "s3://aik-data/pipeline-model/inference-data/part-00000.json")
+    store.put(params.INFERENCE_DATA, "s3://aik-data/pipeline-model/inference-data/")
+
+    sources = ModelSources.from_store(store)
+    model = load_model(sources)
+    assert all(p.startswith("etag:") for p in fingerprints(sources))
+    assert model.version == served(numeric_artifacts).version
+    rows = load_rows(store.get(params.INFERENCE_DATA), 50)
+    assert rows == numeric_artifacts.rows[:50]
+    expected = numeric_artifacts.predict_reference(index_features(rows, numeric_artifacts.specs))
+    assert np.max(np.abs(np.array([model.score(bid_request(r)) for r in rows]) - expected)) < TOLERANCE
