@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -192,70 +191,71 @@ def _republish(candidate_uri: str, model_uri: str) -> None:
     storage.copy(candidate_uri, model_uri)  # the model last: the watcher sees one complete switch
 
 
-class _Server:
-    """The filtering server as a child process, as it runs in its container."""
+class _Canary:
+    """A paced client that keeps requests flowing across the model swap and checks every answer.
 
-    def __init__(self, run: DemoRun, statsd_port: int) -> None:
-        self.ready_file = run.directory / "server-ready.json"
-        self.ready_file.unlink(missing_ok=True)
-        self.log_path = run.directory / "server.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "filtering_server",
-            "--workspace",
-            str(run.ctx.settings.workspace),
-            "--backend",
-            run.ctx.settings.backend,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--ready-file",
-            str(self.ready_file),
-            "--statsd-host",
-            "127.0.0.1",
-            "--statsd-port",
-            str(statsd_port),
-            "--watch-interval",
-            "1",
-            "--log-interval",
-            "5",
+    The emulator measures throughput as fast as it can and may finish before a new model has loaded; the
+    canary runs from the server's start until told to stop, so the swap always happens under load. It
+    uses `filterBatch`, whose answer names the model version, to check that no request fails, every
+    likelihood is a probability, and versions only ever move forward (old, then new, never back).
+    """
+
+    def __init__(self, port: int, rows: list[dict[str, Any]], batch: int = 4, pause_s: float = 0.002) -> None:
+        from ad_server_emulator.emulator import bid_request
+
+        self.port = port
+        self.batches = [
+            [bid_request(r) for r in rows[i : i + batch]] for i in range(0, len(rows) - batch + 1, batch)
         ]
-        self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        self.port = 0
+        self.pause_s = pause_s
+        self.requests = 0
+        self.errors: list[str] = []
+        self.versions: list[str] = []  # each version in the order first seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="canary", daemon=True)
 
-    def wait_ready(self, timeout: float = 180.0) -> dict[str, Any]:
-        """Wait for the ready file the server writes once its model is loaded."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AikError(
-                    f"the filtering server exited with {self.proc.returncode}; see {self.log_path}"
-                )
-            if self.ready_file.exists():
+    def start(self) -> _Canary:
+        """Start sending."""
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from ad_server_emulator.emulator import connect
+
+        client = connect("127.0.0.1", self.port)
+        try:
+            i = 0
+            while not self._stop.is_set():
+                batch = self.batches[i % len(self.batches)]
+                i += 1
                 try:
-                    info = json.loads(self.ready_file.read_text())
-                except json.JSONDecodeError:
-                    info = None  # being written
-                if info:
-                    self.port = int(info["port"])
-                    return info
-            time.sleep(0.2)
-        raise AikError(f"the filtering server was not ready within {timeout:.0f} s; see {self.log_path}")
+                    answer = client.filterBatch(batch)
+                except Exception as exc:  # counted: the point is that none happen
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    client.close()
+                    client = connect("127.0.0.1", self.port)
+                    continue
+                self.requests += len(batch)
+                if len(answer.likelihoodToBid) != len(batch) or not all(
+                    0.0 <= p <= 1.0 for p in answer.likelihoodToBid
+                ):
+                    self.errors.append(f"bad answer from model {answer.modelVersion}")
+                if not self.versions or self.versions[-1] != answer.modelVersion:
+                    self.versions.append(answer.modelVersion)
+                time.sleep(self.pause_s)
+        finally:
+            client.close()
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM (drain, then exit), as ECS stops a task; the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+    def stop(self) -> dict[str, Any]:
+        """Stop and return what it saw."""
+        self._stop.set()
+        self._thread.join(30)
+        return {
+            "requests": self.requests,
+            "errors": len(self.errors),
+            "error_messages": self.errors[:5],
+            "versions": self.versions,
+        }
 
 
 def _health(port: int) -> Any:
@@ -269,10 +269,11 @@ def _health(port: int) -> Any:
 
 
 def _serve(run: DemoRun, first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    from ad_server_emulator.emulator import EmulatorConfig, run_emulator
+    from ad_server_emulator.emulator import EmulatorConfig, load_rows, run_emulator
     from aik.monitoring import StatsdReceiver
     from aik.monitoring.render import render_dashboard
     from aik.train.workflow import TrainOptions, train_and_publish
+    from filtering_server.process import ServerProcess
 
     cfg = run.config
     model_uri = first["model_uri"]
@@ -291,13 +292,21 @@ def _serve(run: DemoRun, first: dict[str, Any], second: dict[str, Any]) -> dict[
     emulator_dir = run.directory / "emulator"
     swap: dict[str, Any] = {"from": first_version, "to": second_version}
 
+    server_log = run.directory / "server.log"
     with StatsdReceiver(str(metrics_path), port=0) as receiver:
-        server = _Server(run, receiver.port)
+        server = ServerProcess(
+            run.ctx.settings,
+            log_path=server_log,
+            extra_args=[
+                *("--statsd-host", "127.0.0.1", "--statsd-port", str(receiver.port)),
+                *("--watch-interval", "1", "--log-interval", "5"),
+            ],
+        )
         try:
-            ready = server.wait_ready()
-            if ready.get("version") != first_version:
-                raise AikError(f"the server loaded model {ready.get('version')}, expected {first_version}")
+            if server.version != first_version:
+                raise AikError(f"the server loaded model {server.version}, expected {first_version}")
             log.info("filtering server ready on port %d with model %s", server.port, first_version)
+            canary = _Canary(server.port, load_rows(run.ctx.params.get(params.INFERENCE_DATA), 2_000)).start()
             outcome: dict[str, Any] = {}
 
             def load() -> None:
@@ -323,8 +332,6 @@ def _serve(run: DemoRun, first: dict[str, Any], second: dict[str, Any]) -> dict[
             target = int(cfg.requests * cfg.swap_at)
             while emulator.is_alive() and _health(server.port).requestsServed < target:
                 time.sleep(0.2)
-            if not emulator.is_alive():
-                raise AikError(f"the load ended before the swap: {outcome.get('error', 'too few requests')}")
             swap["published_after_requests"] = _health(server.port).requestsServed
             t0 = time.monotonic()
             published = train_and_publish(
@@ -335,22 +342,26 @@ def _serve(run: DemoRun, first: dict[str, Any], second: dict[str, Any]) -> dict[
             swap["publish_seconds"] = round(time.monotonic() - t0, 3)
             t1 = time.monotonic()
             while (status := _health(server.port)).modelVersion != second_version:
-                if time.monotonic() - t1 > 120:
-                    raise AikError(f"the server did not pick up model {second_version} within 120 s")
+                if time.monotonic() - t1 > 300:
+                    raise AikError(f"the server did not pick up model {second_version} within 300 s")
                 time.sleep(0.1)
             swap["picked_up_seconds"] = round(time.monotonic() - t1, 3)
             swap["served_at_swap"] = status.requestsServed
-            swap["during_load"] = emulator.is_alive()
-            if not swap["during_load"]:
-                log.warning("the load ended before the server swapped models: run more --requests to see it")
+            swap["emulator_running"] = emulator.is_alive()
             log.info(
-                "hot swap: %s -> %s picked up %.1f s after publishing, %d requests served so far",
+                "hot swap: %s -> %s serving %.1f s after publishing, %d requests served so far",
                 first_version,
                 second_version,
                 swap["picked_up_seconds"],
                 status.requestsServed,
             )
             emulator.join()
+            time.sleep(1.0)  # a last second of canary traffic on the new model
+            swap["canary"] = canary.stop()
+            if swap["canary"]["errors"]:
+                raise AikError(f"requests failed during the swap: {swap['canary']['error_messages']}")
+            if swap["canary"]["versions"] != [first_version, second_version]:
+                raise AikError(f"the canary saw model versions {swap['canary']['versions']}")
             if "error" in outcome:
                 raise AikError(f"the emulator failed: {outcome['error']}")
             report = outcome["report"]
@@ -358,7 +369,7 @@ def _serve(run: DemoRun, first: dict[str, Any], second: dict[str, Any]) -> dict[
         finally:
             exit_code = server.stop()
     if exit_code != 0:
-        raise AikError(f"the filtering server exited with {exit_code} on SIGTERM; see {server.log_path}")
+        raise AikError(f"the filtering server exited with {exit_code} on SIGTERM; see {server_log}")
     dashboard = render_dashboard(str(metrics_path), str(monitoring))
     return {
         "emulator": {k: report[k] for k in ("requests_measured", "errors", "throughput_rps", "latency_ms")},
@@ -367,7 +378,8 @@ def _serve(run: DemoRun, first: dict[str, Any], second: dict[str, Any]) -> dict[
         "likelihood_mean": report["likelihood"]["mean"],
         "requests_served": served,
         "swap": swap,
-        "server_log": str(server.log_path),
+        "server_log": str(server_log),
+        "summary_json": str(run.directory / SUMMARY_JSON),
         "server_exit_code": exit_code,
         "receiver": asdict(receiver.stats),
         "metrics_file": str(metrics_path),
@@ -470,7 +482,7 @@ def build_summary(
     quality = f"AUC {auc:.4f}" if auc is not None else "AUC n/a"
     if oracle_auc is not None and ratio is not None:
         quality += f", oracle AUC {oracle_auc:.4f}, ratio {ratio:.3f}"
-    during = "during the load" if swap["during_load"] else "AFTER the load (run more requests)"
+    canary = swap["canary"]
     lines = [
         "",
         "AIK demo summary (every figure: the artifact it comes from in [brackets])",
@@ -488,8 +500,10 @@ def build_summary(
         f"{em['errors']} errors",
         f"           [{serve['emulator_report']}]",
         f"hot swap   {swap['from']} -> {swap['to']} published after {swap['published_after_requests']:,} "
-        f"requests, served {swap['picked_up_seconds']:.1f} s later {during}; failed requests: {em['errors']}",
-        f"           [{serve['server_log']}]",
+        f"requests, serving {swap['picked_up_seconds']:.1f} s later",
+        f"           canary across the swap: {canary['requests']:,} requests, {canary['errors']} failed, "
+        f"model versions seen {' -> '.join(canary['versions'])}",
+        f"           [{serve['server_log']}, {serve['summary_json']}]",
         "dashboard  " + "; ".join(line.strip() for line in serve["dashboard_lines"][1:]),
         f"           [{serve['metrics_file']}]",
         f"           {serve['dashboard_png']}",

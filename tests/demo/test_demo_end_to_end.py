@@ -18,7 +18,8 @@ def test_demo_runs_end_to_end_and_reuses_its_steps(
     assert main(args) == 0
     summary = json.loads((workspace / "demo" / "summary.json").read_text())
     assert summary["errors"] == 0
-    assert summary["swap"]["from"] != summary["swap"]["to"]
+    assert summary["swap"]["canary"]["versions"] == [summary["swap"]["from"], summary["swap"]["to"]]
+    assert summary["swap"]["canary"]["errors"] == 0
     assert summary["dashboard"]["total_requests"] >= 20000
     for name, uri in summary["artifacts"].items():
         if isinstance(uri, str):
