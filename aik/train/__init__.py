@@ -13,9 +13,27 @@ import os
 # Passive waiting removes that; set before xgboost/sklearn load libgomp, and a user's own value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from aik.train.gates import GateFailed, GateLimits, GateResult
-from aik.train.presets import PRESETS, TrainConfig, resolve
-from aik.train.workflow import TrainOptions, TrainResult, train_and_publish
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aik.train.gates import GateFailed, GateLimits, GateResult
+    from aik.train.presets import PRESETS, TrainConfig, resolve
+    from aik.train.workflow import TrainOptions, TrainResult, train_and_publish
+
+#: Public names -> the module defining them, imported on first use so that `aik --help` (which reads the
+#: presets and gate defaults) does not load xgboost, scikit-learn and the SageMaker SDK.
+_EXPORTS = {
+    "PRESETS": "aik.train.presets",
+    "TrainConfig": "aik.train.presets",
+    "resolve": "aik.train.presets",
+    "GateFailed": "aik.train.gates",
+    "GateLimits": "aik.train.gates",
+    "GateResult": "aik.train.gates",
+    "TrainOptions": "aik.train.workflow",
+    "TrainResult": "aik.train.workflow",
+    "train_and_publish": "aik.train.workflow",
+}
 
 __all__ = [
     "PRESETS",
@@ -28,3 +46,9 @@ __all__ = [
     "resolve",
     "train_and_publish",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'aik.train' has no attribute {name!r}")

@@ -30,6 +30,9 @@ from aik.settings import Settings
 from aik.train import TrainOptions, resolve, train_and_publish
 from aik.train import sagemaker_job as sm
 
+# the SDK imports its own deprecated shim (sagemaker.train.configs) inside ModelTrainer
+pytestmark = pytest.mark.filterwarnings("ignore:sagemaker.train.configs has been moved:DeprecationWarning")
+
 REGION = "us-east-1"
 TRAIN = "s3://aik-data/processed/sample/train/"
 VALID = "s3://aik-data/processed/sample/valid/"
