@@ -95,6 +95,8 @@ def open_uri(uri: str, mode: str = "rb", *, encoding: str | None = None) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp creates 0600; artifacts are read by other users (the server runs as user 8000)
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as f:
             yield f
         os.replace(tmp, path)

@@ -91,6 +91,12 @@ def test_local_write_is_atomic_on_failure(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]
 
 
+def test_local_writes_are_readable_by_other_users(tmp_path: Path) -> None:
+    target = tmp_path / "xgboost.bin"
+    storage.write_bytes(str(target), b"model")
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
 def test_reading_a_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="directory"):
         storage.read_bytes(str(tmp_path))
