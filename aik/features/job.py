@@ -132,14 +132,12 @@ def log_files(uri: str, kind: str) -> list[str]:
         if not u.rsplit("/", 1)[-1].startswith((".", "_")) and not u.endswith(".crc")
     ]
     if not files:
-        raise AikError(
-            f"no {kind} logs under {uri}: run `aik ingest` first"
-            + (
-                " (the bid-filtering use case needs bid logs; with only imp+clk data use --use-case ctr)"
-                if kind == BID
-                else ""
+        if kind == BID:
+            raise AikError(
+                f"no bid logs under {uri}: the bid-filtering use case needs them "
+                "(ingest bid logs, or with impression and click logs only use --use-case ctr)"
             )
-        )
+        raise AikError(f"no {kind} logs under {uri}: run `aik ingest` first")
     return files
 
 
