@@ -5,8 +5,8 @@ bundle-ml JsonSupport): a zip with `bundle.json`, `root/model.json` (op `pipelin
 `root/node.json`, and per StringIndexer `root/<name>.node/{model,node}.json`. This module writes the
 stages with the `mleap` Python package's serializer, corrected to type the attributes exactly as
 mleap-spark 0.19-0.23.2 does (`labels_length` as {"int": n}: the generic serializer writes {"long": n},
-which MLeap's runtime rejects). When the mleap-spark jars are on Spark's classpath, the feature job
-serialises the fitted Spark pipeline with mleap-spark itself instead (`aik.features.job`). It reads every
+which MLeap's runtime rejects). When the mleap-spark jars are on Spark's classpath,
+`write_spark_bundle` has mleap-spark serialise the fitted Spark pipeline itself instead. It reads every
 variant MLeap has produced: legacy `labels`, `labels_array_<i>`, multi-column ports, column names only
 in node.json, empty lists written as {"type": "list"}, zips with or without directory entries.
 """
@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aik import storage
 from aik.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame, SparkSession
 
 #: The MLeap version whose format we write (the layout is the same for 0.19-0.23.2).
 MLEAP_FORMAT_VERSION = "0.23.2"
@@ -240,6 +245,65 @@ def indexer_from_specs(specs: Sequence[StringIndexerSpec]) -> FeatureIndexer:
         indexer.lookups[spec.input_col] = (spec.output_col, table)
         indexer.labels[spec.input_col] = spec.labels
     return indexer
+
+
+def mleap_spark_available(spark: SparkSession) -> bool:
+    """True when the mleap-spark jars are on the driver's classpath (EMR with spark.jars.packages)."""
+    try:
+        from py4j.java_gateway import JavaClass
+
+        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        return isinstance(jvm.ml.combust.mleap.spark.SimpleSparkSerializer, JavaClass)
+    except Exception:  # no JVM view, no py4j: no mleap-spark either
+        return False
+
+
+def specs_from_pipeline(model: PipelineModel) -> list[StringIndexerSpec]:
+    """The single-column StringIndexerModels of a fitted Spark pipeline as specs, in pipeline order."""
+    specs = []
+    for stage in model.stages:
+        labels = getattr(stage, "labels", None)
+        if labels is None or not stage.hasParam("inputCol") or not stage.isSet("inputCol"):
+            raise ValueError(f"stage {stage.uid} is not a single-column StringIndexerModel")
+        specs.append(
+            StringIndexerSpec(
+                stage.getInputCol(),  # type: ignore[attr-defined]
+                stage.getOutputCol(),  # type: ignore[attr-defined]
+                tuple(labels),
+                stage.getHandleInvalid(),  # type: ignore[attr-defined]
+            )
+        )
+    return specs
+
+
+def write_spark_bundle(spark: SparkSession, model: PipelineModel, dataset: DataFrame, uri: str) -> str:
+    """Write a fitted Spark pipeline of StringIndexers as a bundle and check it reads back the same.
+
+    With mleap-spark on the classpath the bundle is MLeap's own serialisation (`mleap.pyspark`), made
+    in a local temporary file and uploaded; otherwise `write_bundle` writes the same layout from the
+    fitted labels. Either way the written bundle must give every column's labels back, in order.
+    Returns which writer ran: "mleap-spark" or "aik.bundle".
+    """
+    expected = specs_from_pipeline(model)
+    if mleap_spark_available(spark):
+        import mleap.pyspark  # noqa: F401  (registers serializeToBundle on Spark transformers)
+        from mleap.pyspark.spark_support import SimpleSparkSerializer
+
+        with tempfile.TemporaryDirectory(prefix="aik-bundle-") as tmp:
+            path = f"{tmp}/model.zip"
+            SimpleSparkSerializer().serializeToBundle(model, f"jar:file:{path}", model.transform(dataset))
+            storage.upload(path, uri)
+        writer = "mleap-spark"
+    else:
+        write_bundle(uri, expected)
+        writer = "aik.bundle"
+    found = read_bundle(uri)
+    for spec in expected:
+        if found.labels.get(spec.input_col) != spec.labels:
+            raise ArtifactError(
+                uri, f"the written bundle's labels for {spec.input_col} differ from the fitted ones"
+            )
+    return writer
 
 
 def read_bundle(uri: str) -> FeatureIndexer:

@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -28,8 +27,8 @@ from functools import reduce
 from typing import TYPE_CHECKING, Any
 
 from aik import storage
-from aik.bundle import StringIndexerSpec, read_bundle, write_bundle
-from aik.errors import AikError, ArtifactError, ParameterNotFound
+from aik.bundle import write_spark_bundle
+from aik.errors import AikError, ParameterNotFound
 from aik.features.transforms import (
     BID_FILTERING,
     DEFAULT_SPLIT_SEED,
@@ -61,10 +60,9 @@ from aik.params import (
     PIPELINE_SCHEMA,
     RAW_DATA,
 )
-from aik.schema import INDEXED_COLUMNS, LABEL, RAW_SCHEMA
+from aik.schema import LABEL, RAW_SCHEMA
 
 if TYPE_CHECKING:
-    from pyspark.ml import PipelineModel
     from pyspark.sql import Column, DataFrame, Observation, SparkSession
 
     from aik.context import Context
@@ -134,60 +132,13 @@ def log_files(uri: str, kind: str) -> list[str]:
         if not u.rsplit("/", 1)[-1].startswith((".", "_")) and not u.endswith(".crc")
     ]
     if not files:
-        raise AikError(
-            f"no {kind} logs under {uri}: run `aik ingest` first"
-            + (
-                " (the bid-filtering use case needs bid logs; with only imp+clk data use --use-case ctr)"
-                if kind == BID
-                else ""
+        if kind == BID:
+            raise AikError(
+                f"no bid logs under {uri}: the bid-filtering use case needs them "
+                "(ingest bid logs, or with impression and click logs only use --use-case ctr)"
             )
-        )
+        raise AikError(f"no {kind} logs under {uri}: run `aik ingest` first")
     return files
-
-
-def mleap_spark_available(spark: SparkSession) -> bool:
-    """True when the mleap-spark jars are on the driver's classpath (EMR with spark.jars.packages)."""
-    try:
-        from py4j.java_gateway import JavaClass
-
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-        return isinstance(jvm.ml.combust.mleap.spark.SimpleSparkSerializer, JavaClass)
-    except Exception:
-        return False
-
-
-def specs_from_model(model: PipelineModel) -> list[StringIndexerSpec]:
-    """The fitted indexers as bundle specs, in pipeline order."""
-    return [
-        StringIndexerSpec(column, INDEXED_COLUMNS[column], tuple(labels))
-        for column, labels in indexer_labels(model).items()
-    ]
-
-
-def write_pipeline_bundle(spark: SparkSession, model: PipelineModel, dataset: DataFrame, uri: str) -> str:
-    """Write the fitted pipeline as an MLeap bundle and check it reads back with the same labels.
-
-    With mleap-spark on the classpath the bundle is MLeap's own serialisation of the Spark pipeline;
-    otherwise `aik.bundle` writes the same layout from the fitted labels. Returns which writer ran.
-    """
-    if mleap_spark_available(spark):
-        import mleap.pyspark  # noqa: F401  (registers serializeToBundle on Spark transformers)
-        from mleap.pyspark.spark_support import SimpleSparkSerializer
-
-        with tempfile.TemporaryDirectory(prefix="aik-bundle-") as tmp:
-            path = f"{tmp}/model.zip"
-            SimpleSparkSerializer().serializeToBundle(model, f"jar:file:{path}", model.transform(dataset))
-            storage.upload(path, uri)
-        writer = "mleap-spark"
-    else:
-        write_bundle(uri, specs_from_model(model))
-        writer = "aik.bundle"
-    expected = indexer_labels(model)
-    found = read_bundle(uri)
-    for column, labels in expected.items():
-        if list(found.labels.get(column, ())) != labels:
-            raise ArtifactError(uri, f"the written bundle's labels for {column} differ from the fitted ones")
-    return writer
 
 
 def _line_metrics(reason: Column) -> list[Column]:
@@ -336,7 +287,7 @@ def run_job(
         }
         step("splits written: %s", ", ".join(f"{k} {v['rows']:,} rows" for k, v in split_report.items()))
 
-        writer = write_pipeline_bundle(spark, model, prepared, outputs.bundle)
+        writer = write_spark_bundle(spark, model, prepared, outputs.bundle)
         storage.write_text(outputs.schema, json.dumps(RAW_SCHEMA, indent=2) + "\n")
         step("bundle (%s) and schema written to %s, %s", writer, outputs.bundle, outputs.schema)
         prepared.unpersist()

@@ -14,15 +14,15 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from aik import storage
-from aik.bundle import read_bundle
+from aik import bundle, storage
+from aik.bundle import read_bundle, write_spark_bundle
 from aik.commands.ingest import ingest_synthetic
 from aik.context import Context
 from aik.device import device_type_id
 from aik.errors import AikError, ArtifactError
 from aik.features import job
-from aik.features.job import outputs_from_params, run_features, write_pipeline_bundle
-from aik.features.transforms import fit_indexers
+from aik.features.job import outputs_from_params, run_features
+from aik.features.transforms import fit_indexers, indexer_labels
 from aik.params import BID_SOURCE, RAW_DATA
 from aik.schema import INDEXED_COLUMNS, RAW_SCHEMA, SPLIT_COLUMNS
 from aik.synthetic import rank_auc
@@ -222,19 +222,19 @@ def test_with_mleap_spark_its_bundle_is_uploaded_and_checked(
         "AdvertiserID string, Domain string, RegionID string, CityID string",
     )
     model = fit_indexers(frame)
-    monkeypatch.setattr(job, "mleap_spark_available", lambda _spark: True)
+    monkeypatch.setattr(bundle, "mleap_spark_available", lambda _spark: True)
     monkeypatch.setattr(spark_support, "SimpleSparkSerializer", _FakeSerializer)
     uri = str(tmp_path / "model.zip")
-    _FakeSerializer.labels = {c: list(v) for c, v in job.indexer_labels(model).items()}
-    assert write_pipeline_bundle(spark, model, frame, uri) == "mleap-spark"
+    _FakeSerializer.labels = {c: list(v) for c, v in indexer_labels(model).items()}
+    assert write_spark_bundle(spark, model, frame, uri) == "mleap-spark"
     assert read_bundle(uri).labels["AdvertiserID"] == ("1458", "3358")
     _FakeSerializer.labels = {**_FakeSerializer.labels, "Domain": ["other"]}
     with pytest.raises(ArtifactError, match="labels for Domain differ"):
-        write_pipeline_bundle(spark, model, frame, uri)
+        write_spark_bundle(spark, model, frame, uri)
 
 
 def test_without_mleap_spark_the_aik_writer_is_used(spark: SparkSession) -> None:
-    assert not job.mleap_spark_available(spark)
+    assert not bundle.mleap_spark_available(spark)
 
 
 def test_counts_fall_back_to_a_counting_pass_when_metrics_are_missing(spark: SparkSession) -> None:

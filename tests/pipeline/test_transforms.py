@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from aik.bundle import indexer_from_specs
+from aik.bundle import indexer_from_specs, specs_from_pipeline
 from aik.device import device_type_id
-from aik.features.job import specs_from_model
 from aik.features.transforms import (
     SPLIT,
     bid_filtering_rows,
@@ -139,7 +138,7 @@ def test_indexers_order_labels_by_descending_frequency_ties_alphabetically(spark
 def test_bundle_reader_indices_equal_sparks_transform_for_every_row(spark: SparkSession) -> None:
     fitted = _indexable(spark)
     model = fit_indexers(fitted)
-    reader = indexer_from_specs(specs_from_model(model))
+    reader = indexer_from_specs(specs_from_pipeline(model))
     unseen = spark.createDataFrame(
         [("7777", "new", "99", "98"), (None, None, None, None), ("1458", "d3", "5", "2")],
         fitted.schema,
