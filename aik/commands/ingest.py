@@ -285,7 +285,7 @@ def download_kaggle(
     try:
         import opendatasets
     except ImportError as exc:
-        raise AikError("the download needs opendatasets: pip install '.[pipeline]'") from exc
+        raise AikError("the download needs opendatasets: pip install '.[download]'") from exc
     target.mkdir(parents=True, exist_ok=True)
     log.info("ingest: downloading %s into %s (several GB; opendatasets shows its own progress)", url, target)
     try:
