@@ -214,7 +214,7 @@ def end_to_end(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
     repeats = 2 if quick else 3
     collector = StatsdCollector()
     servers = {
-        mode: ServerProcess(workspace, out, collector.port, echo=mode == "echo") for mode in ("echo", "model")
+        mode: start_server(workspace, out, collector.port, echo=mode == "echo") for mode in ("echo", "model")
     }
     runs: dict[str, dict[str, list[Any]]] = {
         mode: {"single": [], "paced": [], "batch": []} for mode in servers

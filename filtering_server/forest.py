@@ -48,6 +48,8 @@ MAX_CATEGORY = 16777216.0
 #: Padded (complete-tree) layout only while it stays this small and mostly real nodes; else sparse.
 MAX_COMPLETE_NODES = 1 << 21
 MAX_COMPLETE_DEPTH = 20
+#: Largest categorical decision matrices (all features) of the complete layout; beyond, sparse.
+MAX_DECISION_BYTES = 64 << 20
 #: Rows per block in the batch kernels: one tree's nodes stay hot while it scores the whole block.
 BLOCK_ROWS = 64
 
@@ -223,12 +225,30 @@ class _CategoryTable:
         return meta.astype(np.int64), words.astype(np.uint32)
 
 
-def _complete_arrays(trees: Sequence[_Tree], weights: np.ndarray) -> tuple[np.ndarray, ...]:
+def _decision_bytes(trees: Sequence[_Tree], num_feature: int) -> int:
+    """Size of the categorical decision matrices `_complete_arrays` would build."""
+    nodes = [0] * num_feature
+    top = [0] * num_feature
+    for tree in trees:
+        for node, cats in tree.categories.items():
+            f = int(tree.feature[node])
+            nodes[f] += 1
+            top[f] = max(top[f], int(cats.max()) + 1 if cats.size else 0)
+    return sum(4 * (k + 1) * ((n + 31) // 32) for n, k in zip(nodes, top, strict=True) if n)
+
+
+def _complete_arrays(trees: Sequence[_Tree], weights: np.ndarray, num_feature: int) -> tuple[np.ndarray, ...]:
     """Trees padded to complete binary trees, stored in ascending depth order.
 
     Sorting by depth makes the trees still descending at level `l` a suffix of the order, so the
     kernels advance every tree one level at a time (independent chains the CPU overlaps) and then
     sum the leaves in the original tree order (xgboost's float32 summation order).
+
+    Categorical splits become decision matrices: for each feature with categorical splits, one row
+    per category value holding one bit per such node (set: the category goes right), plus an all-zero
+    row for values outside every set (negative, too large, unknown). A row is looked up once per
+    request and feature, so each categorical node costs a bit test in a cache-hot row instead of a
+    bit field of its own somewhere in memory.
     """
     depths = np.asarray([t.depth() for t in trees], dtype=np.int64)
     order = np.argsort(depths, kind="stable")  # sorted position -> tree
@@ -245,7 +265,7 @@ def _complete_arrays(trees: Sequence[_Tree], weights: np.ndarray) -> tuple[np.nd
     dright = np.zeros(total_nodes, dtype=np.uint8)
     catn = np.full(total_nodes, -1, dtype=np.int32)
     leaf = np.zeros(int(leaves.sum()), dtype=np.float32)
-    table = _CategoryTable()
+    categorical: list[list[np.ndarray]] = [[] for _ in range(num_feature)]  # feature -> node sets
     for p, t in enumerate(order.tolist()):
         tree = trees[t]
         depth = int(sorted_depths[p])
@@ -262,18 +282,35 @@ def _complete_arrays(trees: Sequence[_Tree], weights: np.ndarray) -> tuple[np.nd
             feat[j] = tree.feature[node]
             dright[j] = 0 if tree.default_left[node] else 1
             if node in tree.categories:
-                catn[j] = table.add(tree.categories[node])
+                sets = categorical[int(tree.feature[node])]
+                catn[j] = len(sets)  # the node's bit in its feature's decision rows
+                sets.append(tree.categories[node])
             else:
                 thr[j] = tree.condition[node]
             stack.append((int(tree.left[node]), 2 * at + 1, level + 1))
             stack.append((int(tree.right[node]), 2 * at + 2, level + 1))
+    # decision matrices, flattened; word 0 stays 0 for features without categorical splits
+    cat_feature = np.zeros((num_feature, 3), dtype=np.int64)  # (first word, categories K, words per row)
+    parts = [np.zeros(1, dtype=np.uint32)]
+    offset = 1
+    for f, sets in enumerate(categorical):
+        if not sets:
+            continue
+        k = max((int(c.max()) + 1 if c.size else 0) for c in sets)
+        w = (len(sets) + 31) // 32
+        matrix = np.zeros((k + 1, w), dtype=np.uint32)  # row k: outside every set
+        for bit, cats in enumerate(sets):
+            matrix[cats, bit >> 5] |= np.uint32(1 << (bit & 31))
+        cat_feature[f] = (offset, k, w)
+        parts.append(matrix.ravel())
+        offset += matrix.size
+    decisions = np.concatenate(parts)
     # tree table: node offset, leaf offset (minus the leaf-level base index), depth, per sorted position
     tree_table = np.stack([node_off, leaf_off - internal, sorted_depths], axis=1).astype(np.int64)
     max_depth = int(sorted_depths.max()) if sorted_depths.size else 0
     # start[l]: first sorted position whose tree is deeper than l
     start = np.searchsorted(sorted_depths, np.arange(max_depth), side="right").astype(np.int64)
-    cat_meta, cat_words = table.arrays()
-    return (feat, thr, catn, dright, leaf, tree_table, start, pos.astype(np.int64), cat_meta, cat_words)
+    return (feat, thr, catn, dright, leaf, tree_table, start, pos.astype(np.int64), cat_feature, decisions)
 
 
 def _sparse_arrays(trees: Sequence[_Tree], weights: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -386,9 +423,10 @@ def forest_from_json(doc: Mapping[str, Any], uri: str = "<model>", layout: str |
         # padding pays while trees are nearly full (depth-wise growth); lopsided lossguide trees would
         # mostly walk padding, so they keep their own shape
         small = max(depths) <= MAX_COMPLETE_DEPTH and padded <= MAX_COMPLETE_NODES
+        small = small and _decision_bytes(trees, num_feature) <= MAX_DECISION_BYTES
         layout = "complete" if small and padded <= 4 * real else "sparse"
     if layout == "complete":
-        arrays = _complete_arrays(trees, weights)
+        arrays = _complete_arrays(trees, weights, num_feature)
     elif layout == "sparse":
         arrays = _sparse_arrays(trees, weights)
     else:
@@ -444,34 +482,46 @@ def _sigmoid(margin):  # type: ignore[no-untyped-def]
     return 1.0 / (1.0 + math.exp(-np.float64(margin)))
 
 
+@njit(inline="always", nogil=True)
+def _decision_rows(cat_feature, x, rows, r):  # type: ignore[no-untyped-def]
+    """rows[r, f]: the first word of x[f]'s decision row (the all-zero row outside every set)."""
+    for f in range(cat_feature.shape[0]):
+        k = cat_feature[f, 1]
+        if cat_feature[f, 2] == 0:  # no categorical split on f: word 0, always 0
+            rows[r, f] = 0
+        else:
+            v = x[f]
+            # xgboost: a negative, NaN or beyond-the-bit-field category is never in a set
+            row = np.int64(v) if v >= 0.0 and v < k else k
+            rows[r, f] = cat_feature[f, 0] + row * cat_feature[f, 2]
+
+
 @njit(nogil=True, cache=CACHE)
-def _complete_margin(feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, x):  # type: ignore[no-untyped-def]
+def _complete_margin(
+    feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, x
+):  # type: ignore[no-untyped-def]
     n = trees.shape[0]
     idx = np.zeros(n, dtype=np.int64)
-    slow = general
+    has_nan = False
     for k in range(x.shape[0]):
         if x[k] != x[k]:
-            slow = True
-    if slow:
+            has_nan = True
+    if general or has_nan:
+        rows = np.empty((1, cat_feature.shape[0]), dtype=np.int64)
+        _decision_rows(cat_feature, x, rows, 0)
         for level in range(start.shape[0]):
             for p in range(start[level], n):
                 i = idx[p]
                 j = trees[p, 0] + i
-                v = x[feat[j]]
+                f = feat[j]
+                v = x[f]
                 c = catn[j]
-                if v != v:
+                if has_nan and v != v:
                     go = dright[j] == 1
-                elif c < 0:
-                    go = v >= thr[j]
-                elif v < 0.0 or v >= MAX_CATEGORY:
-                    go = False
                 else:
-                    cat = np.int64(v)
-                    word = cat >> 5
-                    if word >= cat_meta[c, 1]:
-                        go = False
-                    else:
-                        go = ((cat_words[cat_meta[c, 0] + word] >> np.uint32(cat & 31)) & np.uint32(1)) != 0
+                    cb = max(c, 0)
+                    in_set = (decisions[rows[0, f] + (cb >> 5)] >> np.uint32(cb & 31)) & np.uint32(1) != 0
+                    go = in_set if c >= 0 else v >= thr[j]
                 idx[p] = 2 * i + 1 + (1 if go else 0)
     else:
         for level in range(start.shape[0]):
@@ -487,85 +537,101 @@ def _complete_margin(feat, thr, catn, dright, leaf, trees, start, pos, cat_meta,
 
 
 @njit(nogil=True, cache=CACHE)
-def _complete_row(feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, x):  # type: ignore[no-untyped-def]
+def _complete_row(feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, x):  # type: ignore[no-untyped-def]
     return _sigmoid(
         _complete_margin(
-            feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, x
+            feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, x
         )
     )
 
 
 @njit(nogil=True, cache=CACHE)
 def _complete_row7(
-    feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, a, b, c, d, e, f, g
+    feat,
+    thr,
+    catn,
+    dright,
+    leaf,
+    trees,
+    start,
+    pos,
+    cat_feature,
+    decisions,
+    base,
+    general,
+    a,
+    b,
+    c,
+    d,
+    e,
+    f,
+    g,
 ):  # type: ignore[no-untyped-def]
     x = np.empty(7, dtype=np.float32)
     x[0], x[1], x[2], x[3], x[4], x[5], x[6] = a, b, c, d, e, f, g
     return _sigmoid(
         _complete_margin(
-            feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, x
+            feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, x
         )
     )
 
 
 @njit(nogil=True, cache=CACHE)
 def _complete_block(
-    feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, rows, out, lo, hi
+    feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, rows, out, lo, hi
 ):  # type: ignore[no-untyped-def]
     # one tree at a time over the block's rows, all rows advancing a level together (independent
     # chains the CPU overlaps), the tree's nodes hot in cache; leaves summed in tree order
     m = hi - lo
-    slow = general
+    has_nan = False
     for r in range(lo, hi):
         for k in range(rows.shape[1]):
             if rows[r, k] != rows[r, k]:
-                slow = True
+                has_nan = True
+    slow = general or has_nan
+    decision_rows = np.empty((m, cat_feature.shape[0]), dtype=np.int64)
+    if slow:
+        for q in range(m):
+            _decision_rows(cat_feature, rows[lo + q], decision_rows, q)
     sums = np.full(m, np.float32(base), dtype=np.float32)
     idx = np.empty(m, dtype=np.int64)
     for t in range(trees.shape[0]):
         p = pos[t]
         o = trees[p, 0]
-        for r in range(m):
-            idx[r] = 0
+        for q in range(m):
+            idx[q] = 0
         if slow:
             for _ in range(trees[p, 2]):
-                for r in range(m):
-                    i = idx[r]
+                for q in range(m):
+                    i = idx[q]
                     j = o + i
-                    v = rows[lo + r, feat[j]]
+                    f = feat[j]
+                    v = rows[lo + q, f]
                     c = catn[j]
-                    if v != v:
+                    if has_nan and v != v:
                         go = dright[j] == 1
-                    elif c < 0:
-                        go = v >= thr[j]
-                    elif v < 0.0 or v >= MAX_CATEGORY:
-                        go = False
                     else:
-                        cat = np.int64(v)
-                        word = cat >> 5
-                        if word >= cat_meta[c, 1]:
-                            go = False
-                        else:
-                            go = (
-                                (cat_words[cat_meta[c, 0] + word] >> np.uint32(cat & 31)) & np.uint32(1)
-                            ) != 0
-                    idx[r] = 2 * i + 1 + (1 if go else 0)
+                        cb = max(c, 0)
+                        word = decisions[decision_rows[q, f] + (cb >> 5)]
+                        in_set = (word >> np.uint32(cb & 31)) & np.uint32(1) != 0
+                        go = in_set if c >= 0 else v >= thr[j]
+                    idx[q] = 2 * i + 1 + (1 if go else 0)
         else:
             for _ in range(trees[p, 2]):
-                for r in range(m):
-                    i = idx[r]
+                for q in range(m):
+                    i = idx[q]
                     j = o + i
-                    idx[r] = 2 * i + 1 + (1 if rows[lo + r, feat[j]] >= thr[j] else 0)
+                    idx[q] = 2 * i + 1 + (1 if rows[lo + q, feat[j]] >= thr[j] else 0)
         base_leaf = trees[p, 1]
-        for r in range(m):
-            sums[r] += leaf[base_leaf + idx[r]]
-    for r in range(m):
-        out[lo + r] = _sigmoid(sums[r])
+        for q in range(m):
+            sums[q] += leaf[base_leaf + idx[q]]
+    for q in range(m):
+        out[lo + q] = _sigmoid(sums[q])
 
 
 @njit(nogil=True, cache=CACHE)
 def _complete_batch(
-    feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, rows, out
+    feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, rows, out
 ):  # type: ignore[no-untyped-def]
     nrows = rows.shape[0]
     for lo in range(0, nrows, BLOCK_ROWS):
@@ -578,8 +644,8 @@ def _complete_batch(
             trees,
             start,
             pos,
-            cat_meta,
-            cat_words,
+            cat_feature,
+            decisions,
             base,
             general,
             rows,
@@ -591,7 +657,7 @@ def _complete_batch(
 
 @njit(nogil=True, cache=CACHE, parallel=True)
 def _complete_batch_parallel(
-    feat, thr, catn, dright, leaf, trees, start, pos, cat_meta, cat_words, base, general, rows, out
+    feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, rows, out
 ):  # type: ignore[no-untyped-def]
     nrows = rows.shape[0]
     for b in prange((nrows + BLOCK_ROWS - 1) // BLOCK_ROWS):
@@ -605,8 +671,8 @@ def _complete_batch_parallel(
             trees,
             start,
             pos,
-            cat_meta,
-            cat_words,
+            cat_feature,
+            decisions,
             base,
             general,
             rows,

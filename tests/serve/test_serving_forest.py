@@ -220,3 +220,22 @@ def test_stumps_of_depth_zero_and_a_single_tree_score_their_leaf() -> None:
 def test_flavour_training_helper_rejects_unknown_flavours(numeric_artifacts: Artifacts) -> None:
     with pytest.raises(ValueError, match="unknown flavour"):
         train_booster(numeric_artifacts.features, numeric_artifacts.labels, [], flavour="nope")  # type: ignore[arg-type]
+
+
+def test_categorical_splits_whose_sets_are_empty_send_every_category_left() -> None:
+    doc = _chain_model(1)
+    tree = doc["learner"]["gradient_booster"]["model"]["trees"][0]
+    tree["split_type"][0] = 1  # the root becomes a categorical split on x0 with an empty set
+    tree["categories_nodes"] = [0]
+    tree["categories_segments"] = [0]
+    tree["categories_sizes"] = [0]
+    second = json.loads(json.dumps(_chain_model(1)["learner"]["gradient_booster"]["model"]["trees"][0]))
+    second["split_indices"] = [1, 1, 1]  # a numerical split on x1 at 0.5, leaves 0 and -1
+    second["split_conditions"] = [0.5, 0.0, -1.0]
+    doc["learner"]["gradient_booster"]["model"]["trees"].append(second)
+    x = np.array([[c, 1.0, 0, 0, 0, 0, 0] for c in (0.0, 3.0, 40.0, -1.0)])
+    expected = 1 / (1 + np.exp(-np.array([0.0 - 1.0] * 4)))  # left leaf 0 of tree 1, right leaf -1 of tree 2
+    for layout in ("complete", "sparse"):
+        forest = forest_from_json(doc, layout=layout)
+        assert np.max(np.abs(forest.predict(x) - expected)) < TOLERANCE
+        assert np.max(np.abs(np.array([forest.predict7(*r) for r in x]) - expected)) < TOLERANCE
