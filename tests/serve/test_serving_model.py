@@ -302,3 +302,37 @@ def test_loads_from_ssm_and_s3_like_from_the_local_store(aws: None, numeric_arti
     assert rows == numeric_artifacts.rows[:50]
     expected = numeric_artifacts.predict_reference(index_features(rows, numeric_artifacts.specs))
     assert np.max(np.abs(np.array([model.score(bid_request(r)) for r in rows]) - expected)) < TOLERANCE
+
+
+def test_pandas_categorical_day_hour_and_device_are_recoded_too(own_artifacts: Artifacts) -> None:
+    import pandas as pd
+
+    from filtering_server.fixtures import pandas_frame
+
+    def frame(features: np.ndarray) -> pd.DataFrame:
+        data = pandas_frame(features, own_artifacts.specs)
+        data["device_type_id"] = pd.Categorical(features[:, 6].astype(int), categories=[6, 5, 4, 3, 2, 1, 0])
+        data["dow"] = pd.Categorical(features[:, 0].astype(int), categories=[7, 1, 2, 3, 4, 5, 6])
+        return data
+
+    dtrain = xgboost.DMatrix(frame(own_artifacts.features), own_artifacts.labels, enable_categorical=True)
+    booster = xgboost.train(
+        {"objective": "binary:logistic", "max_cat_to_onehot": 1, "max_depth": 4}, dtrain, 20
+    )
+    publish_booster(own_artifacts, booster)
+    model = served(own_artifacts)
+    assert set(model.forest.category_encodings) == {0, 2, 3, 4, 5, 6}
+    rows = own_artifacts.rows[:2000]
+    expected = booster.predict(
+        xgboost.DMatrix(frame(index_features(rows, own_artifacts.specs)), enable_categorical=True)
+    )
+    got = np.array([model.score(bid_request(r)) for r in rows])
+    assert np.max(np.abs(got - expected)) < TOLERANCE
+
+
+def test_string_categories_are_matched_by_the_index_text() -> None:
+    from filtering_server.model import _recoder
+
+    recode = _recoder(("5", "3", "x"))
+    assert (recode(5.0), recode(3.0)) == (0.0, 1.0)
+    assert math.isnan(recode(7.0)) and math.isnan(recode(math.nan))

@@ -412,3 +412,57 @@ def test_echo_mode_answers_without_a_model_lookup(
         client = live.client()
         assert client.filter(BidRequest()).likelihoodToBid == 0.5
         assert client.filterBatch([BidRequest()] * 3).modelVersion == "echo"
+
+
+JAVA_THRIFT_JARS = [Path("/usr/share/java/thrift.jar"), Path("/usr/share/java/slf4j-api.jar")]
+
+
+@pytest.fixture(scope="module")
+def java_client(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The Java client compiled against Apache Thrift's Java library (skips without JDK, jars or compiler)."""
+    compiler, javac, java = shutil.which("thrift"), shutil.which("javac"), shutil.which("java")
+    if not (compiler and javac and java and all(j.exists() for j in JAVA_THRIFT_JARS)):
+        pytest.skip("needs javac and Debian's thrift-compiler and libthrift-java")
+    out = tmp_path_factory.mktemp("java")
+    gen = out / "gen"
+    gen.mkdir()
+    subprocess.run(
+        [
+            compiler,
+            "--gen",
+            "java:generated_annotations=suppress",
+            "-out",
+            str(gen),
+            str(HERE / "original_api.thrift"),
+        ],
+        check=True,
+    )
+    classpath = ":".join(str(j) for j in JAVA_THRIFT_JARS)
+    sources = [str(p) for p in gen.rglob("*.java")] + [str(HERE / "java" / "OriginalClient.java")]
+    subprocess.run([javac, "-nowarn", "-d", str(out / "classes"), "-cp", classpath, *sources], check=True)
+    return [java, "-cp", f"{out / 'classes'}:{classpath}", "OriginalClient"]
+
+
+def test_java_client_like_the_originals_gets_xgboosts_likelihoods(
+    live: LiveServer, java_client: list[str]
+) -> None:
+    artifacts = live.artifacts
+    rows = artifacts.rows[:300]
+    lines = []
+    for row in rows:
+        fields = row_fields(row)
+        lines.append("\t".join("-" if fields[n] is None else str(fields[n]) for n in tb.BID_REQUEST_FIELDS))
+    done = subprocess.run(
+        [*java_client, str(live.port)],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    got = np.array([float(v) for v in done.stdout.split()])
+    model = live.holder.current
+    assert model is not None
+    assert got.tolist() == [model.score(bid_request(r)) for r in rows]  # bit for bit what the server computes
+    expected = artifacts.predict_reference(index_features(rows, artifacts.specs))
+    assert np.max(np.abs(got - expected)) < TOLERANCE
