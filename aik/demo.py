@@ -160,10 +160,8 @@ def _features(run: DemoRun) -> dict[str, Any]:
 def _train(run: DemoRun, seed: int, publish: bool) -> dict[str, Any]:
     from aik.train.workflow import TrainOptions, train_and_publish
 
+    # a model that fails a gate raises GateFailed (an AikError naming the gates): the step fails with it
     result = train_and_publish(run.ctx, TrainOptions(seed=seed, publish=publish, baselines=publish))
-    if result.failures:
-        reasons = "; ".join(f"{g.name}: {g.message}" for g in result.failures)
-        raise AikError(f"the model did not pass its gates ({reasons})")
     return {
         "metrics": result.metrics,
         "model_uri": result.model_uri,
@@ -334,11 +332,7 @@ def _serve(run: DemoRun, first: dict[str, Any], second: dict[str, Any]) -> dict[
                 time.sleep(0.2)
             swap["published_after_requests"] = _health(server.port).requestsServed
             t0 = time.monotonic()
-            published = train_and_publish(
-                run.ctx, TrainOptions(model_uri=second["candidate_uri"], baselines=False)
-            )
-            if not published.published:
-                raise AikError("the swap model did not pass its gates")
+            train_and_publish(run.ctx, TrainOptions(model_uri=second["candidate_uri"], baselines=False))
             swap["publish_seconds"] = round(time.monotonic() - t0, 3)
             t1 = time.monotonic()
             while (status := _health(server.port)).modelVersion != second_version:
