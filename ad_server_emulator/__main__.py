@@ -17,7 +17,7 @@ from pathlib import Path
 from ad_server_emulator.emulator import EmulatorConfig, run_emulator
 from aik.context import Context
 from aik.errors import AikError
-from aik.settings import Settings, add_backend_arguments
+from aik.settings import Settings, add_backend_arguments, positive_int
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,13 +26,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -54,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = EmulatorConfig()
     p = _Parser(prog="python -m ad_server_emulator", description=__doc__)
     p.add_argument("host", help="filtering server host (the ECS task uses localhost)")
-    p.add_argument("threads", type=_positive_int, help="concurrent connections, one per thread")
+    p.add_argument("threads", type=positive_int, help="concurrent connections, one per thread")
     p.add_argument("requests", type=_non_negative_int, help="requests to send in total (0: until --duration)")
     add_backend_arguments(p)
     p.add_argument("--port", type=int, default=d.port, help="server port (default 9090)")
@@ -68,11 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=_non_negative_int, default=d.warmup, help="unmeasured calls per thread first"
     )
     p.add_argument(
-        "--batch-size", type=_positive_int, default=1, help="requests per call; >1 uses filterBatch"
+        "--batch-size", type=positive_int, default=1, help="requests per call; >1 uses filterBatch"
     )
-    p.add_argument("--max-rows", type=_positive_int, default=d.max_rows, help="inference rows to load")
+    p.add_argument("--max-rows", type=positive_int, default=d.max_rows, help="inference rows to load")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the row choice")
-    p.add_argument("--timeout-ms", type=_positive_int, default=d.timeout_ms, help="socket timeout per call")
+    p.add_argument("--timeout-ms", type=positive_int, default=d.timeout_ms, help="socket timeout per call")
     p.add_argument(
         "--wait-ready",
         type=_non_negative_float,

@@ -38,6 +38,14 @@ class Settings:
         return cls(backend=chosen, workspace=Path(ws).expanduser().resolve(), region=region)  # type: ignore[arg-type]
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1 (a bad value is a usage error, exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the global `--backend` / `--workspace` / `--region` options shared by every entry point."""
     parser.add_argument(

@@ -7,13 +7,7 @@ import shutil
 
 from aik.context import Context
 from aik.demo import DemoConfig, run_demo
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from aik.settings import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,10 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "dashboard from the StatsD metrics, synthesize the CDK app, and print a summary. Steps whose "
         "inputs have not changed are reused; --fresh (or `make demo-clean`) starts over.",
     )
-    p.add_argument("--rows", type=_positive, default=200_000, help="synthetic bid requests (default 200000)")
-    p.add_argument("--requests", type=_positive, default=100_000, help="emulator requests (default 100000)")
+    p.add_argument(
+        "--rows", type=positive_int, default=200_000, help="synthetic bid requests (default 200000)"
+    )
+    p.add_argument(
+        "--requests", type=positive_int, default=100_000, help="emulator requests (default 100000)"
+    )
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic data (default 7)")
-    p.add_argument("--connections", type=_positive, default=2, help="emulator connections (default 2)")
+    p.add_argument("--connections", type=positive_int, default=2, help="emulator connections (default 2)")
     p.add_argument(
         "--swap-seed", type=int, default=1, help="xgboost seed of the model swapped in during the load"
     )

@@ -6,13 +6,7 @@ import argparse
 
 from aik.context import Context
 from aik.errors import AikError
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from aik.settings import positive_int
 
 
 def _fraction(text: str) -> float:
@@ -55,14 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "(repeatable; VALUE none removes a parameter)",
     )
     model.add_argument(
-        "--num-round", type=_positive_int, help="boosting rounds (upper bound with early stopping)"
+        "--num-round", type=positive_int, help="boosting rounds (upper bound with early stopping)"
     )
     model.add_argument("--max-depth", type=int, help="tree depth")
     model.add_argument("--eta", type=float, help="learning rate")
-    model.add_argument("--early-stopping-rounds", type=_positive_int, help="patience on the valid split")
+    model.add_argument("--early-stopping-rounds", type=positive_int, help="patience on the valid split")
     model.add_argument("--seed", type=int, default=0, help="seed of sampling and training (default 0)")
     model.add_argument(
-        "--threads", type=_positive_int, default=None, help="xgboost threads (default: all cores)"
+        "--threads", type=positive_int, default=None, help="xgboost threads (default: all cores)"
     )
     model.add_argument(
         "--model",
@@ -79,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     data.add_argument(
         "--max-rows",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="read at most N rows per split (a seeded uniform sample when larger); default: all, refused "
         "when they would not fit in memory",
@@ -88,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     report.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip the baselines")
     report.add_argument(
         "--baseline-max-rows",
-        type=_positive_int,
+        type=positive_int,
         default=200_000,
         help="train rows the baselines use (a sample above it; default 200000)",
     )
@@ -123,15 +117,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cloud.add_argument(
         "--instance-type", default="ml.m5.2xlarge", help="training instance (default ml.m5.2xlarge)"
     )
-    cloud.add_argument("--instance-count", type=_positive_int, default=1, help="instances (default 1)")
-    cloud.add_argument("--volume-size", type=_positive_int, default=30, help="EBS volume in GB (default 30)")
+    cloud.add_argument("--instance-count", type=positive_int, default=1, help="instances (default 1)")
+    cloud.add_argument("--volume-size", type=positive_int, default=30, help="EBS volume in GB (default 30)")
     cloud.add_argument(
-        "--max-run", type=_positive_int, default=5400, help="maximum run time in s (default 5400)"
+        "--max-run", type=positive_int, default=5400, help="maximum run time in s (default 5400)"
     )
     cloud.add_argument("--spot", action="store_true", help="managed spot training with checkpoints in S3")
     cloud.add_argument(
         "--max-wait",
-        type=_positive_int,
+        type=positive_int,
         default=7200,
         help="with --spot: max wait + run time in s (default 7200)",
     )
