@@ -187,6 +187,7 @@ def build_artifacts(
     depth: int = 6,
     domains: int = 500,
     inference_rows: int = 2_000,
+    extra: dict[str, Any] | None = None,
 ) -> Artifacts:
     """Write bundle, schema, booster and inference rows where `aik configure` says, in a local workspace."""
     rng = np.random.default_rng(seed)
@@ -205,7 +206,9 @@ def build_artifacts(
         effects = rng.normal(0.0, 0.6, int(np.nanmax(features[:, j])) + 2)
         logit += effects[features[:, j].astype(np.int64)]
     labels = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int32)
-    booster = train_booster(features, labels, specs, flavour=flavour, rounds=rounds, depth=depth, seed=seed)
+    booster = train_booster(
+        features, labels, specs, flavour=flavour, rounds=rounds, depth=depth, seed=seed, extra=extra
+    )
 
     write_bundle(store.get(params.PIPELINE_MODEL), specs)
     storage.write_text(store.get(params.PIPELINE_SCHEMA), json.dumps(RAW_SCHEMA, indent=2))

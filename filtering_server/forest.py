@@ -20,6 +20,13 @@ ones still descending are a suffix): independent chains the CPU overlaps, instea
 dependent loads at a time. A batch advances a block of rows through one tree at a time instead, that
 tree's nodes staying in cache. Models whose padded size would be too large or mostly padding (deep
 lossguide trees) keep their own shape in a sparse layout with explicit child indices.
+
+Models of stumps (every tree of depth 0 or 1, like the kit's `default` training preset: 500-2,000
+depth-1 trees on the categorical Index* columns) are additive: the margin is the base margin plus one
+function per feature, a step function of its value. They are folded at load time into one table per
+feature (the "additive" layout): a row costs one lookup per feature, whatever the number of trees.
+The folded sums are exact in float64; xgboost accumulates leaves in float32, so the two differ by
+xgboost's own rounding (below 1e-7 in probability on the kit's models; the tests bound it by 1e-6).
 """
 
 from __future__ import annotations
@@ -50,10 +57,15 @@ MAX_COMPLETE_NODES = 1 << 21
 MAX_COMPLETE_DEPTH = 20
 #: Largest categorical decision matrices (all features) of the complete layout; beyond, sparse.
 MAX_DECISION_BYTES = 64 << 20
+#: Models no deeper than this are walked tree by tree for one row (measured faster up to depth 3;
+#: deeper ones level by level across all trees).
+SHALLOW_DEPTH = 3
 #: Rows per block in the batch kernels: one tree's nodes stay hot while it scores the whole block.
 BLOCK_ROWS = 64
 
 LEAF = -1
+#: The array layouts a forest can take (`forest_from_json` picks one when not told).
+LAYOUTS = ("complete", "sparse", "additive")
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,7 @@ class Forest:
 
     num_feature: int
     base_margin: np.float32
-    layout: str  # "complete" or "sparse"
+    layout: str  # one of LAYOUTS
     arrays: tuple[np.ndarray, ...]
     num_trees: int
     feature_names: tuple[str, ...] | None
@@ -307,10 +319,27 @@ def _complete_arrays(trees: Sequence[_Tree], weights: np.ndarray, num_feature: i
     decisions = np.concatenate(parts)
     # tree table: node offset, leaf offset (minus the leaf-level base index), depth, per sorted position
     tree_table = np.stack([node_off, leaf_off - internal, sorted_depths], axis=1).astype(np.int64)
+    # the same per tree in the original order, as flat arrays (the shallow walk's)
+    by_tree = tree_table[pos]
+    t_node, t_leaf, t_depth = (np.ascontiguousarray(by_tree[:, k]) for k in range(3))
     max_depth = int(sorted_depths.max()) if sorted_depths.size else 0
     # start[l]: first sorted position whose tree is deeper than l
     start = np.searchsorted(sorted_depths, np.arange(max_depth), side="right").astype(np.int64)
-    return (feat, thr, catn, dright, leaf, tree_table, start, pos.astype(np.int64), cat_feature, decisions)
+    return (
+        feat,
+        thr,
+        catn,
+        dright,
+        leaf,
+        tree_table,
+        start,
+        pos.astype(np.int64),
+        t_node,
+        t_leaf,
+        t_depth,
+        cat_feature,
+        decisions,
+    )
 
 
 def _sparse_arrays(trees: Sequence[_Tree], weights: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -367,6 +396,88 @@ def _sparse_arrays(trees: Sequence[_Tree], weights: np.ndarray) -> tuple[np.ndar
     )
 
 
+#: `_additive_arrays` feature kinds.
+UNUSED, NUMERIC, CATEGORICAL = 0, 1, 2
+
+
+def _additive_eligible(trees: Sequence[_Tree], depths: Sequence[int]) -> bool:
+    """Stumps only, and no feature split both numerically and categorically (xgboost never does that)."""
+    if max(depths) > 1:
+        return False
+    kinds: dict[int, bool] = {}
+    for tree in trees:
+        if tree.left[0] != LEAF:
+            f = int(tree.feature[0])
+            if kinds.setdefault(f, 0 in tree.categories) != (0 in tree.categories):
+                return False
+    return True
+
+
+def _additive_arrays(
+    trees: Sequence[_Tree], weights: np.ndarray, num_feature: int, base_margin: np.float32
+) -> tuple[np.ndarray, ...]:
+    """Stumps folded into one step function per feature: (kind, meta, thresholds, values, nan_values, const).
+
+    A numerical stump on f at t adds its left leaf below t and its right leaf from t up; with the
+    feature's distinct thresholds T sorted, a value's interval is the number of thresholds <= it
+    (`searchsorted(T, v, "right")`), and the feature's table holds the sum for each interval.
+    A categorical stump adds its right leaf to the categories in its set and its left leaf to every
+    other value; the table has one entry per category up to the largest one in any set, plus a last
+    entry for every value outside all sets (negative, beyond, >= 2^24: all go left in xgboost).
+    A missing value takes each stump's default branch: one more sum per feature (`nan_values`).
+    Trees of depth 0 add their leaf to every row (`const`, with the base margin).
+    meta[f] = (first entry in `values`, entries, first threshold in `thresholds`, thresholds).
+    """
+    stumps: list[list[tuple[_Tree, float, float]]] = [[] for _ in range(num_feature)]
+    const = np.float64(base_margin)
+    for tree, weight in zip(trees, weights.tolist(), strict=True):
+
+        def leaf(node: int, tree: _Tree = tree, weight: float = weight) -> np.float64:
+            # the leaf as the other layouts store it (float32, dart weight applied), then widened
+            value = tree.condition[node] if weight == 1.0 else np.float32(tree.condition[node] * weight)
+            return np.float64(value)
+
+        if tree.left[0] == LEAF:
+            const += leaf(0)
+            continue
+        stumps[int(tree.feature[0])].append((tree, leaf(int(tree.left[0])), leaf(int(tree.right[0]))))
+    kind = np.zeros(num_feature, dtype=np.int64)
+    meta = np.zeros((num_feature, 4), dtype=np.int64)
+    nan_values = np.zeros(num_feature, dtype=np.float64)
+    tables: list[np.ndarray] = []
+    cuts: list[np.ndarray] = []
+    n_values = n_cuts = 0
+    for f, group in enumerate(stumps):
+        if not group:
+            continue
+        if 0 in group[0][0].categories:
+            kind[f] = CATEGORICAL
+            k = max((int(t.categories[0].max()) + 1 if t.categories[0].size else 0) for t, _, _ in group)
+            table = np.zeros(k + 1, dtype=np.float64)  # entry k: outside every set
+            for tree, left, right in group:
+                step = np.full(k + 1, left)
+                step[tree.categories[0]] = right
+                table += step
+            thresholds = np.zeros(0, dtype=np.float32)
+        else:
+            kind[f] = NUMERIC
+            thresholds = np.unique(np.asarray([t.condition[0] for t, _, _ in group], dtype=np.float32))
+            table = np.zeros(thresholds.shape[0] + 1, dtype=np.float64)
+            for tree, left, right in group:
+                cut = int(np.searchsorted(thresholds, tree.condition[0], side="right"))
+                table[:cut] += left  # intervals below the threshold (x < t)
+                table[cut:] += right  # from the threshold's own interval up (x >= t)
+        nan_values[f] = sum(left if tree.default_left[0] else right for tree, left, right in group)
+        meta[f] = (n_values, table.shape[0], n_cuts, thresholds.shape[0])
+        tables.append(table)
+        cuts.append(thresholds)
+        n_values += table.shape[0]
+        n_cuts += thresholds.shape[0]
+    values = np.concatenate(tables) if tables else np.zeros(1, dtype=np.float64)
+    thresholds_all = np.concatenate(cuts) if n_cuts else np.zeros(1, dtype=np.float32)
+    return (kind, meta, thresholds_all.astype(np.float32), values, nan_values, np.asarray([const]))
+
+
 def forest_from_json(doc: Mapping[str, Any], uri: str = "<model>", layout: str | None = None) -> Forest:
     """Flatten a parsed xgboost JSON model (`Booster.save_raw("json")`); errors name the URI."""
     try:
@@ -419,6 +530,8 @@ def forest_from_json(doc: Mapping[str, Any], uri: str = "<model>", layout: str |
     depths = [t.depth() for t in trees]
     padded = sum((1 << d) for d in depths)
     real = sum(t.left.shape[0] for t in trees)
+    if layout is None and _additive_eligible(trees, depths):
+        layout = "additive"
     if layout is None:
         # padding pays while trees are nearly full (depth-wise growth); lopsided lossguide trees would
         # mostly walk padding, so they keep their own shape
@@ -429,6 +542,10 @@ def forest_from_json(doc: Mapping[str, Any], uri: str = "<model>", layout: str |
         arrays = _complete_arrays(trees, weights, num_feature)
     elif layout == "sparse":
         arrays = _sparse_arrays(trees, weights)
+    elif layout == "additive":
+        if not _additive_eligible(trees, depths):
+            raise ValueError("the additive layout needs trees of depth <= 1")
+        arrays = _additive_arrays(trees, weights, num_feature, base_margin)
     else:
         raise ValueError(f"unknown layout {layout!r}")
     return Forest(
@@ -498,14 +615,41 @@ def _decision_rows(cat_feature, x, rows, r):  # type: ignore[no-untyped-def]
 
 @njit(nogil=True, cache=CACHE)
 def _complete_margin(
-    feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, x
+    feat,
+    thr,
+    catn,
+    dright,
+    leaf,
+    trees,
+    start,
+    pos,
+    t_node,
+    t_leaf,
+    t_depth,
+    cat_feature,
+    decisions,
+    base,
+    general,
+    x,
 ):  # type: ignore[no-untyped-def]
     n = trees.shape[0]
-    idx = np.zeros(n, dtype=np.int64)
     has_nan = False
     for k in range(x.shape[0]):
         if x[k] != x[k]:
             has_nan = True
+    if not (general or has_nan) and start.shape[0] <= SHALLOW_DEPTH:
+        # shallow trees: walk each tree to its leaf in the original order and sum as we go (the
+        # short chains of consecutive trees overlap in the CPU; no index array round trip)
+        s = np.float32(base)
+        for t in range(n):
+            o = t_node[t]
+            i = 0
+            for _ in range(t_depth[t]):
+                j = o + i
+                i = 2 * i + 1 + (1 if x[feat[j]] >= thr[j] else 0)
+            s += leaf[t_leaf[t] + i]
+        return s
+    idx = np.zeros(n, dtype=np.int64)
     if general or has_nan:
         rows = np.empty((1, cat_feature.shape[0]), dtype=np.int64)
         _decision_rows(cat_feature, x, rows, 0)
@@ -537,10 +681,42 @@ def _complete_margin(
 
 
 @njit(nogil=True, cache=CACHE)
-def _complete_row(feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, x):  # type: ignore[no-untyped-def]
+def _complete_row(
+    feat,
+    thr,
+    catn,
+    dright,
+    leaf,
+    trees,
+    start,
+    pos,
+    t_node,
+    t_leaf,
+    t_depth,
+    cat_feature,
+    decisions,
+    base,
+    general,
+    x,
+):  # type: ignore[no-untyped-def]
     return _sigmoid(
         _complete_margin(
-            feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, x
+            feat,
+            thr,
+            catn,
+            dright,
+            leaf,
+            trees,
+            start,
+            pos,
+            t_node,
+            t_leaf,
+            t_depth,
+            cat_feature,
+            decisions,
+            base,
+            general,
+            x,
         )
     )
 
@@ -555,6 +731,9 @@ def _complete_row7(
     trees,
     start,
     pos,
+    t_node,
+    t_leaf,
+    t_depth,
     cat_feature,
     decisions,
     base,
@@ -571,14 +750,47 @@ def _complete_row7(
     x[0], x[1], x[2], x[3], x[4], x[5], x[6] = a, b, c, d, e, f, g
     return _sigmoid(
         _complete_margin(
-            feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, x
+            feat,
+            thr,
+            catn,
+            dright,
+            leaf,
+            trees,
+            start,
+            pos,
+            t_node,
+            t_leaf,
+            t_depth,
+            cat_feature,
+            decisions,
+            base,
+            general,
+            x,
         )
     )
 
 
 @njit(nogil=True, cache=CACHE)
 def _complete_block(
-    feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, rows, out, lo, hi
+    feat,
+    thr,
+    catn,
+    dright,
+    leaf,
+    trees,
+    start,
+    pos,
+    t_node,
+    t_leaf,
+    t_depth,
+    cat_feature,
+    decisions,
+    base,
+    general,
+    rows,
+    out,
+    lo,
+    hi,
 ):  # type: ignore[no-untyped-def]
     # one tree at a time over the block's rows, all rows advancing a level together (independent
     # chains the CPU overlaps), the tree's nodes hot in cache; leaves summed in tree order
@@ -631,7 +843,23 @@ def _complete_block(
 
 @njit(nogil=True, cache=CACHE)
 def _complete_batch(
-    feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, rows, out
+    feat,
+    thr,
+    catn,
+    dright,
+    leaf,
+    trees,
+    start,
+    pos,
+    t_node,
+    t_leaf,
+    t_depth,
+    cat_feature,
+    decisions,
+    base,
+    general,
+    rows,
+    out,
 ):  # type: ignore[no-untyped-def]
     nrows = rows.shape[0]
     for lo in range(0, nrows, BLOCK_ROWS):
@@ -644,6 +872,9 @@ def _complete_batch(
             trees,
             start,
             pos,
+            t_node,
+            t_leaf,
+            t_depth,
             cat_feature,
             decisions,
             base,
@@ -657,7 +888,23 @@ def _complete_batch(
 
 @njit(nogil=True, cache=CACHE, parallel=True)
 def _complete_batch_parallel(
-    feat, thr, catn, dright, leaf, trees, start, pos, cat_feature, decisions, base, general, rows, out
+    feat,
+    thr,
+    catn,
+    dright,
+    leaf,
+    trees,
+    start,
+    pos,
+    t_node,
+    t_leaf,
+    t_depth,
+    cat_feature,
+    decisions,
+    base,
+    general,
+    rows,
+    out,
 ):  # type: ignore[no-untyped-def]
     nrows = rows.shape[0]
     for b in prange((nrows + BLOCK_ROWS - 1) // BLOCK_ROWS):
@@ -671,6 +918,9 @@ def _complete_batch_parallel(
             trees,
             start,
             pos,
+            t_node,
+            t_leaf,
+            t_depth,
             cat_feature,
             decisions,
             base,
@@ -740,16 +990,77 @@ def _sparse_batch_parallel(
         )
 
 
-_ROW = {"complete": _complete_row, "sparse": _sparse_row}
-_ROW7 = {"complete": _complete_row7, "sparse": _sparse_row7}
-_BATCH = {"complete": _complete_batch, "sparse": _sparse_batch}
-_BATCH_PARALLEL = {"complete": _complete_batch_parallel, "sparse": _sparse_batch_parallel}
+@njit(nogil=True, cache=CACHE)
+def _additive_margin(kind, meta, thresholds, values, nan_values, const, base, general, x):  # type: ignore[no-untyped-def]
+    # base is already in const (with the depth-0 trees); float64 sums of the folded tables
+    s = const[0]
+    for f in range(kind.shape[0]):
+        k = kind[f]
+        if k == UNUSED:
+            continue
+        v = x[f]
+        if v != v:
+            s += nan_values[f]
+        elif k == CATEGORICAL:
+            top = meta[f, 1] - 1  # entries: categories 0..top-1, then "outside every set"
+            s += values[meta[f, 0] + (np.int64(v) if v >= 0.0 and v < top else top)]
+        else:
+            # number of thresholds <= v (binary search): v's interval
+            lo = meta[f, 2]
+            hi = lo + meta[f, 3]
+            first = lo
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if thresholds[mid] <= v:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            s += values[meta[f, 0] + lo - first]
+    return s
+
+
+@njit(nogil=True, cache=CACHE)
+def _additive_row(kind, meta, thresholds, values, nan_values, const, base, general, x):  # type: ignore[no-untyped-def]
+    return _sigmoid(_additive_margin(kind, meta, thresholds, values, nan_values, const, base, general, x))
+
+
+@njit(nogil=True, cache=CACHE)
+def _additive_row7(kind, meta, thresholds, values, nan_values, const, base, general, a, b, c, d, e, f, g):  # type: ignore[no-untyped-def]
+    x = np.empty(7, dtype=np.float32)
+    x[0], x[1], x[2], x[3], x[4], x[5], x[6] = a, b, c, d, e, f, g
+    return _sigmoid(_additive_margin(kind, meta, thresholds, values, nan_values, const, base, general, x))
+
+
+@njit(nogil=True, cache=CACHE)
+def _additive_batch(kind, meta, thresholds, values, nan_values, const, base, general, rows, out):  # type: ignore[no-untyped-def]
+    for r in range(rows.shape[0]):
+        out[r] = _sigmoid(
+            _additive_margin(kind, meta, thresholds, values, nan_values, const, base, general, rows[r])
+        )
+
+
+@njit(nogil=True, cache=CACHE, parallel=True)
+def _additive_batch_parallel(kind, meta, thresholds, values, nan_values, const, base, general, rows, out):  # type: ignore[no-untyped-def]
+    for r in prange(rows.shape[0]):
+        out[r] = _sigmoid(
+            _additive_margin(kind, meta, thresholds, values, nan_values, const, base, general, rows[r])
+        )
+
+
+_ROW = {"complete": _complete_row, "sparse": _sparse_row, "additive": _additive_row}
+_ROW7 = {"complete": _complete_row7, "sparse": _sparse_row7, "additive": _additive_row7}
+_BATCH = {"complete": _complete_batch, "sparse": _sparse_batch, "additive": _additive_batch}
+_BATCH_PARALLEL = {
+    "complete": _complete_batch_parallel,
+    "sparse": _sparse_batch_parallel,
+    "additive": _additive_batch_parallel,
+}
 _PARALLEL_LOCK = threading.Lock()
 
 
 def warm_up() -> None:
     """Compile (or load from the disk cache) every kernel now, so no request pays for compilation."""
-    for layout in ("complete", "sparse"):
+    for layout in LAYOUTS:
         forest = _tiny_forest(layout)
         forest.predict7(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, float("nan"))
         forest.predict_row([1.0] * 7)

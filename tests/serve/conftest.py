@@ -35,6 +35,21 @@ def categorical_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts
 
 
 @pytest.fixture(scope="session")
+def stump_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+    """Artifacts with a model like the kit's `default` preset: 1,500 depth-1 categorical trees."""
+    from aik.train.presets import DEFAULT
+
+    return build_artifacts(
+        tmp_path_factory.mktemp("stumps") / "ws",
+        rows=20_000,
+        flavour="categorical",
+        rounds=1500,
+        depth=1,
+        extra=dict(DEFAULT.params),
+    )
+
+
+@pytest.fixture(scope="session")
 def pandas_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
     """Artifacts with categorical splits trained from pandas categoricals (categories stored in the model)."""
     return build_artifacts(

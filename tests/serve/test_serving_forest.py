@@ -11,7 +11,7 @@ import xgboost
 
 from aik.errors import ArtifactError
 from filtering_server.fixtures import Artifacts, train_booster
-from filtering_server.forest import Forest, forest_from_json, load_forest
+from filtering_server.forest import LAYOUTS, Forest, forest_from_json, load_forest
 
 TOLERANCE = 1e-6
 
@@ -52,17 +52,68 @@ def test_equals_xgboost_on_10k_rows_with_unseen_and_missing(
     assert expected.std() > 0.05  # the model really discriminates: equality is not trivially constant
 
 
-def test_categorical_model_routes_invalid_categories_like_xgboost(categorical_artifacts: Artifacts) -> None:
-    forest = load_forest(bytes(categorical_artifacts.booster.save_raw("ubj")))
-    base = categorical_artifacts.features[:64].copy()
+@pytest.mark.parametrize("flavour", ["numeric", "categorical"])
+def test_stump_models_fold_into_one_table_per_feature_equal_to_xgboost(
+    flavour: str, numeric_artifacts: Artifacts, stump_artifacts: Artifacts
+) -> None:
+    # categorical: the kit's default preset (1,500 depth-1 trees); numeric: 1,500 numerical stumps
+    if flavour == "categorical":
+        artifacts, booster = stump_artifacts, stump_artifacts.booster
+    else:
+        artifacts = numeric_artifacts
+        booster = train_booster(
+            artifacts.features, artifacts.labels, artifacts.specs, rounds=1500, depth=1, extra={"eta": 0.3}
+        )
+    model = bytes(booster.save_raw("ubj"))
+    forest = load_forest(model)
+    assert forest.layout == "additive" and forest.num_trees == 1500
+    x = stress_rows(artifacts)
+    expected = xgboost_predict(booster, x)
+    walked = load_forest(model, layout="complete").predict(x)  # float32 in tree order, like xgboost
+    rows = np.array([forest.predict7(*row) for row in x])
+    for got in (forest.predict(x), forest.predict(x, parallel=True), rows):
+        assert np.max(np.abs(got - expected)) < TOLERANCE
+        assert np.max(np.abs(got - walked)) < TOLERANCE
+    assert expected.std() > 0.05
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_shallow_trees_walked_one_by_one_equal_xgboost(depth: int, numeric_artifacts: Artifacts) -> None:
+    # the numeric preset's shape (depth 2, hundreds of trees): rows are walked tree by tree
+    booster = train_booster(
+        numeric_artifacts.features, numeric_artifacts.labels, numeric_artifacts.specs, rounds=300, depth=depth
+    )
+    forest = load_forest(bytes(booster.save_raw("ubj")))
+    assert forest.layout == "complete"
+    x = stress_rows(numeric_artifacts)
+    expected = xgboost_predict(booster, x)
+    rows = np.array([forest.predict7(*row) for row in x])
+    assert np.max(np.abs(rows - expected)) < TOLERANCE
+    assert np.max(np.abs(forest.predict(x) - expected)) < TOLERANCE
+
+
+def test_the_additive_layout_refuses_trees_deeper_than_one(numeric_artifacts: Artifacts) -> None:
+    with pytest.raises(ValueError, match="depth <= 1"):
+        load_forest(bytes(numeric_artifacts.booster.save_raw("ubj")), layout="additive")
+
+
+@pytest.mark.parametrize("kind", ["depth-6", "stumps"])
+def test_categorical_model_routes_invalid_categories_like_xgboost(
+    kind: str, categorical_artifacts: Artifacts, stump_artifacts: Artifacts
+) -> None:
+    artifacts = categorical_artifacts if kind == "depth-6" else stump_artifacts
+    forest = load_forest(bytes(artifacts.booster.save_raw("ubj")))
+    assert forest.layout == ("complete" if kind == "depth-6" else "additive")
+    base = artifacts.features[:64].copy()
     odd = np.repeat(base, 5, axis=0)
     odd[0::5, 3] = -1.0  # negative: invalid, goes left
     odd[1::5, 3] = 2.0**24  # beyond xgboost's largest category
     odd[2::5, 3] = 3.7  # truncated to category 3
     odd[3::5, 3] = 1e9
     odd[4::5, 3] = np.nan  # missing: default direction
-    expected = xgboost_predict(categorical_artifacts.booster, odd)
+    expected = xgboost_predict(artifacts.booster, odd)
     assert np.max(np.abs(forest.predict(odd) - expected)) < TOLERANCE
+    assert np.max(np.abs(np.array([forest.predict7(*r) for r in odd]) - expected)) < TOLERANCE
 
 
 def _random_data(seed: int, n: int = 4000) -> tuple[np.ndarray, np.ndarray]:
@@ -81,10 +132,12 @@ def _random_data(seed: int, n: int = 4000) -> tuple[np.ndarray, np.ndarray]:
         {"grow_policy": "lossguide", "max_leaves": 24, "max_depth": 0},
         {"base_score": 0.1, "boost_from_average": 0},
         {"max_depth": 2, "eta": 1.0},
+        {"max_depth": 1, "eta": 1.0},
+        {"booster": "dart", "max_depth": 1, "rate_drop": 0.3, "skip_drop": 0.0},
         {"max_depth": 10, "min_child_weight": 0},
         {"objective": "reg:logistic"},
     ],
-    ids=["dart", "lossguide", "base-score", "stumps", "deep", "reg-logistic"],
+    ids=["dart", "lossguide", "base-score", "depth-2", "stumps", "dart-stumps", "deep", "reg-logistic"],
 )
 def test_equals_xgboost_for_other_boosters(param: dict[str, Any]) -> None:
     x, y = _random_data(3)
@@ -92,6 +145,7 @@ def test_equals_xgboost_for_other_boosters(param: dict[str, Any]) -> None:
         {"objective": "binary:logistic", "nthread": 1, **param}, xgboost.DMatrix(x, y), 25
     )
     forest = load_forest(bytes(booster.save_raw("ubj")))
+    assert (forest.layout == "additive") == (param.get("max_depth") == 1)
     expected = booster.predict(xgboost.DMatrix(x))
     assert np.max(np.abs(forest.predict(x) - expected)) < TOLERANCE
     assert np.max(np.abs(np.array([forest.predict7(*r) for r in x[:500]]) - expected[:500])) < TOLERANCE
@@ -214,6 +268,7 @@ def test_stumps_of_depth_zero_and_a_single_tree_score_their_leaf() -> None:
         {"objective": "binary:logistic", "max_depth": 1, "min_split_loss": 1e9}, xgboost.DMatrix(x, y), 3
     )
     forest: Forest = forest_from_json(json.loads(booster.save_raw("json")))
+    assert forest.layout == "additive"  # depth-0 trees: constants folded with the base margin
     assert np.max(np.abs(forest.predict(x) - booster.predict(xgboost.DMatrix(x)))) < TOLERANCE
 
 
@@ -235,7 +290,7 @@ def test_categorical_splits_whose_sets_are_empty_send_every_category_left() -> N
     doc["learner"]["gradient_booster"]["model"]["trees"].append(second)
     x = np.array([[c, 1.0, 0, 0, 0, 0, 0] for c in (0.0, 3.0, 40.0, -1.0)])
     expected = 1 / (1 + np.exp(-np.array([0.0 - 1.0] * 4)))  # left leaf 0 of tree 1, right leaf -1 of tree 2
-    for layout in ("complete", "sparse"):
+    for layout in LAYOUTS:
         forest = forest_from_json(doc, layout=layout)
         assert np.max(np.abs(forest.predict(x) - expected)) < TOLERANCE
         assert np.max(np.abs(np.array([forest.predict7(*r) for r in x]) - expected)) < TOLERANCE

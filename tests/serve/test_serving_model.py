@@ -47,19 +47,22 @@ def varied_rows(artifacts: Artifacts, n: int = 10_000, seed: int = 2) -> list[di
     return rows
 
 
-@pytest.mark.parametrize("flavour", ["numeric", "categorical", "pandas-categorical"])
+@pytest.mark.parametrize("flavour", ["numeric", "categorical", "pandas-categorical", "kit-default"])
 def test_raw_rows_score_as_xgboost_on_the_pipeline_features(
     flavour: str,
     numeric_artifacts: Artifacts,
     categorical_artifacts: Artifacts,
     pandas_artifacts: Artifacts,
+    stump_artifacts: Artifacts,
 ) -> None:
     artifacts = {
         "numeric": numeric_artifacts,
         "categorical": categorical_artifacts,
         "pandas-categorical": pandas_artifacts,
+        "kit-default": stump_artifacts,  # the training default preset's shape: folded into tables
     }[flavour]
     model = served(artifacts)
+    assert (model.forest.layout == "additive") == (flavour == "kit-default")
     rows = varied_rows(artifacts)
     expected = artifacts.predict_reference(index_features(rows, artifacts.specs))
     requests = [bid_request(r) for r in rows]
