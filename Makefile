@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-all demo demo-clean lint format synth clean
+.PHONY: install test test-all demo demo-clean lint format synth clean thrift-tools
 
 install: $(STAMP)
 
@@ -19,6 +19,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[all]"
 	touch $(STAMP)
+
+# Debian's Thrift compiler and Java library (the machine's package mirror): the tests that generate a
+# Python and a Java client from the original IDL (a second, independent Thrift implementation) skip
+# without them. Installs only as root with apt-get; otherwise says so and the tests skip.
+thrift-tools:
+	@if command -v thrift >/dev/null && [ -e /usr/share/java/thrift.jar ]; then \
+		echo "thrift-tools: thrift-compiler and libthrift-java present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			thrift-compiler libthrift-java >/dev/null && echo "thrift-tools: installed"; \
+	else \
+		echo "thrift-tools: not installed (needs root and apt-get); the generated-client tests will skip"; \
+	fi
 
 test: install
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
