@@ -12,7 +12,9 @@ import pytest
 # the CPU is shared (see aik/train/__init__.py); set before any test module loads libgomp
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ipinyou"
+#: The real iPinYou samples: $AIK_IPINYOU_SAMPLES (for a clone elsewhere), else ../shared/data/ipinyou.
+_BESIDE_THE_CLONE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ipinyou"
+SHARED_DATA = Path(os.environ.get("AIK_IPINYOU_SAMPLES") or _BESIDE_THE_CLONE)
 
 
 @pytest.fixture(autouse=True)
@@ -48,5 +50,5 @@ def ipinyou_season2() -> Path:
     """The real iPinYou season-2 sample in ../shared/data (skips when absent; never copied into the repo)."""
     path = SHARED_DATA / "season2"
     if not path.is_dir():
-        pytest.skip(f"real iPinYou sample not found at {path}")
+        pytest.skip(f"real iPinYou sample not found at {path} (set AIK_IPINYOU_SAMPLES to its parent)")
     return path
