@@ -89,7 +89,10 @@ def test_client_metrics_use_the_dashboard_names(live: LiveServer, statsd_receive
     )
     latency = f"{dashboard.CLIENT_PREFIX}.{dashboard.CLIENT_LATENCY}"
     gauge = f"{dashboard.CLIENT_PREFIX}.{dashboard.LIKELIHOOD}"
-    assert statsd_receiver.wait_for(lambda _: len(statsd_receiver.values(latency, "ms")) >= 100)
+    # the gauge comes last in the final flush, in a datagram of its own: wait for it too
+    assert statsd_receiver.wait_for(
+        lambda _: len(statsd_receiver.values(latency, "ms")) >= 100 and statsd_receiver.values(gauge, "g")
+    )
     assert all(v > 0 for v in statsd_receiver.values(latency, "ms"))
     assert statsd_receiver.values(gauge, "g")
     assert all(0 <= v <= 1 for v in statsd_receiver.values(gauge, "g"))
