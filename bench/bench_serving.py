@@ -21,12 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,10 +36,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ad_server_emulator.emulator import LATENCIES_NPY, REPORT_JSON, bid_request  # noqa: E402
-from aik import params, storage  # noqa: E402
+from aik import dashboard, params, storage  # noqa: E402
 from aik.settings import Settings  # noqa: E402
 from aik.train.presets import DEFAULT, NUMERIC  # noqa: E402
-from filtering_server.fixtures import Artifacts, build_artifacts, publish_booster, train_booster  # noqa: E402
+from filtering_server.fixtures import (  # noqa: E402
+    Artifacts,
+    StatsdLines,
+    build_artifacts,
+    publish_booster,
+    train_booster,
+)
 from filtering_server.forest import load_forest  # noqa: E402
 from filtering_server.model import ModelSources, ServedModel, load_model  # noqa: E402
 from filtering_server.process import ServerProcess  # noqa: E402
@@ -139,45 +143,12 @@ def batch_rate(model: ServedModel, booster: Any, features: np.ndarray) -> dict[s
     }
 
 
-class StatsdCollector:
-    """A UDP socket collecting the server's `filtering_latency` timings (its own view of latency)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.port = self.sock.getsockname()[1]
-        self.timings: list[float] = []
-        self.count = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            for line in data.decode("ascii").splitlines():
-                name, _, rest = line.partition(":")
-                value, _, kind = rest.partition("|")
-                if name == "filtering_server.filtering_latency" and kind == "ms":
-                    self.timings.append(float(value))
-                elif name == "filtering_server.filtering_count" and kind == "c":
-                    self.count += float(value)
-
-    def take(self) -> np.ndarray:
-        """The timings received so far (and forget them)."""
-        time.sleep(1.5)  # the server flushes every second
-        out, self.timings = np.asarray(self.timings), []
-        return out
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
+def server_timings(collector: StatsdLines) -> np.ndarray:
+    """The server's `filtering_latency` timings (its own view of latency) received so far, then forget."""
+    time.sleep(1.5)  # the server flushes every second
+    out = np.asarray(collector.values(f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_LATENCY}", "ms"))
+    collector.clear()
+    return out
 
 
 def start_server(workspace: Path, out: Path, statsd_port: int, echo: bool = False) -> ServerProcess:
@@ -228,7 +199,7 @@ def end_to_end(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
     n = "4000" if quick else "20000"
     duration = "4" if quick else "10"
     repeats = 2 if quick else 3
-    collector = StatsdCollector()
+    collector = StatsdLines()
     servers = {
         mode: start_server(workspace, out, collector.port, echo=mode == "echo") for mode in ("echo", "model")
     }
@@ -245,7 +216,7 @@ def end_to_end(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
                 runs[mode]["single"].append(single)
         for rep in range(repeats):
             for mode, server in servers.items():
-                collector.take()
+                server_timings(collector)
                 paced_args = ("2", "0", "--rate", "5000", "--duration", duration, "--warmup", "200")
                 names = [f"{mode}-10k-{rep}-{k}" for k in range(PACED_CLIENTS)]
                 procs = [emulate(workspace, server.port, out, name, *paced_args) for name in names]
@@ -255,7 +226,7 @@ def end_to_end(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
                     "errors": sum(r["errors"] for r, _ in results),
                 }
                 latency = np.concatenate([lat for _, lat in results])
-                runs[mode]["paced"].append((report, latency, collector.take()))
+                runs[mode]["paced"].append((report, latency, server_timings(collector)))
         for mode, server in servers.items():
             name = f"{mode}-batch"
             batch, _ = collect(

@@ -7,11 +7,15 @@ random logistic model of per-value effects (as the kit's synthetic logs are), so
 real structure and its scores spread over [0, 1]. Three booster flavours exercise the evaluator:
 numerical splits only, native categorical splits on the index columns (numpy input), and categorical
 splits trained from pandas categoricals (xgboost >= 3 then stores the categories in the model).
+`StatsdLines` collects what a server or client sends to StatsD, raw.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -245,3 +249,57 @@ def copy_artifacts(artifacts: Artifacts, workspace: Path) -> Artifacts:
         artifacts.flavour,
         artifacts.specs,
     )
+
+
+class StatsdLines:
+    """A UDP socket on 127.0.0.1 collecting raw StatsD lines (`name:value|type`): tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # bursts of timings
+        self.port = self.sock.getsockname()[1]
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.lines.extend(data.decode("ascii").splitlines())
+
+    def wait_for(self, predicate: Any, timeout: float = 5.0) -> bool:
+        """Wait until `predicate(lines)` is true."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(list(self.lines)):
+                return True
+            time.sleep(0.05)
+        return predicate(list(self.lines))
+
+    def values(self, name: str, kind: str) -> list[float]:
+        """Values of every line `name:<value>|<kind>` received."""
+        out = []
+        for line in list(self.lines):
+            metric, _, rest = line.partition(":")
+            value, _, rest = rest.partition("|")
+            if metric == name and rest.split("|")[0] == kind:
+                out.append(float(value))
+        return out
+
+    def clear(self) -> None:
+        """Forget the lines received so far."""
+        self.lines = []
+
+    def close(self) -> None:
+        """Stop receiving."""
+        self._stop.set()
+        self._thread.join(timeout=1)
+        self.sock.close()

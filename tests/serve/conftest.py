@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_live import LiveServer, StatsdReceiver, run_server
+from serve_live import LiveServer, run_server
 
-from filtering_server.fixtures import Artifacts, build_artifacts, copy_artifacts
+from filtering_server.fixtures import Artifacts, StatsdLines, build_artifacts, copy_artifacts
 from filtering_server.model import ModelSources, ServedModel, load_model
 
 
@@ -83,8 +83,8 @@ def own_artifacts(small_artifacts: Artifacts, tmp_path: Path) -> Artifacts:
 
 
 @pytest.fixture
-def statsd_receiver() -> Iterator[StatsdReceiver]:
+def statsd_receiver() -> Iterator[StatsdLines]:
     """A local StatsD receiver on an ephemeral UDP port."""
-    receiver = StatsdReceiver()
+    receiver = StatsdLines()
     yield receiver
     receiver.close()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,52 +66,3 @@ def run_server(
                 c.close()
         watcher.stop()
         server.shutdown(timeout=5)
-
-
-class StatsdReceiver:
-    """A UDP socket that collects StatsD lines (`name:value|type`)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.lines: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.lines.extend(data.decode("ascii").splitlines())
-
-    def wait_for(self, predicate: Any, timeout: float = 5.0) -> bool:
-        """Wait until `predicate(lines)` is true."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(list(self.lines)):
-                return True
-            time.sleep(0.05)
-        return predicate(list(self.lines))
-
-    def values(self, name: str, kind: str) -> list[float]:
-        """Values of every line `name:<value>|<kind>` received."""
-        out = []
-        for line in list(self.lines):
-            metric, _, rest = line.partition(":")
-            value, _, rest = rest.partition("|")
-            if metric == name and rest.split("|")[0] == kind:
-                out.append(float(value))
-        return out
-
-    def close(self) -> None:
-        """Stop receiving."""
-        self._stop.set()
-        self._thread.join(timeout=1)
-        self.sock.close()

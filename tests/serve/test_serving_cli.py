@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from serve_live import StatsdReceiver
 
 from aik import dashboard, params
-from filtering_server.fixtures import Artifacts
+from filtering_server.fixtures import Artifacts, StatsdLines
 from filtering_server.process import ServerProcess
 
 
@@ -71,7 +70,7 @@ def test_emulator_without_a_server_fails_with_a_reason(workspace: Path) -> None:
 
 
 def test_server_and_emulator_end_to_end_then_sigterm_drains(
-    own_artifacts: Artifacts, tmp_path: Path, statsd_receiver: StatsdReceiver
+    own_artifacts: Artifacts, tmp_path: Path, statsd_receiver: StatsdLines
 ) -> None:
     workspace = str(own_artifacts.settings.workspace)
     env = {"AIK_STATSD_HOST": "127.0.0.1", "AIK_STATSD_PORT": str(statsd_receiver.port)}

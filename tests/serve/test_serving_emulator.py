@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_live import LiveServer, StatsdReceiver
+from serve_live import LiveServer
 
 from ad_server_emulator.emulator import (
     REPORT_JSON,
@@ -21,6 +21,7 @@ from ad_server_emulator.emulator import (
 )
 from aik import dashboard, params, storage
 from aik.errors import AikError
+from filtering_server.fixtures import StatsdLines
 
 
 def config(live: LiveServer, **kwargs: object) -> EmulatorConfig:
@@ -82,7 +83,7 @@ def test_duration_and_rate_bound_the_run(live: LiveServer) -> None:
     assert 100 <= report["requests_measured"] <= 260  # about rate x duration
 
 
-def test_client_metrics_use_the_dashboard_names(live: LiveServer, statsd_receiver: StatsdReceiver) -> None:
+def test_client_metrics_use_the_dashboard_names(live: LiveServer, statsd_receiver: StatsdLines) -> None:
     run_emulator(
         config(live, statsd=True, statsd_host="127.0.0.1", statsd_port=statsd_receiver.port, requests=100),
         rows=live.artifacts.rows[:20],

@@ -6,13 +6,13 @@ import logging
 import time
 
 import pytest
-from serve_live import StatsdReceiver, run_server
+from serve_live import run_server
 
 from ad_server_emulator.emulator import bid_request
 from aik import dashboard
 from filtering_server.__main__ import SERVER_METRICS
 from filtering_server.api import BidRequest
-from filtering_server.fixtures import Artifacts
+from filtering_server.fixtures import Artifacts, StatsdLines
 from filtering_server.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
 from filtering_server.model import ServedModel
 
@@ -20,14 +20,14 @@ COUNT = f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_COUNT}"
 LATENCY = f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_LATENCY}"
 
 
-def server_metrics(receiver: StatsdReceiver, **kwargs: object) -> MetricsAggregator:
+def server_metrics(receiver: StatsdLines, **kwargs: object) -> MetricsAggregator:
     """The server's aggregator, sending to the test receiver."""
     client = statsd_client("127.0.0.1", receiver.port, dashboard.SERVER_PREFIX)
     return MetricsAggregator(client, SERVER_METRICS, flush_interval=0.05, **kwargs).start()  # type: ignore[arg-type]
 
 
 def test_server_counts_every_request_exactly_and_times_them_in_ms(
-    numeric_artifacts: Artifacts, numeric_model: ServedModel, statsd_receiver: StatsdReceiver
+    numeric_artifacts: Artifacts, numeric_model: ServedModel, statsd_receiver: StatsdLines
 ) -> None:
     metrics = server_metrics(statsd_receiver)
     with run_server(numeric_artifacts, model=numeric_model, metrics=metrics) as live:
@@ -49,7 +49,7 @@ def test_server_counts_every_request_exactly_and_times_them_in_ms(
     assert sum(statsd_receiver.values(f"{dashboard.SERVER_PREFIX}.filtering_errors", "c")) == 1
 
 
-def test_timings_are_sampled_above_the_cap_but_the_count_stays_exact(statsd_receiver: StatsdReceiver) -> None:
+def test_timings_are_sampled_above_the_cap_but_the_count_stays_exact(statsd_receiver: StatsdLines) -> None:
     client = statsd_client("127.0.0.1", statsd_receiver.port, "p")
     metrics = MetricsAggregator(client, MetricNames(timer="t", counter="n", gauge="g"), max_timings=10)
     for i in range(1000):
