@@ -585,8 +585,9 @@ def load_forest(model_bytes: bytes, uri: str = "<model>", layout: str | None = N
 
 # ------------------------------------------------------------------------------------------------
 # Kernels: compiled once per process and cached on disk; `nogil`, so connection threads score in
-# parallel. Two walks per layout: a fast one for numerical splits on rows without missing values (one
-# compare per level, no branches), and a general one for missing values and categorical splits.
+# parallel. Two walks per tree layout (complete, sparse): a fast one for numerical splits on rows
+# without missing values (one compare per level, no branches), and a general one for missing values
+# and categorical splits. The additive layout looks each feature up in its table.
 # The node decision is written out in every kernel on purpose: passing arrays to a helper function,
 # even one numba inlines, costs reference-count updates per node and made the walk five times slower.
 # The general decision is xgboost's: NaN -> the default direction; a categorical node sends a
