@@ -190,7 +190,7 @@ def end_to_end(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
     Both servers run side by side and the runs alternate between them (echo, model, echo, model, ...),
     so a burst of other load on the machine hits both alike; each figure is the best of its repeats.
     The paced runs use two emulator processes with two connections each, at 2,500 requests/s per
-    connection: a Python client spends ~40-80 us of CPU per request under one GIL, so a single client
+    connection: a Python client spends ~76 us of CPU per request here, under one GIL, so a single client
     process at 10k/s would mostly measure its own queue (measured: p99 1.34 ms from one process with
     four connections against 0.92 ms from two with two, same server, same rate). The server's own
     latency (the `filtering_latency` timer it sends to StatsD) is reported beside the client's, which
