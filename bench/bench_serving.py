@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ad_server_emulator.emulator import LATENCIES_NPY, REPORT_JSON, bid_request  # noqa: E402
-from aik import dashboard, params, storage  # noqa: E402
+from aik import dashboard  # noqa: E402
 from aik.settings import Settings  # noqa: E402
 from aik.train.presets import DEFAULT, NUMERIC  # noqa: E402
 from filtering_server.fixtures import (  # noqa: E402
@@ -326,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["targets"] = TARGETS
     (out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
     print_report(report, out)
-    storage.delete(artifacts.store.get(params.XGBOOST_PATH))
+    shutil.rmtree(workspace.parent, ignore_errors=True)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,6 +82,9 @@ class ServerProcess:
                 self.proc.wait()
         if not self._log.closed:
             self._log.close()
+        self.ready_file.unlink(missing_ok=True)
+        if self.log_path.parent != self._dir:  # nothing left worth keeping in the temporary directory
+            shutil.rmtree(self._dir, ignore_errors=True)
         return int(self.proc.returncode)
 
     def __enter__(self) -> ServerProcess:
