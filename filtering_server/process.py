@@ -54,6 +54,7 @@ class ServerProcess:
         while not self.ready_file.exists():
             if self.proc.poll() is not None:
                 self._log.close()
+                self._remove_temporary()
                 raise AikError(
                     f"the filtering server exited with status {self.proc.returncode}: {self._last_line()}"
                 )
@@ -82,10 +83,14 @@ class ServerProcess:
                 self.proc.wait()
         if not self._log.closed:
             self._log.close()
-        self.ready_file.unlink(missing_ok=True)
-        if self.log_path.parent != self._dir:  # nothing left worth keeping in the temporary directory
-            shutil.rmtree(self._dir, ignore_errors=True)
+        self._remove_temporary()
         return int(self.proc.returncode)
+
+    def _remove_temporary(self) -> None:
+        """Remove the ready file, and the temporary directory unless the log is in it."""
+        self.ready_file.unlink(missing_ok=True)
+        if self.log_path.parent != self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> ServerProcess:
         return self

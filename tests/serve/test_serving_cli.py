@@ -75,7 +75,12 @@ def test_server_and_emulator_end_to_end_then_sigterm_drains(
     workspace = str(own_artifacts.settings.workspace)
     env = {"AIK_STATSD_HOST": "127.0.0.1", "AIK_STATSD_PORT": str(statsd_receiver.port)}
     count = f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_COUNT}"
-    server = ServerProcess(own_artifacts.settings, extra_args=["--metrics-interval", "0.2"], env=env)
+    server = ServerProcess(
+        own_artifacts.settings,
+        extra_args=["--metrics-interval", "0.2"],
+        env=env,
+        log_path=tmp_path / "server.log",
+    )
     try:
         options = ["--port", str(server.port), "--workspace", workspace, "--output", str(tmp_path / "out")]
         emulator = subprocess.run(
@@ -105,4 +110,4 @@ def test_server_process_reports_a_startup_failure(workspace: Path) -> None:
     from aik.settings import Settings
 
     with pytest.raises(AikError, match="exited with status 1: filtering_server: parameter /aik/xgboost/path"):
-        ServerProcess(Settings(workspace=workspace))
+        ServerProcess(Settings(workspace=workspace), log_path=workspace / "server.log")
