@@ -32,12 +32,13 @@ a 1,757-tree default model; the tests bound it by 1e-6).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,9 +113,16 @@ class Forest:
     best_iteration: int | None = None
     #: the kernels' leading arguments: the packed arrays, the base margin, and "use the general walk"
     _args: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+    #: `predict7(f0, ..., f6)`: the probability for one row of exactly seven features, the server's hot
+    #: path (no array built). The row kernel with its leading arguments bound (`functools.partial`):
+    #: measured 0.15-0.2 us faster per call than a method unpacking them each time.
+    predict7: Callable[[float, float, float, float, float, float, float], float] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_args", (*self.arrays, self.base_margin, self.has_categorical_splits))
+        object.__setattr__(self, "predict7", functools.partial(_ROW7[self.layout], *self._args))
 
     def predict(self, x: np.ndarray, parallel: bool = False) -> np.ndarray:
         """Probabilities for a 2-D array of rows (float64 out; inputs are used as float32, like xgboost)."""
@@ -138,10 +146,6 @@ class Forest:
         if x.shape != (self.num_feature,):
             raise ValueError(f"expected {self.num_feature} features, got {x.shape}")
         return float(_ROW[self.layout](*self._args, x))
-
-    def predict7(self, f0: float, f1: float, f2: float, f3: float, f4: float, f5: float, f6: float) -> float:
-        """The probability for one row of exactly seven features: the server's hot path (no array built)."""
-        return _ROW7[self.layout](*self._args, f0, f1, f2, f3, f4, f5, f6)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -531,7 +535,8 @@ def forest_from_json(doc: Mapping[str, Any], uri: str = "<model>", layout: str |
     depths = [t.depth() for t in trees]
     padded = sum((1 << d) for d in depths)
     real = sum(t.left.shape[0] for t in trees)
-    if layout is None and _additive_eligible(trees, depths):
+    additive = _additive_eligible(trees, depths)
+    if layout is None and additive:
         layout = "additive"
     if layout is None:
         # padding pays while trees are nearly full (depth-wise growth); lopsided lossguide trees would
@@ -544,7 +549,7 @@ def forest_from_json(doc: Mapping[str, Any], uri: str = "<model>", layout: str |
     elif layout == "sparse":
         arrays = _sparse_arrays(trees, weights)
     elif layout == "additive":
-        if not _additive_eligible(trees, depths):
+        if not additive:
             raise ValueError("the additive layout needs trees of depth <= 1")
         arrays = _additive_arrays(trees, weights, num_feature, base_margin)
     else:
