@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from aik.commands.ingest import ingest_synthetic
 from aik.context import Context
 from aik.features import run_features
 from aik.features.spark import local_session
+from aik.ingest import ingest_synthetic
 from aik.params import configure
 from aik.settings import Settings
 

@@ -34,11 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Run the job and print where everything went (the demo calls this with use_case only)."""
+    """Run the job and print where everything went."""
     from aik.features import run_features
 
     try:
-        report = run_features(ctx, getattr(args, "use_case", "bid-filtering"), seed=getattr(args, "seed", 42))
+        report = run_features(ctx, args.use_case, seed=args.seed)
     except AikError:
         raise
     except Exception as exc:  # a Spark failure: one line here, the whole trace with -v

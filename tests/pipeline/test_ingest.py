@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from aik import ingest
 from aik.cli import main
-from aik.commands import ingest
 from aik.context import Context
 from aik.errors import AikError
 from aik.features.job import run_features
@@ -144,7 +144,7 @@ def test_cli_usage_errors_exit_2_and_failures_exit_1_with_one_line(workspace: Pa
         out.returncode == 2 and "one of the arguments --synthetic --from --download is required" in out.stderr
     )
     out = run_cli("--workspace", str(workspace), "ingest", "--synthetic", "--rows", "0")
-    assert out.returncode == 2 and "must be positive" in out.stderr
+    assert out.returncode == 2 and "must be at least 1" in out.stderr
     out = run_cli("--workspace", str(workspace), "ingest", "--synthetic")
     assert out.returncode == 1 and "aik ingest: parameter /aik/raw_data is not set" in out.stderr
     assert main(["--workspace", str(workspace), "configure"]) == 0

@@ -16,13 +16,13 @@ import pytest
 
 from aik import bundle, storage
 from aik.bundle import read_bundle, write_spark_bundle
-from aik.commands.ingest import ingest_synthetic
 from aik.context import Context
 from aik.device import device_type_id
 from aik.errors import AikError, ArtifactError
 from aik.features import job
 from aik.features.job import outputs_from_params, run_features
 from aik.features.transforms import fit_indexers, indexer_labels
+from aik.ingest import ingest_synthetic
 from aik.params import BID_SOURCE, RAW_DATA
 from aik.schema import INDEXED_COLUMNS, RAW_SCHEMA, SPLIT_COLUMNS
 from aik.synthetic import rank_auc

@@ -1,0 +1,119 @@
+"""Ingest iPinYou log files found under a directory or S3 prefix: copied byte for byte, every line checked."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from typing import Any
+
+from aik import storage
+from aik.context import Context
+from aik.errors import AikError
+from aik.ingest.raw import point_sources, reset_raw, write_report
+from aik.ipinyou import FILE_NAME, KINDS, LogReport, scan_log
+from aik.params import RAW_DATA
+from aik.progress import Progress
+
+log = logging.getLogger("aik.ingest")
+
+
+def find_log_files(directory: str, match: str = "*") -> tuple[list[tuple[str, str]], list[str]]:
+    """(uri, kind) of every iPinYou log file under a directory/prefix, and the other files skipped."""
+    found: list[tuple[str, str]] = []
+    skipped: list[str] = []
+    for uri in storage.list_uris(directory):
+        name = uri.rsplit("/", 1)[-1]
+        m = FILE_NAME.match(name)
+        if m and fnmatch.fnmatch(name, match):
+            found.append((uri, m.group(1)))
+        else:
+            skipped.append(uri)
+    return found, skipped
+
+
+def _check_unique(files: list[tuple[str, str]]) -> None:
+    seen: dict[str, str] = {}
+    for uri, _ in files:
+        name = uri.rsplit("/", 1)[-1]
+        day = name.split(".txt", 1)[0]  # e.g. imp.20130606, whether plain or compressed
+        if day in seen:
+            raise AikError(
+                f"{seen[day]} and {uri} hold the same day's log; keep one of them (or use --match)"
+            )
+        seen[day] = uri
+
+
+def _outside(directory: str, raw_data: str) -> None:
+    if storage.is_s3(directory) or storage.is_s3(raw_data):
+        inside = directory.rstrip("/").startswith(raw_data.rstrip("/"))
+    else:
+        src, raw = storage.local_path(directory).resolve(), storage.local_path(raw_data).resolve()
+        inside = src == raw or raw in src.parents
+    if inside:
+        raise AikError(
+            f"{directory} is inside /aik/raw_data ({raw_data}); ingest from a directory outside it"
+        )
+
+
+def ingest_from(ctx: Context, directory: str, *, match: str = "*", validate: bool = True) -> dict[str, Any]:
+    """Copy iPinYou log files found under `directory` into `/aik/raw_data`, checking every line."""
+    raw_data = ctx.params.get(RAW_DATA)
+    if not storage.is_s3(directory) and not storage.local_path(directory).is_dir():
+        raise AikError(f"not a directory: {directory}")
+    _outside(directory, raw_data)
+    files, skipped = find_log_files(directory, match)
+    if not files:
+        raise AikError(
+            f"no iPinYou log files under {directory} (names like bid.20130606.txt.bz2, imp.20130606.txt"
+            + (f" matching {match!r}" if match != "*" else "")
+            + ")"
+        )
+    _check_unique(files)
+    if skipped:
+        log.info("ingest: skipping %d file(s) that are not iPinYou logs, e.g. %s", len(skipped), skipped[0])
+    start = time.monotonic()
+    reset_raw(raw_data)
+    reports: list[LogReport] = []
+    with Progress("ingest", unit="lines") as progress:
+        for uri, kind in sorted(files, key=lambda f: f[0]):
+            name = uri.rsplit("/", 1)[-1]
+            target = storage.join(raw_data, kind, name)
+            if validate:
+                rejects = storage.join(raw_data, "rejects", f"{name}.rejects.tsv")
+                report = scan_log(uri, kind, rejects_uri=rejects, copy_to=target, progress=progress)
+                log.info(
+                    "ingest: %s: %s lines, %s accepted, %s rejected",
+                    name,
+                    f"{report.lines:,}",
+                    f"{report.accepted:,}",
+                    f"{report.rejected:,}",
+                )
+            else:
+                storage.copy(uri, target)
+                report = LogReport(uri=uri, kind=kind, copied_to=target)
+                log.info("ingest: %s copied without checking", name)
+            reports.append(report)
+    totals = {
+        kind: {
+            "files": sum(1 for r in reports if r.kind == kind),
+            "lines": sum(r.lines for r in reports if r.kind == kind),
+            "accepted": sum(r.accepted for r in reports if r.kind == kind),
+            "rejected": sum(r.rejected for r in reports if r.kind == kind),
+        }
+        for kind in KINDS
+        if any(r.kind == kind for r in reports)
+    }
+    report_doc = {
+        "source": "files",
+        "from": directory,
+        "raw_data": raw_data,
+        "validated": validate,
+        "totals": totals,
+        "files": [r.to_dict() for r in reports],
+        "skipped": skipped,
+        "seconds": round(time.monotonic() - start, 1),
+        "sources": point_sources(ctx, raw_data),
+    }
+    write_report(raw_data, report_doc)
+    return report_doc
