@@ -9,7 +9,6 @@ the likelihood distribution. Exits 1 when any request failed or the run could no
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,15 +16,8 @@ from pathlib import Path
 from ad_server_emulator.emulator import EmulatorConfig, run_emulator
 from aik.context import Context
 from aik.errors import AikError
+from aik.logsetup import setup_logging
 from aik.settings import Settings, add_backend_arguments, positive_int
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that prints usage plus a one-line reason and exits 2 on bad arguments."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _non_negative_int(text: str) -> int:
@@ -45,7 +37,7 @@ def _non_negative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the emulator."""
     d = EmulatorConfig()
-    p = _Parser(prog="python -m ad_server_emulator", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m ad_server_emulator", description=__doc__)
     p.add_argument("host", help="filtering server host (the ECS task uses localhost)")
     p.add_argument("threads", type=positive_int, help="concurrent connections, one per thread")
     p.add_argument("requests", type=_non_negative_int, help="requests to send in total (0: until --duration)")
@@ -116,12 +108,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run, print the report, exit non-zero with a one-line reason on failure."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "smart_open", "matplotlib", "numba"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(args.verbose)
     try:
         config = config_from_args(args)
         ctx = Context(Settings.from_env(args.backend, args.workspace, args.region))

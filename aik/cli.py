@@ -1,56 +1,58 @@
-"""The `aik` command line: configure, params, ingest, features, train, demo (notebooks 0-3 and more)."""
+"""The `aik` command line: configure, params, ingest, features, train (notebooks 0-3) and plugins.
+
+Packages above the library add subcommands through the `aik.commands` entry-point group (the top-level
+`demo` package adds `aik demo`), so the library never imports what is built on it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import ModuleType
 
 from aik import __version__
-from aik.commands import configure, demo, features, ingest, params, train
+from aik.commands import configure, features, ingest, params, train
 from aik.context import Context
 from aik.errors import AikError
+from aik.logsetup import setup_logging
 from aik.settings import Settings, add_backend_arguments
 
-COMMANDS = (configure, params, ingest, features, train, demo)
+COMMANDS = (configure, params, ingest, features, train)
+#: Entry-point group of subcommand modules from other packages: each has `register(subparsers)`.
+PLUGIN_GROUP = "aik.commands"
 
 log = logging.getLogger("aik")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that prints usage plus a one-line reason and exits 2 on bad arguments."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+def plugin_commands() -> Iterator[ModuleType]:
+    """The installed plugin command modules, by entry-point name; a package not installed is skipped."""
+    for entry in sorted(importlib.metadata.entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            yield entry.load()
+        except ModuleNotFoundError as exc:
+            # e.g. the server image installs the distribution without the demo package
+            if exc.name != entry.module.split(".")[0]:
+                raise
+            log.debug("aik %s: %s is not installed", entry.name, exc.name)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every subcommand registered."""
-    parser = _Parser(
+    parser = argparse.ArgumentParser(
         prog="aik",
         description="Advertising Intelligence Kit: the RTB bid-filtering ML system, locally or on AWS.",
     )
     parser.add_argument("--version", action="version", version=f"aik {__version__}")
     add_backend_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in COMMANDS:
+    for command in (*COMMANDS, *plugin_commands()):
         command.register(sub)
     return parser
-
-
-def setup_logging(verbose: bool = False) -> None:
-    """Log lines with time and level to stderr (progress lines included)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "py4j", "smart_open", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

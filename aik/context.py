@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from aik.params import LocalParameterStore, SsmParameterStore, open_store
+from aik.params import ParameterStore, open_store
 from aik.settings import Settings
 
 
@@ -16,6 +16,6 @@ class Context:
     settings: Settings
 
     @cached_property
-    def params(self) -> LocalParameterStore | SsmParameterStore:
+    def params(self) -> ParameterStore:
         """The parameter store of the chosen backend."""
         return open_store(self.settings)

@@ -31,7 +31,3 @@ class ArtifactError(AikError):
     def __init__(self, uri: str, reason: str) -> None:
         self.uri = uri
         super().__init__(f"cannot use {uri}: {reason}")
-
-
-class NotBuiltYet(AikError):
-    """A part of the kit that has not been built yet (no fake output is produced in its place)."""

@@ -52,7 +52,11 @@ DERIVED_KEYS: Mapping[str, str] = {
 
 
 class ParameterStore(Protocol):
-    """Get and put string parameters by their `/aik/...` names."""
+    """Get and put string parameters by their `/aik/...` names: what every consumer of a store is typed with.
+
+    `LocalParameterStore` and `SsmParameterStore` implement it (checked by mypy where `open_store` returns
+    them as one); tests and callers may pass any object with these methods.
+    """
 
     backend: str
 
@@ -62,6 +66,10 @@ class ParameterStore(Protocol):
 
     def put(self, name: str, value: str) -> None:
         """Create or overwrite a parameter."""
+        ...
+
+    def put_many(self, values: Mapping[str, str]) -> None:
+        """Create or overwrite several parameters."""
         ...
 
     def get_all(self, prefix: str = PREFIX) -> dict[str, str]:
@@ -199,7 +207,7 @@ class SsmParameterStore:
         return dict(sorted(out.items()))
 
 
-def open_store(settings: Settings) -> LocalParameterStore | SsmParameterStore:
+def open_store(settings: Settings) -> ParameterStore:
     """The parameter store for the chosen backend."""
     if settings.backend == "aws":
         return SsmParameterStore(region=settings.region)
@@ -223,7 +231,7 @@ def derive_parameters(data_bucket: str, download_url: str = DEFAULT_DOWNLOAD_URL
     return values
 
 
-def configure(store: LocalParameterStore | SsmParameterStore, settings: Settings) -> dict[str, str]:
+def configure(store: ParameterStore, settings: Settings) -> dict[str, str]:
     """Notebook 0: write every derived parameter; locally, create `/aik/data-bucket` on first use."""
     try:
         bucket = store.get(DATA_BUCKET)

@@ -23,6 +23,7 @@ from types import FrameType
 from aik import dashboard, storage
 from aik.context import Context
 from aik.errors import AikError
+from aik.logsetup import setup_logging
 from aik.settings import Settings, add_backend_arguments
 from filtering_server.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
 from filtering_server.model import DEFAULT_MAX_STRING
@@ -54,18 +55,10 @@ class Options:
     echo: bool = False
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that prints usage plus a one-line reason and exits 2 on bad arguments."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the server."""
     defaults = ServerConfig()
-    p = _Parser(prog="python -m filtering_server", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m filtering_server", description=__doc__)
     add_backend_arguments(p)
     p.add_argument("--host", default=defaults.host, help=f"interface to listen on (default {defaults.host})")
     p.add_argument(
@@ -236,12 +229,7 @@ def serve(options: Options, stop: threading.Event) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, serve until SIGTERM/SIGINT, print one-line errors and exit non-zero."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "smart_open", "numba"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(args.verbose)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

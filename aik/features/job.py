@@ -48,6 +48,7 @@ from aik.features.transforms import (
     split_features,
 )
 from aik.ipinyou import BID, CLK, CLK_SOURCE, IMP, REASON_CLASSES
+from aik.logsetup import setup_logging
 from aik.params import (
     BID_SOURCE,
     IMP_SOURCE,
@@ -59,6 +60,7 @@ from aik.params import (
     PIPELINE_MODEL,
     PIPELINE_SCHEMA,
     RAW_DATA,
+    ParameterStore,
 )
 from aik.schema import LABEL, RAW_SCHEMA
 
@@ -99,7 +101,7 @@ def parent(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[0]
 
 
-def sources_from_params(params: Any) -> Sources:
+def sources_from_params(params: ParameterStore) -> Sources:
     """The log sources from the parameter store (the clk source defaults to `<raw_data>/clk/`)."""
     try:
         clk = params.get(CLK_SOURCE)
@@ -108,7 +110,7 @@ def sources_from_params(params: Any) -> Sources:
     return Sources(bid=params.get(BID_SOURCE), imp=params.get(IMP_SOURCE), clk=clk)
 
 
-def outputs_from_params(params: Any) -> Outputs:
+def outputs_from_params(params: ParameterStore) -> Outputs:
     """The artifact URIs from the parameter store; rejects and report sit beside the transformed output."""
     transformed = params.get(OUTPUT_TRANSFORMED)
     return Outputs(
@@ -344,7 +346,6 @@ def run_features(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for spark-submit (an EMR step) and `python -m aik.features`."""
-    from aik.cli import setup_logging
     from aik.context import Context
     from aik.settings import Settings, add_backend_arguments
 

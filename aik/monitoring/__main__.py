@@ -17,6 +17,7 @@ from types import FrameType
 
 from aik.dashboard import PERIOD_S
 from aik.errors import AikError
+from aik.logsetup import setup_logging
 from aik.monitoring.receiver import DEFAULT_HOST, DEFAULT_PORT, StatsdReceiver
 
 PROG = "python -m aik.monitoring"
@@ -118,8 +119,6 @@ def _summary(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (1 with a one-line reason on failure)."""
-    from aik.cli import setup_logging
-
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from aik.context import Context
-from aik.demo import DemoConfig, DemoRun, StepFailed
 from aik.errors import AikError
 from aik.settings import Settings
+from demo.run import DemoConfig, DemoRun, StepFailed
 
 
 def _run(workspace: Path, fresh: bool = False) -> DemoRun:

@@ -26,7 +26,7 @@ from aik import params, storage
 from aik.context import Context
 from aik.errors import AikError
 
-log = logging.getLogger("aik.demo")
+log = logging.getLogger("demo")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_FILE = "state.json"
@@ -144,7 +144,7 @@ def _exists(*uris: str) -> bool:
 
 
 def _ingest(run: DemoRun) -> dict[str, Any]:
-    from aik.commands.ingest import ingest_synthetic
+    from aik.ingest import ingest_synthetic
 
     report = ingest_synthetic(run.ctx, rows=run.config.rows, seed=run.config.seed)
     raw_data = run.ctx.params.get(params.RAW_DATA)

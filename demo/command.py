@@ -6,8 +6,8 @@ import argparse
 import shutil
 
 from aik.context import Context
-from aik.demo import DemoConfig, run_demo
 from aik.settings import positive_int
+from demo.run import DemoConfig, run_demo
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
