@@ -165,9 +165,9 @@ class SsmParameterStore:
 
     def __init__(self, client: object | None = None, region: str | None = None) -> None:
         if client is None:
-            import boto3
+            from aik import aws
 
-            client = boto3.client("ssm", region_name=region)
+            client = aws.client("ssm", region)
         self._ssm = client
 
     def get(self, name: str) -> str:

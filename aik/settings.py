@@ -60,4 +60,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"local workspace directory (env {ENV_WORKSPACE}, default ./{DEFAULT_WORKSPACE})",
     )
-    parser.add_argument("--region", default=None, help="AWS region for the aws backend (default: boto3's)")
+    parser.add_argument(
+        "--region",
+        default=None,
+        help="AWS region of the aws backend (default: AWS_REGION, then boto3's, then the instance's)",
+    )

@@ -53,9 +53,9 @@ def join(base: str, *parts: str) -> str:
 
 
 def _s3_client() -> Any:
-    import boto3
+    from aik import aws
 
-    return boto3.client("s3")
+    return aws.client("s3")
 
 
 def _transport_params() -> dict[str, Any]:

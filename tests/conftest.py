@@ -18,14 +18,33 @@ SHARED_DATA = Path(os.environ.get("AIK_IPINYOU_SAMPLES") or _BESIDE_THE_CLONE)
 
 
 @pytest.fixture(autouse=True)
-def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fake credentials and a fixed region, so a stray call can never reach a real account."""
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AIK_BACKEND", "AIK_WORKSPACE"):
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials and a fixed region, so a stray call can never reach a real account.
+
+    No metadata service either (a test that wants one serves its own), and the process-wide region
+    of `aik.aws` is reset around each test.
+    """
+    from aik import aws
+
+    for var in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AIK_BACKEND",
+        "AIK_WORKSPACE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+    aws.use_region(None)
+    aws.instance_region.cache_clear()
+    yield
+    aws.use_region(None)
+    aws.instance_region.cache_clear()
 
 
 @pytest.fixture

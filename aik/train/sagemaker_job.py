@@ -131,9 +131,9 @@ def build_trainer(
         raise AikError(f"--max-wait ({job.max_wait_s} s) must be at least --max-run ({job.max_run_s} s)")
     root = _s3_prefix(bucket_root(bucket_uri)) + job.prefix.strip("/")
     if session is None:
-        import boto3
+        from aik import aws
 
-        session = Session(boto_session=boto3.Session(region_name=region))
+        session = Session(boto_session=aws.session(region))
     trainer = ModelTrainer(
         sagemaker_session=session,
         role=job.role,

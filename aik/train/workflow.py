@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xgboost as xgb
 
+from aik import aws, storage
 from aik import params as P
-from aik import storage
 from aik.bundle import FeatureIndexer, read_bundle
 from aik.context import Context
 from aik.errors import AikError
@@ -146,7 +146,7 @@ def _obtain_booster(
             train_uri=train.uri,
             valid_uri=valid.uri,
             bucket_uri=ctx.params.get(P.DATA_BUCKET),
-            region=ctx.settings.region or _default_region(),
+            region=aws.region(ctx.settings.region),
         )
         artifact = sm.run(trainer)
         booster = sm.booster_from_model_tar(storage.read_bytes(artifact), artifact)
@@ -171,15 +171,6 @@ def _obtain_booster(
         metric, values = next(iter(history.items()))
         info["valid_" + metric] = round(float(values[trained.best_rounds - 1]), 6)
     return trained.booster, info
-
-
-def _default_region() -> str:
-    import boto3
-
-    region = boto3.Session().region_name
-    if not region:
-        raise AikError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
-    return region
 
 
 def _gates(
