@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -66,3 +67,35 @@ def test_notebook_context_is_aws_in_sagemaker_unless_told(
     assert notebook.notebook_context("local", str(tmp_path)).settings.backend == "local"
     monkeypatch.setenv("AIK_BACKEND", "local")
     assert notebook.notebook_context(workspace=str(tmp_path)).settings.backend == "local"
+
+
+def test_notebook_context_is_aws_on_an_emr_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aik import notebook
+
+    monkeypatch.setattr(notebook, "STUDIO_METADATA", tmp_path / "absent.json")
+    monkeypatch.setattr(notebook, "EMR_INSTANCE_INFO", tmp_path / "instance.json")
+    assert notebook.notebook_context(workspace=str(tmp_path)).settings.backend == "local"
+    (tmp_path / "instance.json").write_text('{"isMaster": true}')
+    assert notebook.notebook_context(workspace=str(tmp_path)).settings.backend == "aws"
+
+
+@pytest.mark.parametrize("name", (*ORDER, "3_train_xgboost"))
+def test_every_notebook_takes_its_context_from_notebook_context(name: str) -> None:
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "notebook_context(" in code
+    assert "Settings.from_env" not in code and "Context(" not in code.replace("notebook_context(", "")
+    parameters = nb.cells[[c.cell_type for c in nb.cells].index("code")].source
+    assert re.search(r"^(backend|BACKEND) = None\b", parameters, re.M), "the backend must not be hard-coded"
+
+
+def test_notebook_2_has_no_configure_cell_for_the_products_releases() -> None:
+    from aik.features.emr import mleap_spark_package
+    from stacks.emr_product import EMR_RELEASES
+
+    assert all(mleap_spark_package(release) is None for release in EMR_RELEASES)
+    nb = nbformat.read(NOTEBOOKS / "2_OpenRTB_EMR.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    text = "\n".join(c.source for c in nb.cells)
+    assert "%%configure" not in code
+    assert "aik.zip" not in text and "mleap-spark_" not in text
