@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import tempfile
 import uuid
 import zipfile
@@ -30,6 +31,8 @@ from aik.errors import ArtifactError
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
 
 #: The MLeap version whose format we write (the layout is the same for 0.19-0.23.2).
 MLEAP_FORMAT_VERSION = "0.23.2"
@@ -281,22 +284,24 @@ def write_spark_bundle(spark: SparkSession, model: PipelineModel, dataset: DataF
 
     With mleap-spark on the classpath the bundle is MLeap's own serialisation (`mleap.pyspark`), made
     in a local temporary file and uploaded; otherwise `write_bundle` writes the same layout from the
-    fitted labels. Either way the written bundle must give every column's labels back, in order.
+    fitted labels, and also when mleap-spark fails (a build for another Spark or Scala loads its classes
+    but breaks on first use). Either way the written bundle must give every column's labels back, in order.
     Returns which writer ran: "mleap-spark" or "aik.bundle".
     """
     expected = specs_from_pipeline(model)
+    writer = "aik.bundle"
     if mleap_spark_available(spark):
-        import mleap.pyspark  # noqa: F401  (registers serializeToBundle on Spark transformers)
-        from mleap.pyspark.spark_support import SimpleSparkSerializer
-
-        with tempfile.TemporaryDirectory(prefix="aik-bundle-") as tmp:
-            path = f"{tmp}/model.zip"
-            SimpleSparkSerializer().serializeToBundle(model, f"jar:file:{path}", model.transform(dataset))
-            storage.upload(path, uri)
-        writer = "mleap-spark"
-    else:
+        try:
+            _serialize_with_mleap_spark(model, dataset, uri)
+            writer = "mleap-spark"
+        except Exception as exc:  # a build for another Spark or Scala fails only when it runs
+            log.warning(
+                "mleap-spark is on the classpath but cannot write the bundle (%s); "
+                "writing the same layout with aik.bundle instead",
+                _first_line(exc),
+            )
+    if writer == "aik.bundle":
         write_bundle(uri, expected)
-        writer = "aik.bundle"
     found = read_bundle(uri)
     for spec in expected:
         if found.labels.get(spec.input_col) != spec.labels:
@@ -304,6 +309,21 @@ def write_spark_bundle(spark: SparkSession, model: PipelineModel, dataset: DataF
                 uri, f"the written bundle's labels for {spec.input_col} differ from the fitted ones"
             )
     return writer
+
+
+def _serialize_with_mleap_spark(model: PipelineModel, dataset: DataFrame, uri: str) -> None:
+    import mleap.pyspark  # noqa: F401  (registers serializeToBundle on Spark transformers)
+    from mleap.pyspark.spark_support import SimpleSparkSerializer
+
+    with tempfile.TemporaryDirectory(prefix="aik-bundle-") as tmp:
+        path = f"{tmp}/model.zip"
+        SimpleSparkSerializer().serializeToBundle(model, f"jar:file:{path}", model.transform(dataset))
+        storage.upload(path, uri)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def read_bundle(uri: str) -> FeatureIndexer:

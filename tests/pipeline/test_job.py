@@ -233,6 +233,34 @@ def test_with_mleap_spark_its_bundle_is_uploaded_and_checked(
         write_spark_bundle(spark, model, frame, uri)
 
 
+class _IncompatibleSerializer:
+    """mleap-spark built for another Scala: its classes load, its first call fails inside the JVM."""
+
+    def serializeToBundle(self, transformer: Any, path: str, dataset: Any) -> None:
+        from pyspark.sql import SparkSession
+
+        jvm = SparkSession.getActiveSession().sparkContext._jvm  # type: ignore[union-attr]
+        jvm.java.lang.Class.forName("scala.collection.immutable.ArraySeq$ofRef$NotOnThisScala")
+
+
+def test_an_unusable_mleap_spark_falls_back_to_the_aik_writer(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mleap.pyspark import spark_support
+
+    frame = spark.createDataFrame(
+        [("1458", "d1", "1", "2"), ("3358", "d1", "1", "3"), ("3358", "d2", "1", "3")],
+        "AdvertiserID string, Domain string, RegionID string, CityID string",
+    )
+    model = fit_indexers(frame)
+    monkeypatch.setattr(bundle, "mleap_spark_available", lambda _spark: True)
+    monkeypatch.setattr(spark_support, "SimpleSparkSerializer", _IncompatibleSerializer)
+    uri = str(tmp_path / "model.zip")
+    assert write_spark_bundle(spark, model, frame, uri) == "aik.bundle"
+    assert read_bundle(uri).labels["AdvertiserID"] == ("3358", "1458")
+    assert "cannot write the bundle (Py4JJavaError" in caplog.text
+
+
 def test_without_mleap_spark_the_aik_writer_is_used(spark: SparkSession) -> None:
     assert not bundle.mleap_spark_available(spark)
 
