@@ -30,6 +30,8 @@ INFERENCE_DATA = "/aik/inference_data"
 XGBOOST_PATH = "/aik/xgboost/path"
 MONITORING_CONFIG = "/aik/monitoring/config"
 CURRENT_REGION = "/aik/current-region"
+#: The pointer: URI of the live release's manifest (`aik promote` and `aik train` switch it).
+RELEASE_LIVE = "/aik/release/live"
 
 #: The iPinYou dataset on Kaggle (notebook 1 downloads it with the user's Kaggle credentials).
 DEFAULT_DOWNLOAD_URL = "https://www.kaggle.com/datasets/lastsummer/ipinyou"

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from aik import params, storage
+from aik import params, releases, storage
 from aik.bundle import FeatureIndexer, indexer_from_specs, parse_bundle
 from aik.device import UNKNOWN_DEVICE, device_type_id
 from aik.errors import AikError, ArtifactError
@@ -70,16 +70,31 @@ class BadRequest(AikError):
 
 @dataclass(frozen=True)
 class ModelSources:
-    """The URIs of the three artifacts, as the parameter store names them."""
+    """The URIs of the three artifacts: a release's files, or the three original parameters' values."""
 
     model_uri: str
     bundle_uri: str
     schema_uri: str
+    #: The release's manifest URI (the pointer's value) when the store has a live release.
+    release_uri: str | None = None
+    #: The release's id and the sha256 its manifest gives each file (model, bundle, schema).
+    release_id: str | None = None
+    digests: tuple[str, str, str] | None = None
 
     @classmethod
     def from_store(cls, store: Any) -> ModelSources:
-        """Read the three parameters; a missing one raises `ParameterNotFound` naming it."""
-        return cls(*(store.get(name) for name in MODEL_PARAMETERS))
+        """The live release when `/aik/release/live` is set, else the three original parameters."""
+        pointer = releases.live_uri(store)
+        if pointer is None:
+            return cls(*(store.get(name) for name in MODEL_PARAMETERS))
+        release = releases.read_release(pointer)
+        roles = ("model", "bundle", "schema")
+        return cls(
+            *(release.file_uri(role) for role in roles),
+            release_uri=pointer,
+            release_id=release.id,
+            digests=tuple(release.files[role].sha256 for role in roles),  # type: ignore[arg-type]
+        )
 
     def uris(self) -> tuple[str, str, str]:
         """The three URIs."""
@@ -324,6 +339,47 @@ def _check_bundle(indexer: FeatureIndexer, schema: Mapping[str, str], sources: M
             raise ArtifactError(sources.schema_uri, f"the pipeline schema has no field {column}")
 
 
+def _check_digests(sources: ModelSources, contents: tuple[bytes, bytes, bytes]) -> None:
+    """Every file of a release is the one its manifest names (an altered file is refused)."""
+    assert sources.digests is not None
+    for uri, data, expected in zip(sources.uris(), contents, sources.digests, strict=True):
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise ArtifactError(
+                uri,
+                f"does not match release {sources.release_id}'s manifest "
+                f"(sha256 {actual[:12]}, manifest {expected[:12]})",
+            )
+
+
+def _check_binding(doc: Mapping[str, Any], indexer: FeatureIndexer, sources: ModelSources) -> None:
+    """Refuse a bundle the booster was not trained on (its codes would mean other values to the trees).
+
+    A release's booster must carry the binding; a booster from the original flow without one is served
+    with a warning, as before.
+    """
+    attributes = (doc.get("learner") or {}).get("attributes") or {}
+    bound = attributes.get(releases.BOOSTER_ATTRIBUTE)
+    try:
+        releases.check_binding(
+            releases.indexer_sha256(indexer),
+            bound,
+            bundle_uri=sources.bundle_uri,
+            model_uri=sources.model_uri,
+            required=sources.release_uri is not None,
+        )
+    except releases.ReleaseError as exc:
+        raise ArtifactError(sources.bundle_uri, str(exc)) from exc
+    if bound is None:
+        log.warning(
+            "the booster %s does not name the bundle it was trained on (no %s attribute): serving it "
+            "with %s unchecked",
+            sources.model_uri,
+            releases.BOOSTER_ATTRIBUTE,
+            sources.bundle_uri,
+        )
+
+
 def _check_forest(forest: Forest, uri: str) -> None:
     if forest.num_feature != len(FEATURE_COLUMNS):
         raise ArtifactError(
@@ -486,11 +542,15 @@ def load_model(
     prints = fingerprints(sources)  # before reading: a replacement after this is seen at the next poll
     model_bytes = storage.read_bytes(sources.model_uri)
     bundle_bytes = storage.read_bytes(sources.bundle_uri)
-    schema = _parse_schema(storage.read_bytes(sources.schema_uri), sources.schema_uri)
+    schema_bytes = storage.read_bytes(sources.schema_uri)
+    if sources.digests is not None:
+        _check_digests(sources, (model_bytes, bundle_bytes, schema_bytes))
+    schema = _parse_schema(schema_bytes, sources.schema_uri)
     indexer = indexer_from_specs(parse_bundle(bundle_bytes, sources.bundle_uri))
     _check_bundle(indexer, schema, sources)
     with BoosterInspector(sources.model_uri) as inspector:
         doc = inspector.load_json(model_bytes)
+        _check_binding(doc, indexer, sources)
         forest = forest_from_json(doc, sources.model_uri, layout)
         _check_forest(forest, sources.model_uri)
         model = ServedModel(

@@ -40,6 +40,7 @@ def describe(model: ServedModel) -> str:
     return (
         f"model {model.version} ({model.forest.num_trees} trees, {model.forest.layout} layout"
         f"{', categorical splits' if model.forest.has_categorical_splits else ''}) from "
+        f"{'release ' + model.sources.release_id + ' ' if model.sources.release_id else ''}"
         f"{model.sources.model_uri}, loaded in {model.load_seconds:.2f} s at {model.loaded_at_iso}"
     )
 

@@ -186,6 +186,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     result = train_and_publish(ctx, options)
     m = result.metrics
     lines = {
+        "release": result.release.id,
         "model": result.model_uri
         if result.published
         else f"{result.candidate_uri} (not published: --no-publish)",

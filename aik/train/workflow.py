@@ -1,16 +1,18 @@
-"""Notebook 3 as one call: read the splits, train (locally or on SageMaker), evaluate, gate, publish.
+"""Notebook 3 as one call: read the splits, train (locally or on SageMaker), evaluate, gate, release.
 
 `train_and_publish(ctx, TrainOptions(...))` is what `aik train`, the notebook and the demo call. Every
-run writes its model, `metrics.json` and plots under `candidates/<run-id>/` beside the published
-model; only a model that passes every gate is then published (reports first, the model last, each in
-one write), so a failed gate leaves the previous model exactly as it was.
+run writes a release (`aik.releases`: the bundle and schema it was trained on, the booster bound to
+that bundle, `metrics.json` and plots, the manifest last) whether or not it passed the gates, so a
+rejected model can be inspected; only a release that passes every gate is then made live by switching
+the one pointer parameter, so a failed gate (or a crash anywhere before that write) leaves the live
+release exactly as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -22,14 +24,14 @@ import xgboost as xgb
 
 from aik import aws, storage
 from aik import params as P
-from aik.bundle import FeatureIndexer, read_bundle
+from aik import releases as R
+from aik.bundle import FeatureIndexer, indexer_from_specs, parse_bundle
 from aik.context import Context
 from aik.errors import AikError
-from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS
+from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS, RAW_SCHEMA
 from aik.train import baselines as B
 from aik.train import evaluate as E
 from aik.train import plots as plots_mod
-from aik.train import publish as pub
 from aik.train.data import Split, check_codes, read_split
 from aik.train.gates import (
     GateFailed,
@@ -81,6 +83,7 @@ class TrainOptions:
 class TrainResult:
     """What a run produced."""
 
+    release: R.Release
     metrics: dict[str, Any]
     published: bool
     gates: list[GateResult]
@@ -99,10 +102,6 @@ class TrainResult:
         return [g for g in self.gates if not g.passed]
 
 
-def _run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
 def _unseen_codes(indexer: FeatureIndexer) -> dict[str, int]:
     """Index column -> the code the server sends for a value the pipeline never saw (= label count)."""
     return {out: len(indexer.labels[raw]) for raw, out in INDEXED_COLUMNS.items() if raw in indexer.labels}
@@ -115,6 +114,34 @@ def _load_truth(raw_data: str | None) -> TruthModel | None:
     if not storage.exists(uri):
         return None
     return TruthModel.load(uri)
+
+
+def _features_report(transformed: str) -> dict[str, Any]:
+    """The feature job's report beside its output (empty when the splits came from elsewhere)."""
+    uri = storage.join(transformed.rstrip("/").rsplit("/", 1)[0], "features-report.json")
+    if not storage.exists(uri):
+        return {}
+    data = storage.read_bytes(uri)
+    try:
+        report = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return (
+        {**report, "_uri": uri, "_sha256": hashlib.sha256(data).hexdigest()}
+        if isinstance(report, dict)
+        else {}
+    )
+
+
+def _data_window(features_report: Mapping[str, Any], splits: Mapping[str, Any]) -> dict[str, Any]:
+    """What a release records of its data: the split and window, the rows, the feature job's report."""
+    window = dict(features_report.get("split") or {"split": "random"})
+    return {
+        "split": window.pop("split", "random"),
+        "window": window,
+        "rows": {name: split["rows"] for name, split in splits.items()},
+        "features_report": {"uri": features_report.get("_uri"), "sha256": features_report.get("_sha256")},
+    }
 
 
 def _resolve_config(options: TrainOptions) -> TrainConfig:
@@ -215,12 +242,21 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         "pipeline_model": store.get(P.PIPELINE_MODEL),
         "pipeline_schema": store.get(P.PIPELINE_SCHEMA),
         "model": store.get(P.XGBOOST_PATH),
+        "transformed": store.get(P.OUTPUT_TRANSFORMED),
     }
     try:
         raw_data: str | None = store.get(P.RAW_DATA)
     except AikError:
         raw_data = None
-    indexer = read_bundle(uris["pipeline_model"])
+    # the bundle is read once: the release carries exactly the bytes whose codes the model learns
+    bundle_data = storage.read_bytes(uris["pipeline_model"])
+    indexer = indexer_from_specs(parse_bundle(bundle_data, uris["pipeline_model"]))
+    schema_data = (
+        storage.read_bytes(uris["pipeline_schema"])
+        if storage.exists(uris["pipeline_schema"])
+        else (json.dumps(RAW_SCHEMA, indent=2) + "\n").encode()
+    )
+    features_report = _features_report(uris["transformed"])
 
     t = time.monotonic()
     # a SageMaker job or a given model file trains elsewhere: locally the train split only feeds the
@@ -243,12 +279,15 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
     t = time.monotonic()
     booster, training = _obtain_booster(ctx, options, config, train, valid, indexer)
     timings["train_s"] = time.monotonic() - t
+    # bind the booster to the codes it learnt: a server refuses it beside any other bundle
+    booster.set_attr(**{R.BOOSTER_ATTRIBUTE: R.indexer_sha256(indexer)})
 
-    # the gates judge the model file as written, reloaded from its bytes
-    run_id = _run_id()
-    candidate_uri = pub.candidate_model_uri(uris["model"], run_id)
-    storage.write_bytes(candidate_uri, model_bytes(booster))
-    data = storage.read_bytes(candidate_uri)
+    # the gates judge the model as it will be written, reloaded from its bytes
+    data = model_bytes(booster)
+    created = datetime.now(UTC)
+    run_id = R.release_id(data, created)
+    releases_root = R.releases_root(store)
+    candidate_uri = storage.join(releases_root, run_id, R.FILE_NAMES["model"])
     model = load_booster(data, candidate_uri)
 
     t = time.monotonic()
@@ -334,11 +373,12 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
     metrics: dict[str, Any] = {
         "schema_version": METRICS_SCHEMA_VERSION,
         "run_id": run_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "release": run_id,
+        "created_at": created.isoformat(timespec="seconds"),
         "use_case": options.use_case,
         **headline,
         "model": {
-            "uri": uris["model"] if will_publish else candidate_uri,
+            "uri": candidate_uri,
             "candidate_uri": candidate_uri,
             "sha256": hashlib.sha256(data).hexdigest(),
             "bytes": len(data),
@@ -366,16 +406,29 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         "published": will_publish,
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
-    metrics["plots"] = {name: f"{pub.REPORTS_DIR}/{name}" for name in plots}
+    metrics["plots"] = {name: f"{R.REPORTS_DIR}/{name}" for name in plots}
     metrics["timings"]["total_s"] = round(time.monotonic() - started, 2)
 
-    candidate_reports = pub.write_reports(pub.model_dir(candidate_uri), metrics, plots)
+    release = R.write_release(
+        releases_root,
+        bundle=bundle_data,
+        schema=schema_data,
+        model=data,
+        metrics=metrics,
+        plots=plots,
+        data=_data_window(features_report, metrics["data"]),
+        gates=metrics["gates"],
+        now=created,
+    )
+    candidate_reports = {name: storage.join(release.uri, R.REPORTS_DIR, name) for name in plots}
+    candidate_reports[R.FILE_NAMES["metrics"]] = release.file_uri("metrics")
     published_reports: dict[str, str] = {}
     if will_publish:
-        published_reports = pub.publish(data, uris["model"], metrics, plots)
-        pub.ensure_schema(uris["pipeline_schema"])
-    pub.prune_candidates(uris["model"], keep=options.keep_candidates)
+        R.promote(store, release)  # the pointer switch: the last write of a publish
+        published_reports = dict(candidate_reports)
+    R.prune(store, releases_root, keep=options.keep_candidates)
     result = TrainResult(
+        release=release,
         metrics=metrics,
         published=will_publish,
         gates=gates,

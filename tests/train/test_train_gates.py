@@ -22,7 +22,7 @@ def _state(ws: Path) -> tuple[bytes, int]:
 
 
 def _latest_candidate_metrics(ws: Path) -> dict:
-    runs = sorted((model_path(ws).parent / "candidates").iterdir())
+    runs = sorted((ws / "bucket" / "releases").iterdir())
     return json.loads((runs[-1] / "metrics.json").read_text())
 
 

@@ -13,13 +13,12 @@ import pytest
 import xgboost as xgb
 from train_fixture_data import FixtureSpec, model_path
 
-from aik import storage
+from aik import releases
 from aik.cli import main
 from aik.context import Context
 from aik.schema import FEATURE_COLUMNS, RAW_SCHEMA
 from aik.settings import Settings
 from aik.train import GateFailed, GateLimits, TrainOptions, train_and_publish
-from aik.train import publish as pub
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -41,7 +40,10 @@ def test_aik_train_publishes_a_loadable_model_with_metrics_and_plots(
     booster.load_model(bytearray(model.read_bytes()))
     assert booster.feature_names == list(FEATURE_COLUMNS)
 
-    metrics = json.loads((model.parent / "metrics.json").read_text())
+    release = releases.live(_ctx(ws).params)
+    assert release is not None and out["release"] == release.id
+    assert release.files["model"].sha256 == hashlib.sha256(model.read_bytes()).hexdigest()
+    metrics = json.loads(Path(release.file_uri("metrics")).read_text())
     for key in ("auc", "logloss", "base_rate", "mean_prediction", "oracle_auc", "oracle_ratio"):
         assert isinstance(metrics[key], float), key
     assert metrics["oracle_ratio"] == pytest.approx(metrics["auc"] / metrics["oracle_auc"], abs=1e-5)
@@ -61,10 +63,9 @@ def test_aik_train_publishes_a_loadable_model_with_metrics_and_plots(
     assert float(out["auc"]) == metrics["auc"]
 
     for name in ("roc.png", "calibration.png", "prediction_histogram.png", "confusion_matrix.png"):
-        assert (model.parent / "reports" / name).read_bytes().startswith(PNG), name
+        assert (Path(release.uri) / "reports" / name).read_bytes().startswith(PNG), name
         assert metrics["plots"][name] == f"reports/{name}"
-    schema = ws / "bucket" / "pipeline-model" / "pipeline-schema.json"
-    assert json.loads(schema.read_text()) == RAW_SCHEMA
+    assert json.loads(Path(release.file_uri("schema")).read_text()) == RAW_SCHEMA
 
 
 def test_no_publish_evaluates_but_leaves_the_published_uri_alone(make_ws: Callable[..., Path]) -> None:
@@ -107,25 +108,15 @@ def test_gate_failure_raises_with_the_result_and_publishes_nothing(make_ws: Call
     assert failed.value.result.published is False and not model_path(ws).exists()
 
 
-def test_the_model_is_written_after_its_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    order: list[str] = []
-    real = storage.write_bytes
-    monkeypatch.setattr(storage, "write_bytes", lambda uri, data: (order.append(uri), real(uri, data)))
-    model_uri = str(tmp_path / "binary-model" / "xgboost.bin")
-    pub.publish(b"model", model_uri, {"auc": 0.7}, {"roc.png": PNG})
-    assert order[-1] == model_uri and order[0].endswith("reports/roc.png")
-    assert (tmp_path / "binary-model" / "metrics.json").is_file()
-
-
-def test_old_candidates_are_pruned(tmp_path: Path) -> None:
-    model_uri = str(tmp_path / "binary-model" / "xgboost.bin")
-    for run in ("20260101T000000Z-a", "20260102T000000Z-b", "20260103T000000Z-c"):
-        pub.write_reports(pub.model_dir(pub.candidate_model_uri(model_uri, run)), {}, {"roc.png": PNG})
-    assert pub.prune_candidates(model_uri, keep=2) == ["20260101T000000Z-a"]
-    assert sorted(p.name for p in (tmp_path / "binary-model" / "candidates").iterdir()) == [
-        "20260102T000000Z-b",
-        "20260103T000000Z-c",
-    ]
+def test_the_release_binds_the_booster_to_the_bundle_it_was_trained_on(make_ws: Callable[..., Path]) -> None:
+    ws = make_ws()
+    result = train_and_publish(_ctx(ws), TrainOptions(baselines=False))
+    bundle = Path(result.release.file_uri("bundle")).read_bytes()
+    assert bundle == (ws / "bucket" / "pipeline-model" / "model.zip").read_bytes()
+    booster = xgb.Booster()
+    booster.load_model(bytearray(Path(result.release.file_uri("model")).read_bytes()))
+    assert booster.attr(releases.BOOSTER_ATTRIBUTE) == releases.bundle_indexer_sha256(bundle)
+    assert result.release.indexer_sha256 == releases.bundle_indexer_sha256(bundle)
 
 
 def test_train_and_publish_on_s3_and_ssm(make_ws: Callable[..., Path], aws: None) -> None:
@@ -147,9 +138,11 @@ def test_train_and_publish_on_s3_and_ssm(make_ws: Callable[..., Path], aws: None
     booster = xgb.Booster()
     booster.load_model(bytearray(body))
     assert booster.feature_names == list(FEATURE_COLUMNS)
-    metrics = json.loads(s3.get_object(Bucket="aik-data", Key="binary-model/metrics.json")["Body"].read())
+    assert ctx.params.get("/aik/release/live") == result.release.manifest_uri
+    key = f"releases/{result.release.id}"
+    metrics = json.loads(s3.get_object(Bucket="aik-data", Key=f"{key}/metrics.json")["Body"].read())
     assert metrics["oracle_auc"] > 0.6 and metrics["model"]["sha256"] == hashlib.sha256(body).hexdigest()
-    s3.head_object(Bucket="aik-data", Key="binary-model/reports/roc.png")
+    s3.head_object(Bucket="aik-data", Key=f"{key}/reports/roc.png")
     assert np.isfinite(metrics["auc"])
 
 
