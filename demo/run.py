@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aik import params, storage
+from aik import params, releases, storage
 from aik.context import Context
 from aik.errors import AikError
 
@@ -168,6 +168,7 @@ def _train(run: DemoRun, seed: int, publish: bool) -> dict[str, Any]:
         "candidate_uri": result.candidate_uri,
         "candidate_reports": result.candidate_reports,
         "published": result.published,
+        "release": result.release.manifest_uri,
     }
 
 
@@ -176,17 +177,6 @@ def _model_version(data: bytes) -> str:
     from filtering_server.model import model_version
 
     return model_version(data)
-
-
-def _republish(candidate_uri: str, model_uri: str) -> None:
-    """Put a candidate model and its reports back at the published URI (before the serve step)."""
-    candidate_dir = candidate_uri.rsplit("/", 1)[0]
-    model_dir = model_uri.rsplit("/", 1)[0]
-    for uri in storage.list_uris(candidate_dir):
-        rel = uri[len(candidate_dir) + 1 :]
-        if uri != candidate_uri:
-            storage.copy(uri, storage.join(model_dir, rel))
-    storage.copy(candidate_uri, model_uri)  # the model last: the watcher sees one complete switch
 
 
 class _Canary:
@@ -274,14 +264,13 @@ def _serve(run: DemoRun, first: dict[str, Any], second: dict[str, Any]) -> dict[
     from filtering_server.process import ServerProcess
 
     cfg = run.config
-    model_uri = first["model_uri"]
     first_version = _model_version(storage.read_bytes(first["candidate_uri"]))
     second_version = _model_version(storage.read_bytes(second["candidate_uri"]))
     if first_version == second_version:
         raise AikError("the swap model is identical to the first one; choose another --swap-seed")
-    if _model_version(storage.read_bytes(model_uri)) != first_version:
-        log.info("putting the first model back at %s (an earlier run swapped it)", model_uri)
-        _republish(first["candidate_uri"], model_uri)
+    if releases.live_uri(run.ctx.params) != first["release"]:
+        log.info("making the first release live again (an earlier run swapped it)")
+        releases.promote(run.ctx.params, releases.read_release(first["release"]))
 
     monitoring = run.directory / "monitoring"
     monitoring.mkdir(exist_ok=True)
@@ -432,13 +421,13 @@ def run_demo(ctx: Context, config: DemoConfig) -> dict[str, Any]:
         "train",
         _key("train", features_key),
         lambda: _train(run, seed=0, publish=True),
-        lambda r: _exists(r["candidate_uri"], r["model_uri"], *r["candidate_reports"].values()),
+        lambda r: "release" in r and _exists(r["release"], r["model_uri"], *r["candidate_reports"].values()),
     )
     second = run.step(
         "retrain",
         _key("retrain", features_key, config.swap_seed),
         lambda: _train(run, seed=config.swap_seed, publish=False),
-        lambda r: _exists(r["candidate_uri"]),
+        lambda r: "release" in r and _exists(r["release"]),
     )
     serve = run.step("serve", None, lambda: _serve(run, first, second))
     synth = (
