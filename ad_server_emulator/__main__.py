@@ -1,6 +1,6 @@
 """`python -m ad_server_emulator HOST THREADS REQUESTS`: replay inference rows against the filtering server.
 
-The original client's positional arguments (the ECS task runs `localhost 1 500000`), plus options for
+Positional arguments HOST THREADS REQUESTS (the ECS task runs `localhost 1 500000`), plus options for
 the port, a target rate, a duration, a warm-up, batching and an output directory for the JSON report
 and its PNG. Waits for the server to be ready, then reports throughput, latency percentiles, errors and
 the likelihood distribution. Exits 1 when any request failed or the run could not start.
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device-type-only",
         action="store_true",
-        help="send deviceTypeId without the user agent, as the original client did",
+        help="send deviceTypeId without the user agent (as aws-rtb-intelligence-kit's client does)",
     )
     p.add_argument(
         "--output", type=Path, default=None, metavar="DIR", help="write the JSON report and PNG here"

@@ -1,13 +1,13 @@
 """Replay inference rows as BidRequests against the filtering server and measure what comes back.
 
-`run_emulator(config)` waits until the server answers `health()` as ready (the original client slept
-30 s blindly), loads up to `max_rows` rows from `/aik/inference_data` (JSON lines written by the
-pipeline), turns each into a BidRequest (device type from the shared `aik.device` function), and sends
-`requests` of them over `threads` connections (one per thread, kept open for the whole run, as the
-original client does), optionally paced to a target rate and batched with `filterBatch`. It returns a
-report — throughput, latency percentiles, errors, the likelihood distribution — and, with an output
-directory, writes it as JSON and draws latency over time and the distributions as a PNG. Latency is
-measured around each call on the client (in milliseconds); calls during the warm-up are not counted.
+`run_emulator(config)` waits until the server answers `health()` as ready, loads up to `max_rows` rows
+from `/aik/inference_data` (JSON lines written by the pipeline), turns each into a BidRequest (device
+type from the shared `aik.device` function), and sends `requests` of them over `threads` connections
+(one per thread, kept open for the whole run), optionally paced to a target rate and batched with
+`filterBatch`. It returns a report — throughput, latency percentiles, errors, the likelihood
+distribution — and, with an output directory, writes it as JSON and draws latency over time and the
+distributions as a PNG. Latency is measured around each call on the client (in milliseconds); calls
+during the warm-up are not counted.
 """
 
 from __future__ import annotations
@@ -18,26 +18,24 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ad_server_emulator.report import build_report, print_report, write_report
 from aik import dashboard, params, storage
 from aik.device import device_type_id
 from aik.errors import AikError
 from aik.progress import Progress
-from filtering_server.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
+from filtering_api.client import connect, wait_until_ready
+from filtering_api.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
 
 log = logging.getLogger(__name__)
 
 CLIENT_METRICS = MetricNames(timer=dashboard.CLIENT_LATENCY, gauge=dashboard.LIKELIHOOD)
-REPORT_JSON = "emulator-report.json"
-REPORT_PNG = "emulator-report.png"
-#: Every measured call's latency (ms, float32), so runs of several processes can be merged exactly.
-LATENCIES_NPY = "emulator-latency-ms.npy"
 
 
 @dataclass(frozen=True)
@@ -51,12 +49,12 @@ class EmulatorConfig:
     rate: float = 0.0  # requests per second over all threads; 0 = as fast as the server answers
     duration: float = 0.0  # seconds; 0 = until `requests` are sent
     warmup: int = 100  # calls per thread sent first and not measured
-    batch_size: int = 1  # 1 = the original `filter`; more = `filterBatch`
+    batch_size: int = 1  # 1 = `filter`; more = `filterBatch`
     max_rows: int = 100_000
     seed: int = 7
     timeout_ms: int = 10_000
     wait_ready: float = 120.0
-    send_user_agent: bool = True  # False: send only deviceTypeId, as the original client did
+    send_user_agent: bool = True  # False: send only deviceTypeId (as clients without the agent do)
     output_dir: Path | None = None
     statsd: bool = True
     statsd_host: str | None = None
@@ -89,7 +87,7 @@ def _integer(value: object) -> int | None:
 
 def bid_request(row: Mapping[str, Any], send_user_agent: bool = True) -> Any:
     """The BidRequest of one raw inference row (fields of pipeline-schema.json)."""
-    from filtering_server.api import BidRequest
+    from filtering_api.idl import BidRequest
 
     agent = row.get("UserAgent")
     agent = agent if isinstance(agent, str) else None
@@ -140,7 +138,7 @@ def iter_rows(uri: str) -> Iterator[dict[str, Any]]:
 
 
 def load_rows(uri: str, max_rows: int) -> list[dict[str, Any]]:
-    """Up to `max_rows` inference rows (the original client kept 20,000 in memory)."""
+    """Up to `max_rows` inference rows, read once and replayed at random."""
     rows = []
     for row in iter_rows(uri):
         rows.append(row)
@@ -156,45 +154,8 @@ def load_rows(uri: str, max_rows: int) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------------
 
 
-def connect(host: str, port: int, timeout_ms: int = 10_000) -> Any:
-    """A thriftpy2 client of the server (binary protocol, buffered transport, like the original)."""
-    from thriftpy2.rpc import make_client
-
-    from filtering_server.api import BidRequestFilter
-
-    return make_client(BidRequestFilter, host, port, timeout=timeout_ms)
-
-
-def wait_until_ready(host: str, port: int, timeout: float, timeout_ms: int = 5_000) -> Any:
-    """Poll `health()` until the server is ready; return its HealthStatus or raise after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    next_log = time.monotonic() + 5.0
-    while True:
-        try:
-            client = connect(host, port, timeout_ms)
-            try:
-                status = client.health()
-            finally:
-                client.close()
-            if status.ready:
-                return status
-            last = "the server answered but is not ready"
-        except Exception as exc:  # refused, reset, timeout: the server is not up yet
-            last = f"{type(exc).__name__}: {exc}"
-        now = time.monotonic()
-        if now >= deadline:
-            raise AikError(
-                f"the filtering server at {host}:{port} was not ready within {timeout:.0f} s ({last})"
-            )
-        if now >= next_log:
-            log.info("waiting for the filtering server at %s:%d (%s)", host, port, last)
-            next_log = now + 5.0
-        time.sleep(min(0.5, max(0.0, deadline - now)))
-
-
 @dataclass
-class _Worker:
+class Worker:
     """One connection's share of the run and what it measured (written only by its own thread)."""
 
     index: int
@@ -208,7 +169,7 @@ class _Worker:
 
 
 def _run_worker(
-    worker: _Worker,
+    worker: Worker,
     config: EmulatorConfig,
     requests: Sequence[Any],
     stop: threading.Event,
@@ -308,9 +269,7 @@ def run_emulator(
     shares = _split(calls_total, config.threads) if config.requests else [calls_total] * config.threads
     capacity = [min(s, 5_000_000) for s in shares]
     workers = [
-        _Worker(
-            i, shares[i], np.empty(capacity[i], dtype=np.float64), np.empty(capacity[i], dtype=np.float64)
-        )
+        Worker(i, shares[i], np.empty(capacity[i], dtype=np.float64), np.empty(capacity[i], dtype=np.float64))
         for i in range(config.threads)
     ]
     for w in workers:  # the arrays bound the run when only a duration is given
@@ -351,133 +310,3 @@ def run_emulator(
     if config.output_dir is not None:
         write_report(report, workers, Path(config.output_dir))
     return report
-
-
-# ------------------------------------------------------------------------------------------------
-# Report
-# ------------------------------------------------------------------------------------------------
-
-
-def _percentiles(values: np.ndarray, qs: Iterable[float]) -> dict[str, float]:
-    if values.size == 0:
-        return {f"p{q:g}": math.nan for q in qs}
-    return {f"p{q:g}": float(np.percentile(values, q)) for q in qs}
-
-
-def build_report(
-    config: EmulatorConfig, workers: Sequence[_Worker], wall: float, status: Any
-) -> dict[str, Any]:
-    """Numbers of a finished run (JSON-serialisable)."""
-    latency = np.concatenate([w.latency_ms[: w.measured] for w in workers]) if workers else np.empty(0)
-    ends = np.concatenate([w.end_time[: w.measured] for w in workers]) if workers else np.empty(0)
-    likelihood = np.asarray([v for w in workers for v in w.likelihoods], dtype=np.float64)
-    errors: Counter[str] = Counter()
-    for w in workers:
-        errors.update(w.errors)
-    measured_requests = int(likelihood.size)
-    # throughput over the measured phase: from the first to the last measured answer
-    span = float(ends.max() - ends.min() + latency[np.argmin(ends)] / 1000.0) if ends.size > 1 else wall
-    counts, edges = np.histogram(likelihood, bins=20, range=(0.0, 1.0))
-    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-    return {
-        "config": cfg,
-        "model_version": status.modelVersion,
-        "model_uri": status.modelUri,
-        "requests_answered": int(sum(w.done for w in workers)),
-        "requests_measured": measured_requests,
-        "calls_measured": int(latency.size),
-        "errors": int(sum(errors.values())),
-        "error_messages": dict(errors.most_common(5)),
-        "wall_seconds": wall,
-        "measured_seconds": span,
-        "throughput_rps": measured_requests / span if span > 0 else math.nan,
-        "latency_ms": {
-            "mean": float(latency.mean()) if latency.size else math.nan,
-            "min": float(latency.min()) if latency.size else math.nan,
-            **_percentiles(latency, (50, 95, 99, 99.9)),
-            "max": float(latency.max()) if latency.size else math.nan,
-        },
-        "likelihood": {
-            "mean": float(likelihood.mean()) if likelihood.size else math.nan,
-            "min": float(likelihood.min()) if likelihood.size else math.nan,
-            "max": float(likelihood.max()) if likelihood.size else math.nan,
-            **_percentiles(likelihood, (5, 25, 50, 75, 95)),
-            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
-        },
-    }
-
-
-def print_report(report: Mapping[str, Any]) -> None:
-    """The report on the console, as the original client logged it."""
-    lat = report["latency_ms"]
-    lik = report["likelihood"]
-    print(
-        f"emulator: {report['requests_measured']:,} requests measured in {report['measured_seconds']:.1f} s "
-        f"= {report['throughput_rps']:,.0f} requests/s ({report['errors']} errors), "
-        f"model {report['model_version']}\n"
-        f"  latency ms: mean {lat['mean']:.3f}  p50 {lat['p50']:.3f}  p95 {lat['p95']:.3f}  "
-        f"p99 {lat['p99']:.3f}  max {lat['max']:.3f}\n"
-        f"  likelihood: mean {lik['mean']:.4f}  min {lik['min']:.4f}  p50 {lik['p50']:.4f}  "
-        f"max {lik['max']:.4f}"
-    )
-    for message, count in report["error_messages"].items():
-        print(f"  error x{count}: {message}")
-
-
-def write_report(report: Mapping[str, Any], workers: Sequence[_Worker], out: Path) -> tuple[Path, Path]:
-    """Write the JSON report, the raw latencies, and a PNG of latency over time and the distributions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / REPORT_JSON
-    json_path.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    latency = np.concatenate([w.latency_ms[: w.measured] for w in workers])
-    np.save(out / LATENCIES_NPY, latency.astype(np.float32))
-    ends = np.concatenate([w.end_time[: w.measured] for w in workers])
-    likelihood = np.asarray([v for w in workers for v in w.likelihoods], dtype=np.float64)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    ax = axes[0]
-    if ends.size:
-        order = np.argsort(ends)
-        ends, latency_sorted = ends[order], latency[order]
-        ax.plot(ends, latency_sorted, ",", alpha=0.3, color="tab:gray", label="each call")
-        width = max((ends[-1] - ends[0]) / 60.0, 0.05)  # about 60 windows, whatever the run's length
-        window = np.floor(ends / width).astype(np.int64)
-        buckets = np.unique(window)
-        p50 = [np.percentile(latency_sorted[window == w], 50) for w in buckets]
-        p99 = [np.percentile(latency_sorted[window == w], 99) for w in buckets]
-        ax.plot((buckets + 0.5) * width, p50, "-", color="tab:blue", label=f"p50 per {width:.2g} s")
-        ax.plot((buckets + 0.5) * width, p99, "-", color="tab:red", label=f"p99 per {width:.2g} s")
-        ax.set_yscale("log")
-    ax.set_xlabel("time since start (s)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("Latency over time")
-    ax.legend(loc="upper right", fontsize=8)
-    ax = axes[1]
-    if latency.size:
-        ax.hist(latency, bins=np.geomspace(max(latency.min(), 1e-3), latency.max() * 1.01 + 1e-3, 60))
-        ax.set_xscale("log")
-        for q, color in ((50, "tab:blue"), (99, "tab:red")):
-            ax.axvline(np.percentile(latency, q), color=color, linestyle="--", label=f"p{q}")
-        ax.legend(fontsize=8)
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("calls")
-    ax.set_title("Latency distribution")
-    ax = axes[2]
-    ax.hist(likelihood, bins=40, range=(0.0, 1.0), color="tab:green")
-    ax.set_xlabel("likelihood to bid")
-    ax.set_ylabel("requests")
-    ax.set_title(f"Likelihood distribution (mean {report['likelihood']['mean']:.3f})")
-    fig.suptitle(
-        f"ad-server emulator: {report['throughput_rps']:,.0f} requests/s, "
-        f"p99 {report['latency_ms']['p99']:.3f} ms, {report['errors']} errors, "
-        f"model {report['model_version']}"
-    )
-    fig.tight_layout()
-    png_path = out / REPORT_PNG
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return json_path, png_path

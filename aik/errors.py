@@ -30,4 +30,5 @@ class ArtifactError(AikError):
 
     def __init__(self, uri: str, reason: str) -> None:
         self.uri = uri
+        self.reason = reason
         super().__init__(f"cannot use {uri}: {reason}")

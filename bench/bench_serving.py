@@ -35,19 +35,22 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "serve"))  # the serving tests' artifacts and forest helpers
 
-from ad_server_emulator.emulator import LATENCIES_NPY, REPORT_JSON, bid_request  # noqa: E402
-from aik import dashboard  # noqa: E402
-from aik.settings import Settings  # noqa: E402
-from aik.train.presets import DEFAULT, NUMERIC  # noqa: E402
-from filtering_server.fixtures import (  # noqa: E402
+from forest_support import forest_of, predict_parallel  # noqa: E402
+from serving_fixtures import (  # noqa: E402
     Artifacts,
     StatsdLines,
     build_artifacts,
     publish_booster,
     train_booster,
 )
-from filtering_server.forest import load_forest  # noqa: E402
+
+from ad_server_emulator.emulator import bid_request  # noqa: E402
+from ad_server_emulator.report import LATENCIES_NPY, REPORT_JSON  # noqa: E402
+from aik import dashboard  # noqa: E402
+from aik.settings import Settings  # noqa: E402
+from aik.train.presets import DEFAULT, NUMERIC  # noqa: E402
 from filtering_server.model import ModelSources, ServedModel, load_model  # noqa: E402
 from filtering_server.process import ServerProcess  # noqa: E402
 
@@ -90,7 +93,7 @@ def scoring(model: ServedModel, booster: Any, requests: Sequence[Any], quick: bo
     kernel = per_call_us(lambda row: model.forest.predict7(*row), kernel_rows)
     walked: dict[str, float] = {}
     if model.forest.layout == "additive":  # the same trees walked one by one, as before the folding
-        trees = load_forest(bytes(booster.save_raw("ubj")), layout="complete")
+        trees = forest_of(booster, layout="complete")
         walked["walked_kernel_us"] = per_call_us(lambda row: trees.predict7(*row), kernel_rows)
 
     def inplace(request: Any) -> float:
@@ -121,7 +124,7 @@ def batch_rate(model: ServedModel, booster: Any, features: np.ndarray) -> dict[s
     """(c) predictions per second on a large feature matrix."""
     rows = np.ascontiguousarray(features, dtype=np.float32)
     model.forest.predict(rows[:1000])
-    model.forest.predict(rows[:1000], parallel=True)
+    predict_parallel(model.forest, rows[:1000])
 
     def best(
         fn: Callable[[], Any], repeats: int = 3, clock: Callable[[], float] = time.perf_counter
@@ -138,7 +141,7 @@ def batch_rate(model: ServedModel, booster: Any, features: np.ndarray) -> dict[s
         "rows": float(rows.shape[0]),
         "ours_1_thread_per_s": rows.shape[0]
         / best(lambda: model.forest.predict(rows), clock=time.thread_time),
-        "ours_parallel_per_s": rows.shape[0] / best(lambda: model.forest.predict(rows, parallel=True)),
+        "ours_parallel_per_s": rows.shape[0] / best(lambda: predict_parallel(model.forest, rows)),
         "xgboost_inplace_per_s": rows.shape[0]
         / best(lambda: booster.inplace_predict(rows, validate_features=False)),
     }

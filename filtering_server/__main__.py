@@ -25,7 +25,7 @@ from aik.context import Context
 from aik.errors import AikError
 from aik.logsetup import setup_logging
 from aik.settings import Settings, add_backend_arguments
-from filtering_server.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
+from filtering_api.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
 from filtering_server.model import DEFAULT_MAX_STRING
 from filtering_server.server import FilteringServer, ServerConfig
 from filtering_server.watcher import ModelHolder, ModelWatcher

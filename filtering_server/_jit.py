@@ -3,7 +3,7 @@
 Kernels are compiled once and cached (NUMBA_CACHE_DIR, else `__pycache__` beside the module, else the
 user's cache directory). In a container whose filesystem is read-only for the server's user, numba
 would raise at import time ("no locator available"); there the kernels are compiled in memory at every
-start instead (a few seconds, before the server listens) and a warning says so.
+start instead (before the server listens) and a warning says so.
 """
 
 from __future__ import annotations

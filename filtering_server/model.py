@@ -1,35 +1,19 @@
 """The served model: booster + feature bundle + schema, loaded from their URIs, validated and versioned.
 
-A `ServedModel` turns a raw BidRequest into the seven features the booster was trained on, with the
-same rules as the Spark job (DESIGN.md), and scores them with the flattened forest:
-
-- `dow` = request.dayOfWeek; `hour` = int(request.hour) (the raw row's hour string);
-- Index* = the bundle's StringIndexer lookups with handleInvalid=keep: an unseen or missing value maps
-  to the number of labels;
-- `device_type_id` = `aik.device.device_type_id(request.userAgent)` when a user agent is present, else
-  request.deviceTypeId.
-
-Documented defaults for values the pipeline never produces: a missing dayOfWeek, a missing or
-non-numeric hour become a missing value (NaN), which the trees route along their learned default
-branch, exactly as xgboost treats missing values; with neither a user agent nor a deviceTypeId the
-device type is 6 (unknown). Strings that are not valid UTF-8 are decoded with replacement characters,
-as Spark reads text. A user agent longer than `max_string` characters is rejected (`BadRequest`).
-
-When the booster was trained on pandas categoricals (xgboost >= 3 stores their categories in the
-model), an index is re-coded to its position among the training categories, and an index the
-training data never had becomes missing (xgboost itself refuses such a row).
+A `ServedModel` turns a raw BidRequest into the seven features the booster was trained on — by the
+rules of `aik.request_features`, the one reference the Spark job's features are tested against — and
+scores them with the flattened forest. The server adds a bound (a user agent longer than `max_string`
+characters is a `BadRequest`) and, when the booster was trained on pandas categoricals (xgboost >= 3
+stores their categories in the model), re-codes a feature to its position among the training
+categories; a value the training data never had becomes missing (xgboost itself refuses such a row).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,22 +24,24 @@ import numpy as np
 
 from aik import params, releases, storage
 from aik.bundle import FeatureIndexer, indexer_from_specs, parse_bundle
-from aik.device import UNKNOWN_DEVICE, device_type_id
+from aik.device import device_type_id
 from aik.errors import AikError, ArtifactError
+from aik.request_features import (
+    REQUEST_COLUMNS,
+    as_text,
+    device_feature,
+    hour_feature,
+    integer_feature,
+    request_features,
+)
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS
 from filtering_server.forest import Forest, forest_from_json
+from filtering_server.xgboost_child import BoosterInspector
 
 log = logging.getLogger(__name__)
 
 #: The parameters that name the served artifacts, in the order they are reported.
 MODEL_PARAMETERS: tuple[str, ...] = (params.XGBOOST_PATH, params.PIPELINE_MODEL, params.PIPELINE_SCHEMA)
-#: BidRequest attribute -> raw column of the bundle it is looked up in.
-REQUEST_COLUMNS: dict[str, str] = {
-    "advertiserId": "AdvertiserID",
-    "domainId": "Domain",
-    "regionId": "RegionID",
-    "cityId": "CityID",
-}
 DEFAULT_MAX_STRING = 4096
 #: Largest difference from xgboost's own prediction a new model may show on the probe set.
 PROBE_TOLERANCE = 1e-5
@@ -111,37 +97,6 @@ def model_version(model_bytes: bytes) -> str:
     return hashlib.sha256(model_bytes).hexdigest()[:12]
 
 
-def _as_text(value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
-
-
-def _to_float(value: object) -> float:
-    """An int-like field as a float feature; anything else is missing (NaN)."""
-    if value is None:
-        return math.nan
-    try:
-        return float(int(value))  # type: ignore[call-overload]
-    except (TypeError, ValueError, OverflowError):
-        return math.nan
-
-
-def _hour(value: object) -> float:
-    """int(hour) of the raw hour string, NaN when missing or not an integer."""
-    if value is None:
-        return math.nan
-    text = value.decode("ascii", "replace") if isinstance(value, bytes | bytearray) else value
-    if not isinstance(text, str) or not text.strip().lstrip("+-").isascii():
-        return math.nan  # int() would also accept non-ASCII digits, which Spark does not
-    try:
-        return float(int(text))
-    except ValueError:
-        return math.nan
-
-
 def _recoder(categories: Sequence[Any]) -> Callable[[float], float]:
     """Value -> position among the training categories (NaN when the training data never had it)."""
     if categories and isinstance(categories[0], str):
@@ -176,126 +131,49 @@ class ServedModel:
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
     max_string: int = DEFAULT_MAX_STRING
-    #: request attribute -> (value -> feature, the feature of an unseen or missing value)
-    _tables: dict[str, tuple[dict[str, float], float]] = field(default_factory=dict, repr=False)
-    #: request attribute -> feature of index 0..n (n: unseen), for the probe set
-    _index_values: dict[str, list[float]] = field(default_factory=dict, repr=False)
-    _recode: dict[int, Callable[[float], float]] = field(default_factory=dict, repr=False)
+    #: feature position -> re-coding to the booster's training categories (pandas-categorical models)
+    recode: dict[int, Callable[[float], float]] = field(init=False, repr=False)
+    #: `score(request)`: the likelihood to bid for one raw BidRequest, the server's hot path. Built per
+    #: model (`_hot_path`): the reference rules specialised into one closure over local lookups.
+    score: Callable[[Any], float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         encodings = self.forest.category_encodings
-        for attr, column in REQUEST_COLUMNS.items():
-            labels = self.indexer.labels[column]
-            position = FEATURE_COLUMNS.index(INDEXED_COLUMNS[column])
-            values = [float(i) for i in range(len(labels) + 1)]  # the last one: unseen (keep)
-            if position in encodings:
-                recode = _recoder(encodings[position])
-                values = [recode(v) for v in values]
-            table = {label: values[i] for i, label in enumerate(labels)}
-            self._tables[attr] = (table, values[-1])
-            self._index_values[attr] = values
-        for position in encodings:
-            if FEATURE_COLUMNS[position] not in INDEXED_COLUMNS.values():
-                self._recode[position] = _recoder(encodings[position])
-        self.score = self._build_scorer()  # type: ignore[method-assign]
+        self.recode = {position: _recoder(categories) for position, categories in encodings.items()}
+        self.score = _hot_path(self) if not self._recodes_non_index() else self._score_general
 
     @property
     def loaded_at_iso(self) -> str:
         """Load time in ISO 8601 UTC."""
         return datetime.fromtimestamp(self.loaded_at, UTC).isoformat(timespec="seconds")
 
-    def _lookup(self, attr: str, value: object) -> float:
-        table, unseen = self._tables[attr]
-        found = table.get(value, _MISS)  # type: ignore[call-overload]
-        if found is _MISS:
-            if isinstance(value, bytes | bytearray):
-                return table.get(_as_text(value), unseen)  # type: ignore[call-overload]
-            return unseen
-        return found  # type: ignore[return-value]
+    def _recodes_non_index(self) -> bool:
+        return any(FEATURE_COLUMNS[p] not in INDEXED_COLUMNS.values() for p in self.recode)
 
-    def _device(self, request: Any) -> float:
-        agent = request.userAgent
-        if agent and agent != "null":
-            if not isinstance(agent, str):
-                agent = _as_text(agent)
-            if len(agent) > self.max_string:  # type: ignore[arg-type]
-                raise BadRequest(f"userAgent is {len(agent)} characters (limit {self.max_string})")  # type: ignore[arg-type]
-            return float(device_type_id(agent))
-        dt = request.deviceTypeId
-        return float(UNKNOWN_DEVICE) if dt is None else _to_float(dt)
-
-    def features(self, request: Any) -> tuple[float, float, float, float, float, float, float]:
-        """The seven features of a raw BidRequest, in the booster's order (after any category re-coding)."""
+    def check(self, request: Any) -> None:
+        """The server's bounds on a request (`BadRequest`): present, and its user agent not too long."""
         if request is None:
             raise BadRequest("the request struct is missing")
-        row = [
-            _to_float(request.dayOfWeek),
-            _hour(request.hour),
-            self._lookup("advertiserId", request.advertiserId),
-            self._lookup("domainId", request.domainId),
-            self._lookup("regionId", request.regionId),
-            self._lookup("cityId", request.cityId),
-            self._device(request),
-        ]
-        for position, recode in self._recode.items():
-            row[position] = recode(row[position])
-        return tuple(row)  # type: ignore[return-value]
+        agent = as_text(request.userAgent)
+        if agent is not None and len(agent) > self.max_string:
+            raise BadRequest(f"userAgent is {len(agent)} characters (limit {self.max_string})")
 
-    def _build_scorer(self) -> Callable[[Any], float]:
-        """The hot path: features inlined into one closure over local lookups (dicts, the kernel)."""
-        if self._recode:  # rare (categorical dow/hour/device): the general path is fast enough
-            predict = self.forest.predict7
+    def recoded(self, row: Sequence[float]) -> tuple[float, ...]:
+        """Pipeline features re-coded to the booster's training categories (unchanged for most models)."""
+        if not self.recode:
+            return tuple(row)
+        out = list(row)
+        for position, recode in self.recode.items():
+            out[position] = recode(out[position])
+        return tuple(out)
 
-            def score_general(request: Any) -> float:
-                return predict(*self.features(request))
+    def features(self, request: Any) -> tuple[float, ...]:
+        """The seven features of a raw BidRequest, in the booster's order (after any category re-coding)."""
+        self.check(request)
+        return self.recoded(request_features(request, self.indexer))
 
-            return score_general
-        adv_get, adv_unseen = self._tables["advertiserId"][0].get, self._tables["advertiserId"][1]
-        dom_get, dom_unseen = self._tables["domainId"][0].get, self._tables["domainId"][1]
-        reg_get, reg_unseen = self._tables["regionId"][0].get, self._tables["regionId"][1]
-        city_get, city_unseen = self._tables["cityId"][0].get, self._tables["cityId"][1]
-        predict = self.forest.predict7
-        device = self._device
-        lookup = self._lookup
-        miss = _MISS
-        max_string = self.max_string
-        nan = math.nan
-
-        def score(request: Any) -> float:
-            if request is None:
-                raise BadRequest("the request struct is missing")
-            dow = request.dayOfWeek
-            hour = request.hour
-            agent = request.userAgent
-            adv = adv_get(request.advertiserId, miss)
-            dom = dom_get(request.domainId, miss)
-            reg = reg_get(request.regionId, miss)
-            city = city_get(request.cityId, miss)
-            if adv is miss:
-                adv = lookup("advertiserId", request.advertiserId) if request.advertiserId else adv_unseen
-            if dom is miss:
-                dom = lookup("domainId", request.domainId) if request.domainId else dom_unseen
-            if reg is miss:
-                reg = lookup("regionId", request.regionId) if request.regionId else reg_unseen
-            if city is miss:
-                city = lookup("cityId", request.cityId) if request.cityId else city_unseen
-            if agent.__class__ is str and 0 < len(agent) <= max_string and agent != "null":
-                dev = float(device_type_id(agent))
-            else:
-                dev = device(request)
-            # every argument a float: one compiled kernel signature, never a recompilation
-            dow = float(dow) if dow.__class__ is int else _to_float(dow)
-            if hour.__class__ is str and hour.isascii() and hour.isdigit():
-                hour = float(int(hour))
-            else:
-                hour = _hour(hour) if hour is not None else nan
-            return predict(dow, hour, adv, dom, reg, city, dev)
-
-        return score
-
-    def score(self, request: Any) -> float:  # replaced per instance by the closure in __post_init__
-        """The likelihood to bid for one raw BidRequest."""
-        raise NotImplementedError
+    def _score_general(self, request: Any) -> float:
+        return self.forest.predict7(*self.features(request))
 
     def feature_matrix(self, requests: Sequence[Any]) -> np.ndarray:
         """Features of many requests as a float32 matrix (the batch kernel's input)."""
@@ -309,6 +187,70 @@ class ServedModel:
         if len(requests) == 0:
             return []
         return self.forest.predict(self.feature_matrix(requests)).tolist()
+
+
+def _hot_path(model: ServedModel) -> Callable[[Any], float]:
+    """`ServedModel.score` for a model whose re-coding (if any) touches only the Index* features.
+
+    The reference rules (`aik.request_features`) inlined into one closure over local lookups: each
+    index column a dict of label -> feature (re-coded already); the common case of each field (a known
+    str label, a str user agent within the bound, an int day, an "HH" hour) is tested first, anything
+    else goes through the reference functions. Property-tested against `ServedModel.features`.
+    """
+    indexer = model.indexer
+    recode = model.recode
+    tables: dict[str, tuple[dict[str, float], float]] = {}
+    for attr, column in REQUEST_COLUMNS.items():
+        code = recode.get(FEATURE_COLUMNS.index(INDEXED_COLUMNS[column]), float)
+        labels = indexer.labels[column]
+        tables[attr] = ({label: code(float(i)) for i, label in enumerate(labels)}, code(float(len(labels))))
+
+    def index_of(attr: str, value: object) -> float:
+        table, unseen = tables[attr]
+        text = as_text(value)
+        return unseen if text is None else table.get(text, unseen)
+
+    adv_get, adv_unseen = tables["advertiserId"][0].get, tables["advertiserId"][1]
+    dom_get, dom_unseen = tables["domainId"][0].get, tables["domainId"][1]
+    reg_get, reg_unseen = tables["regionId"][0].get, tables["regionId"][1]
+    city_get, city_unseen = tables["cityId"][0].get, tables["cityId"][1]
+    predict = model.forest.predict7
+    check = model.check
+    miss = _MISS
+    max_string = model.max_string
+
+    def score(request: Any) -> float:
+        if request is None:
+            raise BadRequest("the request struct is missing")
+        dow = request.dayOfWeek
+        hour = request.hour
+        agent = request.userAgent
+        adv = adv_get(request.advertiserId, miss)
+        dom = dom_get(request.domainId, miss)
+        reg = reg_get(request.regionId, miss)
+        city = city_get(request.cityId, miss)
+        if adv is miss:
+            adv = index_of("advertiserId", request.advertiserId) if request.advertiserId else adv_unseen
+        if dom is miss:
+            dom = index_of("domainId", request.domainId) if request.domainId else dom_unseen
+        if reg is miss:
+            reg = index_of("regionId", request.regionId) if request.regionId else reg_unseen
+        if city is miss:
+            city = index_of("cityId", request.cityId) if request.cityId else city_unseen
+        if agent.__class__ is str and 0 < len(agent) <= max_string and agent != "null":
+            dev = float(device_type_id(agent))
+        else:
+            check(request)
+            dev = device_feature(agent, request.deviceTypeId)
+        # every argument a float: one compiled kernel signature, never a recompilation
+        dow = float(dow) if dow.__class__ is int else integer_feature(dow)
+        if hour.__class__ is str and hour.isascii() and hour.isdigit():
+            hour = float(int(hour))
+        else:
+            hour = hour_feature(hour)
+        return predict(dow, hour, adv, dom, reg, city, dev)
+
+    return score
 
 
 # ------------------------------------------------------------------------------------------------
@@ -412,17 +354,11 @@ def probe_rows(indexer: FeatureIndexer, rows: int = PROBE_ROWS, seed: int = 0) -
 
 
 def probe_features(model: ServedModel, rows: int = PROBE_ROWS) -> np.ndarray:
-    """The probe rows as the features the booster sees (index lookups and category re-coding applied)."""
+    """The probe rows as the features the booster sees (re-coded as a request's features are)."""
     raw = probe_rows(model.indexer, rows)
-    x = raw.copy()
-    for attr, column in REQUEST_COLUMNS.items():
-        position = FEATURE_COLUMNS.index(INDEXED_COLUMNS[column])
-        values = np.asarray(model._index_values[attr], dtype=np.float64)
-        finite = ~np.isnan(raw[:, position])
-        x[finite, position] = values[raw[finite, position].astype(np.int64)]
-    for position, recode in model._recode.items():
-        x[:, position] = [recode(v) for v in x[:, position]]
-    return x
+    if not model.recode:
+        return raw
+    return np.asarray([model.recoded(row) for row in raw.tolist()], dtype=np.float64)
 
 
 def validate(model: ServedModel, reference: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -441,85 +377,8 @@ def validate(model: ServedModel, reference: Callable[[np.ndarray], np.ndarray]) 
         raise ArtifactError(uri, f"a probe request scores {one}")
 
 
-class BoosterInspector:
-    """xgboost in a child process: parse the booster, dump its JSON, predict the probe set.
-
-    The serving process never hands untrusted bytes to xgboost's C++ parser (which aborts the process
-    on some inputs): a crash or a hang of the child rejects the model and nothing else.
-    """
-
-    def __init__(self, uri: str, timeout: float = 300.0) -> None:
-        self.uri = uri
-        self.timeout = timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> BoosterInspector:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "filtering_server.xgboost_child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        with contextlib.suppress(OSError):
-            proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-    def load_json(self, model_bytes: bytes) -> dict[str, Any]:
-        """xgboost's JSON dump of the booster (ArtifactError naming the URI if xgboost refuses it)."""
-        if not model_bytes:
-            raise ArtifactError(self.uri, "the model file is empty")
-        return json.loads(self._call("load", model_bytes))
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """xgboost's predictions for a feature matrix (after `load_json`)."""
-        return np.asarray(self._call("predict", np.asarray(x, dtype=np.float32)), dtype=np.float64)
-
-    def _call(self, command: str, payload: Any) -> Any:
-        from filtering_server.xgboost_child import read_message, write_message
-
-        proc = self._proc
-        assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        result: list[Any] = []
-
-        def exchange() -> None:
-            try:
-                write_message(proc.stdin, (command, payload))  # type: ignore[arg-type]
-                result.append(read_message(proc.stdout))  # type: ignore[arg-type]
-            except (EOFError, OSError) as exc:
-                result.append(exc)
-
-        worker = threading.Thread(target=exchange, name="xgboost-child", daemon=True)
-        worker.start()
-        worker.join(self.timeout)
-        if worker.is_alive():
-            proc.kill()
-            raise ArtifactError(self.uri, f"xgboost did not read the model within {self.timeout:.0f} s")
-        reply = result[0]
-        if isinstance(reply, BaseException):
-            proc.kill()
-            code = proc.wait()
-            raise ArtifactError(self.uri, f"xgboost crashed while reading the model (exit status {code})")
-        status, value = reply
-        if status != "ok":
-            raise ArtifactError(self.uri, f"not an xgboost model xgboost can load ({value})")
-        return value
-
-
 def _probe_request(model: ServedModel) -> Any:
-    from filtering_server.api import BidRequest
+    from filtering_api.idl import BidRequest
 
     labels = model.indexer.labels
     return BidRequest(

@@ -1,18 +1,19 @@
 """The Thrift server: binary protocol on unframed sockets, a thread per connection, graceful drain.
 
-The wire format is the original kit's (TBinaryProtocol, strict message header, TBufferedTransport,
-i.e. no frame length): an unmodified original client (Apache Thrift's TSocket + TBinaryProtocol) works,
-as do thriftpy2 and Apache Thrift clients in any language. Decoding and encoding are thriftpy2's Cython
+The wire format is TBinaryProtocol with a strict message header on TBufferedTransport (no frame
+length), as aws-rtb-intelligence-kit's clients speak it (Apache Thrift's TSocket + TBinaryProtocol);
+thriftpy2 and Apache Thrift clients in any language work too. Decoding and encoding are thriftpy2's Cython
 binary protocol; `wire.scan_message` finds each message's end first and bounds every length, so:
 
 - garbage bytes or an oversized/invalid frame get a TApplicationException(PROTOCOL_ERROR) reply when
   the header was readable, then that connection is closed (its byte stream cannot be re-synchronised);
 - a well-framed but bad request (unknown method, missing request struct, an over-long user agent) gets
-  an error reply and the connection stays open; a failure inside scoring gets INTERNAL_ERROR, logged;
+  an error reply and the connection stays open; a failure inside scoring gets INTERNAL_ERROR, logged
+  (`processor.Processor`: one error-reply path for all of them);
 - a client that disconnects mid-frame only ends its own connection; every other connection keeps going.
 
-Connections are served by one thread each (like the original's TThreadPoolServer) and are never closed
-for being idle: the original client keeps one connection per thread for a whole run. Scoring releases
+Connections are served by one thread each and are never closed for being idle: a load client keeps
+one connection per thread for a whole run. Scoring releases
 the GIL inside the numba kernel, and the GIL is released in every socket call, so connections overlap.
 `shutdown` drains: stop accepting, stop reading new requests, let requests in progress finish and reply,
 close connections, and give up after `drain_timeout` seconds.
@@ -30,13 +31,14 @@ from typing import Any
 
 import numpy as np
 from thriftpy2.protocol import TCyBinaryProtocol
-from thriftpy2.thrift import TApplicationException, TMessageType
+from thriftpy2.thrift import TApplicationException
 from thriftpy2.transport import TCyMemoryBuffer
 
+from filtering_api.idl import BidRequestFilter
+from filtering_api.metrics import MetricsAggregator
 from filtering_server import wire
-from filtering_server.api import BidBatchResponse, BidRequestFilter, BidResponse, HealthStatus
-from filtering_server.metrics import MetricsAggregator
-from filtering_server.model import BadRequest
+from filtering_server.handler import FilteringHandler, requests_scored
+from filtering_server.processor import Processor, send_exception
 from filtering_server.watcher import ModelHolder
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class ServerConfig:
     port: int = 9090
     backlog: int = 256
     max_connections: int = 1024
-    #: Largest message accepted (a batch of 10k requests is ~2 MB); bigger ones close the connection.
+    #: Largest message accepted (room for a batch of `max_batch` requests); bigger ones close the connection.
     max_message_bytes: int = 16 * 1024 * 1024
     max_batch: int = 10_000
     max_depth: int = 16
@@ -90,6 +92,11 @@ class FilteringServer:
         self._lock = threading.Lock()
         self._accept_thread: threading.Thread | None = None
         self._next_id = 0
+        self.handler = FilteringHandler(self)
+        #: decodes each message, calls `handler`, writes the reply or the error reply
+        self.processor = Processor(
+            BidRequestFilter, self.handler, on_error=metrics.record_error if metrics is not None else None
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -205,21 +212,6 @@ class FilteringServer:
         with self._lock:
             return len(self._connections)
 
-    # -- methods ----------------------------------------------------------------------------------
-
-    def health_status(self) -> Any:
-        """The `health()` reply."""
-        model = self.holder.current
-        return HealthStatus(
-            ready=self.ready,
-            modelVersion=model.version if model else "",
-            modelUri=model.sources.model_uri if model else "",
-            modelLoadedAt=model.loaded_at_iso if model else "",
-            modelLoadSeconds=float(model.load_seconds) if model else 0.0,
-            requestsServed=int(self.requests_served),
-            uptimeSeconds=time.monotonic() - self.started,
-        )
-
 
 class _Connection:
     """One client socket: read whole messages, decode, dispatch, reply; in its own thread."""
@@ -307,6 +299,7 @@ class _Connection:
         outbuf = TCyMemoryBuffer()
         iprot = TCyBinaryProtocol(inbuf, strict_read=True, strict_write=True)
         oprot = TCyBinaryProtocol(outbuf, strict_read=True, strict_write=True)
+        processor = server.processor
         sock = self.sock
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -315,13 +308,15 @@ class _Connection:
                 data = self._next_message()
                 t0 = time.perf_counter()
                 inbuf.setvalue(data)
-                count = self._dispatch(iprot, oprot, data)
+                count = requests_scored(processor.process(iprot, oprot))
                 reply = outbuf.getvalue()
                 outbuf.clean()
                 if reply:
                     sock.sendall(reply)
-                if count and server.metrics is not None:
-                    server.metrics.record(count, (time.perf_counter() - t0) * 1000.0)
+                if count:
+                    self.served += count
+                    if server.metrics is not None:
+                        server.metrics.record(count, (time.perf_counter() - t0) * 1000.0)
         except _FrameError as exc:
             self._reject_frame(exc)
         except (_Closed, ConnectionError, TimeoutError):
@@ -343,7 +338,7 @@ class _Connection:
         header = wire.header_fields(exc.head)
         name, seqid = (header[0], header[2]) if header else ("", 0)
         out = TCyMemoryBuffer()
-        _send_exception(
+        send_exception(
             TCyBinaryProtocol(out),
             name,
             seqid,
@@ -353,100 +348,6 @@ class _Connection:
         with contextlib.suppress(OSError):
             self.sock.sendall(out.getvalue())
 
-    def _dispatch(self, iprot: Any, oprot: Any, data: bytes) -> int:
-        """Handle one message; write the reply into `oprot`; return the number of requests scored."""
-        server = self.server
-        metrics = server.metrics
-        try:
-            name, mtype, seqid = iprot.read_message_begin()
-        except Exception:  # scan_message accepted the header, so this is not expected
-            log.exception("undecodable message header")
-            return 0
-        if mtype not in (TMessageType.CALL, TMessageType.ONEWAY):
-            _send_exception(oprot, name, seqid, TApplicationException.INVALID_MESSAGE_TYPE, "expected a call")
-            return 0
-        oneway = mtype == TMessageType.ONEWAY
-        if name == "filter":
-            args = BidRequestFilter.filter_args()
-        elif name == "filterBatch":
-            args = BidRequestFilter.filterBatch_args()
-        elif name == "health":
-            args = BidRequestFilter.health_args()
-        else:
-            if not oneway:
-                _send_exception(
-                    oprot, name, seqid, TApplicationException.UNKNOWN_METHOD, f"unknown method {name!r}"
-                )
-            if metrics is not None:
-                metrics.record_error()
-            return 0
-        try:
-            iprot.read_struct(args)
-        except Exception as exc:
-            if not oneway:
-                _send_exception(
-                    oprot, name, seqid, TApplicationException.PROTOCOL_ERROR, f"cannot decode {name}: {exc}"
-                )
-            if metrics is not None:
-                metrics.record_error()
-            return 0
-        count = 0
-        try:
-            if name == "filter":
-                result = BidRequestFilter.filter_result(success=self._filter(args.request))
-                count = 1
-            elif name == "filterBatch":
-                response = self._filter_batch(args.requests)
-                result = BidRequestFilter.filterBatch_result(success=response)
-                count = len(response.likelihoodToBid)
-            else:
-                result = BidRequestFilter.health_result(success=server.health_status())
-        except BadRequest as exc:
-            if not oneway:
-                _send_exception(oprot, name, seqid, TApplicationException.UNKNOWN, f"invalid request: {exc}")
-            if metrics is not None:
-                metrics.record_error()
-            return 0
-        except Exception as exc:
-            log.exception("%s failed", name)
-            if not oneway:
-                _send_exception(
-                    oprot,
-                    name,
-                    seqid,
-                    TApplicationException.INTERNAL_ERROR,
-                    f"internal error: {type(exc).__name__}: {exc}",
-                )
-            if metrics is not None:
-                metrics.record_error()
-            return 0
-        if not oneway:
-            oprot.write_message_begin(name, TMessageType.REPLY, seqid)
-            oprot.write_struct(result)
-            oprot.write_message_end()
-        self.served += count
-        return count
-
-    def _filter(self, request: Any) -> Any:
-        if self.server.echo:
-            return BidResponse(likelihoodToBid=0.5)
-        model = self.server.holder.current  # read once: the whole request uses this model
-        if model is None:
-            raise BadRequest("no model loaded")
-        return BidResponse(likelihoodToBid=model.score(request))
-
-    def _filter_batch(self, requests: Any) -> Any:
-        if requests is None:
-            raise BadRequest("the requests list is missing")
-        if len(requests) > self.server.config.max_batch:
-            raise BadRequest(f"{len(requests)} requests in one batch (limit {self.server.config.max_batch})")
-        model = self.server.holder.current
-        if self.server.echo:
-            return BidBatchResponse(likelihoodToBid=[0.5] * len(requests), modelVersion="echo")
-        if model is None:
-            raise BadRequest("no model loaded")
-        return BidBatchResponse(likelihoodToBid=model.score_batch(requests), modelVersion=model.version)
-
 
 class _FrameError(Exception):
     """A message that cannot be framed or is too large; the connection must close after the reply."""
@@ -455,9 +356,3 @@ class _FrameError(Exception):
         super().__init__(code)
         self.code = code
         self.head = head
-
-
-def _send_exception(oprot: Any, name: str, seqid: int, kind: int, message: str) -> None:
-    oprot.write_message_begin(name, TMessageType.EXCEPTION, seqid)
-    oprot.write_struct(TApplicationException(kind, message))
-    oprot.write_message_end()

@@ -1,13 +1,13 @@
 """Message boundaries of the Thrift binary protocol on an unframed (buffered) transport, found safely.
 
-The original clients use TBinaryProtocol over a plain socket (TBufferedTransport): no frame header says
+The server's clients use TBinaryProtocol over a plain socket (TBufferedTransport): no frame header says
 where a message ends. thriftpy2's decoder trusts every length on the wire — a garbage "string length"
 of 2 GB makes it allocate 2 GB and block until that many bytes arrive. So before anything is decoded,
-`scan_message` walks the bytes of one message (compiled with numba: a fraction of a microsecond for a
-BidRequest) and either returns its exact length, asks for more bytes, or names what is wrong (negative
-or oversized lengths, unknown types, nesting too deep, an unversioned header). The server then hands
-exactly that many bytes to thriftpy2's Cython decoder, so one connection can never hold more than one
-bounded message in memory, and a bad message is answered without losing the others' bytes.
+`scan_message` walks the bytes of one message (compiled with numba) and either returns its exact
+length, asks for more bytes, or names what is wrong (negative or oversized lengths, unknown types,
+nesting too deep, an unversioned header). The server then hands exactly that many bytes to thriftpy2's
+Cython decoder, so one connection can never hold more than one bounded message in memory, and a bad
+message is answered without losing the others' bytes.
 Hand-written because no Thrift library for Python offers such limits on the unframed transport.
 """
 

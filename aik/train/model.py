@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from aik.errors import ArtifactError
+from aik.booster import load_booster as load_booster  # the trainer's callers import it from here
 from aik.progress import Progress
 from aik.schema import FEATURE_COLUMNS
 from aik.train.data import Split
@@ -189,17 +189,6 @@ def train_booster(
 def model_bytes(booster: xgb.Booster) -> bytes:
     """The booster as UBJSON (what current xgboost loads; the legacy binary format is gone since 3.1)."""
     return bytes(booster.save_raw(raw_format="ubj"))
-
-
-def load_booster(data: bytes, uri: str = "<bytes>") -> xgb.Booster:
-    """A booster from UBJSON/JSON bytes; a corrupt file is reported with its URI."""
-    booster = xgb.Booster()
-    try:
-        booster.load_model(bytearray(data))
-    except xgb.core.XGBoostError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
-        raise ArtifactError(uri, f"not an xgboost model ({first})") from exc
-    return booster
 
 
 def predict(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:

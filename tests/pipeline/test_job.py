@@ -14,17 +14,18 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from ad_server_emulator.emulator import bid_request
 from aik import bundle, storage
 from aik.bundle import read_bundle, write_spark_bundle
 from aik.context import Context
-from aik.device import device_type_id
 from aik.errors import AikError, ArtifactError
 from aik.features import job
 from aik.features.job import outputs_from_params, run_features
 from aik.features.transforms import fit_indexers, indexer_labels
 from aik.ingest import ingest_synthetic
 from aik.params import BID_SOURCE, RAW_DATA
-from aik.schema import INDEXED_COLUMNS, RAW_SCHEMA, SPLIT_COLUMNS
+from aik.request_features import request_features
+from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS, LABEL, RAW_SCHEMA, SPLIT_COLUMNS
 from aik.synthetic import rank_auc
 from aik.truth import TruthModel, truth_uri
 
@@ -103,14 +104,8 @@ def test_rejects_are_counted_and_written_with_their_reason(
 
 
 def _server_features(row: dict[str, Any], indexer: Any) -> tuple[int, ...]:
-    """What the filtering server computes for a request built from an inference row (DESIGN.md)."""
-    index = indexer.transform(row)
-    return (
-        row["dow"],
-        int(row["hour"]),
-        *(index[c] for c in INDEXED_COLUMNS.values()),
-        device_type_id(row["UserAgent"]),
-    )
+    """The reference features (`aik.request_features`) of the request the emulator builds from a row."""
+    return tuple(int(v) for v in request_features(bid_request(row), indexer))
 
 
 def test_server_features_of_inference_rows_equal_the_splits_rows(
@@ -129,6 +124,39 @@ def test_server_features_of_inference_rows_equal_the_splits_rows(
     for uri in (out.train, out.valid, out.test):
         split_rows.update(tuple(r.values()) for r in _table(uri).to_pylist())
     assert served == split_rows
+
+
+def test_the_servers_scores_of_inference_rows_are_the_boosters_on_the_split_rows(
+    synthetic_run: tuple[Context, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The contract across the pipeline and serving: a booster trained on the splits, served from the
+    job's bundle and schema, scores each inference row (as the emulator sends it) as xgboost scores
+    that row's split features."""
+    import xgboost
+
+    from filtering_server.model import ModelSources, load_model
+
+    ctx, _ = synthetic_run
+    out = outputs_from_params(ctx.params)
+    tables = [_table(uri).to_pydict() for uri in (out.train, out.valid, out.test)]
+    x = np.array([[v for t in tables for v in t[c]] for c in FEATURE_COLUMNS], dtype=np.float32).T
+    y = np.array([v for t in tables for v in t[LABEL]])
+    names = list(FEATURE_COLUMNS)
+    booster = xgboost.train(
+        {"objective": "binary:logistic", "max_depth": 4, "eta": 0.3},
+        xgboost.DMatrix(x, y, feature_names=names),
+        30,
+    )
+    model_uri = str(tmp_path / "booster.ubj")
+    storage.write_bytes(model_uri, bytes(booster.save_raw("ubj")))
+    model = load_model(ModelSources(model_uri, out.bundle, out.schema))
+    expected = booster.predict(xgboost.DMatrix(x, feature_names=names))
+    rows = _json_rows(out.inference)
+    won = np.array([row["PayingPrice"] is not None for row in rows])
+    served = np.array([model.score(bid_request(row)) for row in rows])
+    for label in (0, 1):  # the rows of each label, as multisets (the splits keep no BidID)
+        np.testing.assert_allclose(np.sort(served[won == label]), np.sort(expected[y == label]), atol=1e-6)
+    assert expected.std() > 0.01
 
 
 def test_the_truth_of_the_rows_the_job_wrote_is_the_generators(

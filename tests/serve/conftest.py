@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from serve_live import LiveServer, run_server
+from serving_fixtures import Artifacts, StatsdLines, build_artifacts, copy_artifacts
 
-from filtering_server.fixtures import Artifacts, StatsdLines, build_artifacts, copy_artifacts
 from filtering_server.model import ModelSources, ServedModel, load_model
 
 
@@ -61,6 +61,12 @@ def pandas_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
 def numeric_model(numeric_artifacts: Artifacts) -> ServedModel:
     """The numeric model as the server loads it (once: loading spawns xgboost in a child process)."""
     return load_model(ModelSources.from_store(numeric_artifacts.store))
+
+
+@pytest.fixture(scope="session")
+def pandas_model(pandas_artifacts: Artifacts) -> ServedModel:
+    """The loaded model of `pandas_artifacts` (its Index* features re-coded to the training categories)."""
+    return load_model(ModelSources.from_store(pandas_artifacts.store))
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from filtering_server.fixtures import Artifacts
-from filtering_server.metrics import MetricsAggregator
+from serving_fixtures import Artifacts
+
+from filtering_api.metrics import MetricsAggregator
 from filtering_server.model import ServedModel
 from filtering_server.server import FilteringServer, ServerConfig
 from filtering_server.watcher import ModelHolder, ModelWatcher
@@ -32,7 +33,7 @@ class LiveServer:
 
     def client(self, timeout_ms: int = 10_000) -> Any:
         """A thriftpy2 client (closed when the server stops)."""
-        from ad_server_emulator.emulator import connect
+        from filtering_api.client import connect
 
         c = connect("127.0.0.1", self.port, timeout_ms)
         self.clients.append(c)

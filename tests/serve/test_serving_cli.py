@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from serving_fixtures import Artifacts, StatsdLines
 
 from aik import dashboard, params
-from filtering_server.fixtures import Artifacts, StatsdLines
 from filtering_server.process import ServerProcess
 
 

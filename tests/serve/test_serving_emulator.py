@@ -9,19 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from serve_live import LiveServer
+from serving_fixtures import StatsdLines
 
 from ad_server_emulator.emulator import (
-    REPORT_JSON,
-    REPORT_PNG,
     EmulatorConfig,
     bid_request,
     load_rows,
     run_emulator,
-    wait_until_ready,
 )
+from ad_server_emulator.report import REPORT_JSON, REPORT_PNG
 from aik import dashboard, params, storage
 from aik.errors import AikError
-from filtering_server.fixtures import StatsdLines
+from filtering_api.client import wait_until_ready
 
 
 def config(live: LiveServer, **kwargs: object) -> EmulatorConfig:

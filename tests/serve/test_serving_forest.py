@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 import xgboost
+from forest_support import forest_of, load_forest, predict_parallel
+from serving_fixtures import Artifacts, train_booster
 
 from aik.errors import ArtifactError
-from filtering_server.fixtures import Artifacts, train_booster
-from filtering_server.forest import LAYOUTS, Forest, forest_from_json, load_forest
+from filtering_server.forest import LAYOUTS, Forest, forest_from_json
 
 TOLERANCE = 1e-6
 
@@ -39,7 +40,7 @@ def test_equals_xgboost_on_10k_rows_with_unseen_and_missing(
     flavour: str, layout: str, numeric_artifacts: Artifacts, categorical_artifacts: Artifacts
 ) -> None:
     artifacts = numeric_artifacts if flavour == "numeric" else categorical_artifacts
-    forest = load_forest(bytes(artifacts.booster.save_raw("ubj")), layout=layout)
+    forest = forest_of(artifacts.booster, layout=layout)
     assert forest.layout == layout
     assert forest.has_categorical_splits == (flavour == "categorical")
     x = stress_rows(artifacts)
@@ -48,7 +49,7 @@ def test_equals_xgboost_on_10k_rows_with_unseen_and_missing(
     rows = np.array([forest.predict7(*row) for row in x])
     assert np.max(np.abs(batch - expected)) < TOLERANCE
     assert np.max(np.abs(rows - expected)) < TOLERANCE
-    assert np.max(np.abs(forest.predict(x, parallel=True) - expected)) < TOLERANCE
+    assert np.max(np.abs(predict_parallel(forest, x) - expected)) < TOLERANCE
     assert expected.std() > 0.05  # the model really discriminates: equality is not trivially constant
 
 
@@ -64,14 +65,13 @@ def test_stump_models_fold_into_one_table_per_feature_equal_to_xgboost(
         booster = train_booster(
             artifacts.features, artifacts.labels, artifacts.specs, rounds=1500, depth=1, extra={"eta": 0.3}
         )
-    model = bytes(booster.save_raw("ubj"))
-    forest = load_forest(model)
+    forest = forest_of(booster)
     assert forest.layout == "additive" and forest.num_trees == 1500
     x = stress_rows(artifacts)
     expected = xgboost_predict(booster, x)
-    walked = load_forest(model, layout="complete").predict(x)  # float32 in tree order, like xgboost
+    walked = forest_of(booster, layout="complete").predict(x)  # float32 in tree order, like xgboost
     rows = np.array([forest.predict7(*row) for row in x])
-    for got in (forest.predict(x), forest.predict(x, parallel=True), rows):
+    for got in (forest.predict(x), predict_parallel(forest, x), rows):
         assert np.max(np.abs(got - expected)) < TOLERANCE
         assert np.max(np.abs(got - walked)) < TOLERANCE
     assert expected.std() > 0.05
@@ -83,7 +83,7 @@ def test_shallow_trees_walked_one_by_one_equal_xgboost(depth: int, numeric_artif
     booster = train_booster(
         numeric_artifacts.features, numeric_artifacts.labels, numeric_artifacts.specs, rounds=300, depth=depth
     )
-    forest = load_forest(bytes(booster.save_raw("ubj")))
+    forest = forest_of(booster)
     assert forest.layout == "complete"
     x = stress_rows(numeric_artifacts)
     expected = xgboost_predict(booster, x)
@@ -94,7 +94,7 @@ def test_shallow_trees_walked_one_by_one_equal_xgboost(depth: int, numeric_artif
 
 def test_the_additive_layout_refuses_trees_deeper_than_one(numeric_artifacts: Artifacts) -> None:
     with pytest.raises(ValueError, match="depth <= 1"):
-        load_forest(bytes(numeric_artifacts.booster.save_raw("ubj")), layout="additive")
+        forest_of(numeric_artifacts.booster, layout="additive")
 
 
 @pytest.mark.parametrize("kind", ["depth-6", "stumps"])
@@ -102,7 +102,7 @@ def test_categorical_model_routes_invalid_categories_like_xgboost(
     kind: str, categorical_artifacts: Artifacts, stump_artifacts: Artifacts
 ) -> None:
     artifacts = categorical_artifacts if kind == "depth-6" else stump_artifacts
-    forest = load_forest(bytes(artifacts.booster.save_raw("ubj")))
+    forest = forest_of(artifacts.booster)
     assert forest.layout == ("complete" if kind == "depth-6" else "additive")
     base = artifacts.features[:64].copy()
     odd = np.repeat(base, 5, axis=0)
@@ -144,7 +144,7 @@ def test_equals_xgboost_for_other_boosters(param: dict[str, Any]) -> None:
     booster = xgboost.train(
         {"objective": "binary:logistic", "nthread": 1, **param}, xgboost.DMatrix(x, y), 25
     )
-    forest = load_forest(bytes(booster.save_raw("ubj")))
+    forest = forest_of(booster)
     assert (forest.layout == "additive") == (param.get("max_depth") == 1)
     expected = booster.predict(xgboost.DMatrix(x))
     assert np.max(np.abs(forest.predict(x) - expected)) < TOLERANCE
@@ -199,7 +199,7 @@ def test_lopsided_trees_keep_their_shape_and_both_layouts_walk_them_right() -> N
 
 
 def test_full_depthwise_trees_use_the_padded_layout(numeric_artifacts: Artifacts) -> None:
-    assert load_forest(bytes(numeric_artifacts.booster.save_raw("ubj"))).layout == "complete"
+    assert forest_of(numeric_artifacts.booster).layout == "complete"
 
 
 def test_json_and_ubjson_files_give_the_same_forest(numeric_artifacts: Artifacts) -> None:
@@ -221,7 +221,7 @@ def test_uses_every_tree_like_booster_predict_even_after_early_stopping() -> Non
         early_stopping_rounds=3,
         verbose_eval=False,
     )
-    forest = load_forest(bytes(booster.save_raw("ubj")))
+    forest = forest_of(booster)
     assert forest.best_iteration == booster.best_iteration
     assert forest.num_trees == booster.num_boosted_rounds() > booster.best_iteration + 1
     assert np.max(np.abs(forest.predict(x) - booster.predict(xgboost.DMatrix(x)))) < TOLERANCE
@@ -256,7 +256,7 @@ def test_corrupt_model_bytes_are_an_artifact_error_naming_the_uri(payload: bytes
 
 
 def test_pandas_categorical_model_stores_the_category_encodings(pandas_artifacts: Artifacts) -> None:
-    forest = load_forest(bytes(pandas_artifacts.booster.save_raw("ubj")))
+    forest = forest_of(pandas_artifacts.booster)
     assert set(forest.category_encodings) == {2, 3, 4, 5}  # the four index columns
     n_domains = len(next(s.labels for s in pandas_artifacts.specs if s.input_col == "Domain"))
     assert forest.category_encodings[3] == tuple(float(v) for v in range(n_domains))[::-1]

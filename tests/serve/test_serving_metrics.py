@@ -7,13 +7,13 @@ import time
 
 import pytest
 from serve_live import run_server
+from serving_fixtures import Artifacts, StatsdLines
 
 from ad_server_emulator.emulator import bid_request
 from aik import dashboard
+from filtering_api.idl import BidRequest
+from filtering_api.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
 from filtering_server.__main__ import SERVER_METRICS
-from filtering_server.api import BidRequest
-from filtering_server.fixtures import Artifacts, StatsdLines
-from filtering_server.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
 from filtering_server.model import ServedModel
 
 COUNT = f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_COUNT}"

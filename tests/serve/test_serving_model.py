@@ -13,14 +13,15 @@ import pytest
 import xgboost
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serving_fixtures import Artifacts, build_artifacts, index_features, publish_booster
 
 from ad_server_emulator.emulator import bid_request
 from aik import params, storage
 from aik.bundle import StringIndexerSpec, write_bundle
 from aik.errors import ArtifactError, ArtifactNotFound, ParameterNotFound
+from aik.request_features import request_features
 from aik.schema import FEATURE_COLUMNS, RAW_SCHEMA
-from filtering_server.api import BidRequest
-from filtering_server.fixtures import Artifacts, build_artifacts, index_features, publish_booster
+from filtering_api.idl import BidRequest
 from filtering_server.model import BadRequest, ModelSources, ServedModel, load_model, model_version, validate
 
 TOLERANCE = 1e-6
@@ -152,29 +153,49 @@ def test_overlong_user_agent_and_missing_request_are_bad_requests(numeric_model:
 _text = st.one_of(st.none(), st.text(max_size=30), st.binary(max_size=12), st.sampled_from(["07", "23", "0"]))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    dow=st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)),
-    hour=_text,
-    advertiser=_text,
-    domain=_text,
-    agent=st.one_of(_text, st.sampled_from([CHROME, IPHONE, "null"])),
-    device=st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)),
-)
-def test_fast_scoring_path_equals_the_general_feature_path(
-    numeric_model: ServedModel, dow: Any, hour: Any, advertiser: Any, domain: Any, agent: Any, device: Any
-) -> None:
-    request = BidRequest(
-        dayOfWeek=dow,
-        hour=hour,
-        advertiserId=advertiser,
-        domainId=domain,
-        userAgent=agent,
-        deviceTypeId=device,
+@st.composite
+def raw_requests(draw: st.DrawFn, labels: dict[str, tuple[str, ...]]) -> Any:
+    """BidRequests as Thrift decodes them: known labels, unseen or odd text, bytes, missing fields."""
+
+    def field(column: str) -> Any:
+        known = st.sampled_from(labels[column]) if labels[column] else st.none()
+        return draw(st.one_of(known, known, _text))
+
+    return BidRequest(
+        dayOfWeek=draw(st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1))),
+        hour=draw(st.one_of(_text, st.sampled_from(["7", "٣", "+5", " 8"]))),
+        advertiserId=field("AdvertiserID"),
+        domainId=field("Domain"),
+        regionId=field("RegionID"),
+        cityId=field("CityID"),
+        userAgent=draw(st.one_of(_text, st.sampled_from([CHROME, IPHONE, "null", b"null", "x" * 4097]))),
+        deviceTypeId=draw(st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1))),
     )
-    score = numeric_model.score(request)
+
+
+def _reference_score(model: ServedModel, request: Any) -> float:
+    """The request scored on the reference features (`aik.request_features`), re-coded for the booster."""
+    model.check(request)  # the server's bound on the user agent
+    return model.forest.predict7(*model.recoded(request_features(request, model.indexer)))
+
+
+@pytest.mark.parametrize("flavour", ["numeric", "pandas-categorical"])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_hot_path_scores_the_reference_features(
+    flavour: str, numeric_model: ServedModel, pandas_model: ServedModel, data: st.DataObject
+) -> None:
+    model = numeric_model if flavour == "numeric" else pandas_model
+    request = data.draw(raw_requests(model.indexer.labels))
+    try:
+        expected = _reference_score(model, request)
+    except BadRequest:
+        with pytest.raises(BadRequest):
+            model.score(request)
+        return
+    score = model.score(request)
     assert 0.0 <= score <= 1.0
-    assert score == numeric_model.forest.predict7(*numeric_model.features(request))
+    assert score == expected or (math.isnan(score) and math.isnan(expected))
 
 
 def test_version_is_the_short_sha256_of_the_booster_bytes(
@@ -309,8 +330,7 @@ def test_loads_from_ssm_and_s3_like_from_the_local_store(aws: None, numeric_arti
 
 def test_pandas_categorical_day_hour_and_device_are_recoded_too(own_artifacts: Artifacts) -> None:
     import pandas as pd
-
-    from filtering_server.fixtures import pandas_frame
+    from serving_fixtures import pandas_frame
 
     def frame(features: np.ndarray) -> pd.DataFrame:
         data = pandas_frame(features, own_artifacts.specs)

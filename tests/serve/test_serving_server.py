@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import thrift_bytes as tb
 from serve_live import LiveServer, run_server
+from serving_fixtures import Artifacts, index_features
 from thriftpy2.thrift import TApplicationException
 from thriftpy2.transport import TTransportException
 
 from ad_server_emulator.emulator import bid_request
-from filtering_server.api import BidRequest
-from filtering_server.fixtures import Artifacts, index_features
+from filtering_api.idl import BidRequest
 from filtering_server.model import ServedModel
 from filtering_server.server import ServerConfig
 
@@ -113,7 +113,7 @@ def test_client_generated_by_apache_thrift_from_the_original_idl(
 def test_server_idl_declares_the_original_structs_and_method_identically() -> None:
     import thriftpy2
 
-    from filtering_server.api import api
+    from filtering_api.idl import api
 
     original = thriftpy2.load(str(HERE / "original_api.thrift"), module_name="original_check_thrift")
 

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import xgboost
 from serve_live import LiveServer, run_server
+from serving_fixtures import Artifacts, publish_booster, train_booster
 
 from ad_server_emulator.emulator import bid_request
 from aik import params, storage
-from filtering_server.fixtures import Artifacts, publish_booster, train_booster
 from filtering_server.model import model_version
 
 SWAP_TIMEOUT = 90.0  # a load spawns xgboost in a child process; the machine may be busy

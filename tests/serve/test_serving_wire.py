@@ -9,8 +9,8 @@ from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.thrift import TMessageType
 from thriftpy2.transport import TCyMemoryBuffer
 
+from filtering_api.idl import BidRequest, BidRequestFilter
 from filtering_server import wire
-from filtering_server.api import BidRequest, BidRequestFilter
 
 LIMITS = (1 << 20, 100_000, 16)  # max string bytes, max elements, max depth
 

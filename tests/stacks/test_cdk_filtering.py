@@ -441,6 +441,7 @@ def test_image_context_is_small_and_holds_no_local_state(synth: Synthesized, doc
         "README.md",
         ".dockerignore",
         "aik",
+        "filtering_api",
         "filtering_server",
         "ad_server_emulator",
         "stacks",

@@ -1,4 +1,4 @@
-"""The Thrift API (api.thrift) loaded with thriftpy2: the structs and the service the server implements."""
+"""The Thrift API (api.thrift) loaded with thriftpy2: the structs, and the service the server implements."""
 
 from __future__ import annotations
 

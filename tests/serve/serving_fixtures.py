@@ -1,4 +1,4 @@
-"""Small serving artifacts built in seconds, for the tests and the benchmark (never used by the server).
+"""Small serving artifacts built in seconds, for the serving tests and bench/bench_serving.py.
 
 `build_artifacts` writes what the pipeline and the trainer publish — an MLeap bundle of the four
 StringIndexers, pipeline-schema.json, an xgboost booster trained on the seven features, inference rows

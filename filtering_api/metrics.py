@@ -7,7 +7,7 @@ sent one per request, in milliseconds; above `max_timings` per flush a uniform r
 size is sent instead (percentiles stay unbiased; the exact request count is the counter's job).
 A gauge, when configured, is sent once per flush as the mean of the values recorded since the last.
 The same aggregator logs, every `log_interval` seconds, the request count, rate and latency (average and
-p99), as the original server logged its average latency.
+p99).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
-// The bid-filtering API. `BidRequest`, `BidResponse` and `filter` are the original kit's
-// (aws-samples/aws-rtb-intelligence-kit, source/traffic-filtering-app/src/main/thrift/api.thrift):
-// same field ids, types and names, so an unmodified original client works. Everything below
-// "Additions" is new; an original client never sees it.
+// The bid-filtering API. `BidRequest`, `BidResponse` and `filter` keep the field ids, types and names
+// of aws-samples/aws-rtb-intelligence-kit's IDL (tests/serve/original_api.thrift), so its clients work
+// unchanged. Everything below "Additions" is this kit's; those clients never see it.
 
 namespace java com.aik.filterapi
 namespace py aik_filterapi
@@ -56,7 +55,7 @@ struct HealthStatus {
 service BidRequestFilter {
 
   /**
-   * The likelihood to bid for one request (the original method)
+   * The likelihood to bid for one request
    */
   BidResponse filter(1: BidRequest request)
 
