@@ -1,4 +1,4 @@
-"""Imports run downward and never in circles: demo -> server/emulator -> aik (grimp reads every import).
+"""Imports run downward and never in circles: demo -> server/emulator -> filtering_api -> aik (grimp).
 
 Every import counts, including those inside functions (an import circle is a design circle even when
 it is deferred to run time); imports under `if TYPE_CHECKING:` do not, as they never run.
@@ -12,7 +12,7 @@ from functools import cache
 import grimp
 import pytest
 
-PACKAGES = ("aik", "filtering_server", "ad_server_emulator", "stacks", "demo")
+PACKAGES = ("aik", "filtering_api", "filtering_server", "ad_server_emulator", "stacks", "demo")
 
 
 @cache
@@ -23,6 +23,7 @@ def _graph() -> grimp.ImportGraph:
 @pytest.mark.parametrize(
     ("importer", "imported"),
     [
+        ("aik", "filtering_api"),
         ("aik", "filtering_server"),
         ("aik", "ad_server_emulator"),
         ("aik", "demo"),
@@ -30,6 +31,10 @@ def _graph() -> grimp.ImportGraph:
         ("filtering_server", "demo"),
         ("ad_server_emulator", "demo"),
         ("filtering_server", "ad_server_emulator"),
+        ("ad_server_emulator", "filtering_server"),  # the emulator's image has neither numba nor xgboost
+        ("filtering_api", "filtering_server"),
+        ("filtering_api", "ad_server_emulator"),
+        ("filtering_api", "demo"),
         ("stacks", "demo"),
     ],
 )
