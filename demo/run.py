@@ -163,7 +163,7 @@ def _train(run: DemoRun, seed: int, publish: bool) -> dict[str, Any]:
     # a model that fails a gate raises GateFailed (an AikError naming the gates): the step fails with it
     result = train_and_publish(run.ctx, TrainOptions(seed=seed, publish=publish, baselines=publish))
     return {
-        "metrics": result.metrics,
+        "metrics": result.metrics.to_dict(),
         "model_uri": result.model_uri,
         "candidate_uri": result.candidate_uri,
         "candidate_reports": result.candidate_reports,

@@ -191,15 +191,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if result.published
         else f"{result.candidate_uri} (not published: --no-publish)",
         "metrics": result.published_reports.get("metrics.json") or result.candidate_reports["metrics.json"],
-        "auc": m.get("auc"),
-        "oracle_auc": m.get("oracle_auc"),
-        "oracle_ratio": m.get("oracle_ratio"),
-        "logloss": m.get("logloss"),
-        "base_rate": m.get("base_rate"),
-        "mean_prediction": m.get("mean_prediction"),
+        "auc": m.test.auc,
+        "oracle_auc": m.oracle_auc,
+        "oracle_ratio": m.oracle_ratio,
+        "logloss": m.test.logloss,
+        "base_rate": m.test.base_rate,
+        "mean_prediction": m.test.mean_prediction,
     }
-    for name, baseline in m.get("baselines", {}).items():
-        lines[f"baseline.{name}.auc"] = baseline.get("auc")
+    for name, baseline in m.baselines.items():
+        lines[f"baseline.{name}.auc"] = baseline.auc
     for name, value in lines.items():
         if value is not None:
             print(f"{name}={value}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from sklearn import metrics as skm
 
 from aik.bundle import FeatureIndexer
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS
+from aik.train.metrics import OracleMetrics, SplitMetrics, rounded
 from aik.truth import LogitModel, TruthModel
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,6 @@ USE_CASES: tuple[str, ...] = ("bid-filtering", "ctr")
 FIXED_THRESHOLDS: tuple[float, ...] = (0.5, 0.1)
 
 _EPS = 1e-15
-
-
-def _rounded(value: float | None, digits: int = 6) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(float(value), digits)
 
 
 def auc(y: np.ndarray, p: np.ndarray) -> float | None:
@@ -59,14 +54,14 @@ def at_threshold(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, An
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
-        "threshold": _rounded(threshold),
-        "accuracy": _rounded((tp + tn) / n),
-        "precision": _rounded(precision),
-        "recall": _rounded(recall),
-        "f1": _rounded(f1),
-        "mcc": _rounded(float(skm.matthews_corrcoef(y, pred)) if 0 < pred.sum() < len(pred) else 0.0),
+        "threshold": rounded(threshold),
+        "accuracy": rounded((tp + tn) / n),
+        "precision": rounded(precision),
+        "recall": rounded(recall),
+        "f1": rounded(f1),
+        "mcc": rounded(float(skm.matthews_corrcoef(y, pred)) if 0 < pred.sum() < len(pred) else 0.0),
         # bid filtering: the share of requests an ad server would drop at this threshold
-        "filtered_share": _rounded((tn + fn) / n),
+        "filtered_share": rounded((tn + fn) / n),
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
     }
 
@@ -85,12 +80,12 @@ def calibration_row(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     expected, actual = float(p.sum()), float(y.sum())
     return {
         "rows": len(y),
-        "mean_prediction": _rounded(float(p.mean())) if len(p) else None,
-        "actual_rate": _rounded(float(y.mean())) if len(y) else None,
-        "expected_positives": _rounded(expected, 3),
+        "mean_prediction": rounded(float(p.mean())) if len(p) else None,
+        "actual_rate": rounded(float(y.mean())) if len(y) else None,
+        "expected_positives": rounded(expected, 3),
         "actual_positives": int(actual),
         # expected / actual positives: 1 is calibrated, above 1 over-predicts
-        "ratio": _rounded(expected / actual) if actual else None,
+        "ratio": rounded(expected / actual) if actual else None,
     }
 
 
@@ -102,8 +97,8 @@ def calibration_by_decile(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[
         if len(rows) == 0:
             continue
         row = calibration_row(y[rows], p[rows])
-        row = {"decile": i + 1, "min_prediction": _rounded(float(p[rows].min())), **row}
-        row["max_prediction"] = _rounded(float(p[rows].max()))
+        row = {"decile": i + 1, "min_prediction": rounded(float(p[rows].min())), **row}
+        row["max_prediction"] = rounded(float(p[rows].max()))
         out.append(row)
     return out
 
@@ -127,30 +122,33 @@ def evaluate(
     *,
     chosen_threshold: float | None = None,
     target_recall: float | None = None,
-) -> dict[str, Any]:
-    """The headline metrics of one model on one split (JSON-ready)."""
+) -> SplitMetrics:
+    """The headline metrics of one model on one split."""
     finite = bool(np.all(np.isfinite(p)))
     base_rate = float(y.mean()) if len(y) else float("nan")
     mean_prediction = float(np.mean(p)) if finite and len(p) else float("nan")
-    out: dict[str, Any] = {
-        "rows": len(y),
-        "auc": _rounded(auc(y, p)),
-        "logloss": _rounded(logloss(y, p)),
-        "brier": _rounded(float(skm.brier_score_loss(y, p)) if finite else None),
-        "base_rate": _rounded(base_rate),
-        "mean_prediction": _rounded(mean_prediction),
-        "calibration_ratio": _rounded(mean_prediction / base_rate if base_rate > 0 else None),
-        "non_finite_predictions": int(np.sum(~np.isfinite(p))),
-    }
+    thresholds = None
+    chosen = None
     if finite:
-        out["thresholds"] = {f"{t:g}": at_threshold(y, p, t) for t in FIXED_THRESHOLDS}
+        thresholds = {f"{t:g}": at_threshold(y, p, t) for t in FIXED_THRESHOLDS}
         if chosen_threshold is not None:
-            out["chosen_threshold"] = {
+            chosen = {
                 "target_recall": target_recall,
                 "chosen_on": "valid",
                 **at_threshold(y, p, chosen_threshold),
             }
-    return out
+    return SplitMetrics(
+        rows=len(y),
+        auc=rounded(auc(y, p)),
+        logloss=rounded(logloss(y, p)),
+        brier=rounded(float(skm.brier_score_loss(y, p)) if finite else None),
+        base_rate=rounded(base_rate),
+        mean_prediction=rounded(mean_prediction),
+        calibration_ratio=rounded(mean_prediction / base_rate if base_rate > 0 else None),
+        non_finite_predictions=int(np.sum(~np.isfinite(p))),
+        thresholds=thresholds,
+        chosen_threshold=chosen,
+    )
 
 
 def deindex(X: np.ndarray, indexer: FeatureIndexer) -> tuple[dict[str, Any], int]:
@@ -182,36 +180,29 @@ def truth_model(truth: TruthModel, use_case: str) -> LogitModel:
 
 def oracle(
     y: np.ndarray, X: np.ndarray, indexer: FeatureIndexer, truth: TruthModel, use_case: str
-) -> dict[str, Any]:
+) -> OracleMetrics:
     """The oracle's metrics on these rows; warns when the labels fit the other use case's truth better."""
     columns, unseen_rows = deindex(X, indexer)
     p = truth_model(truth, use_case).probability(columns)
-    out = {
-        "oracle_auc": _rounded(auc(y, p)),
-        "oracle_logloss": _rounded(logloss(y, p)),
-        "oracle_mean_prediction": _rounded(float(p.mean())),
-        "oracle_unseen_rows": unseen_rows,
-    }
+    oracle_auc = rounded(auc(y, p))
     other = "ctr" if use_case != "ctr" else "bid-filtering"
     other_auc = auc(y, truth_model(truth, other).probability(columns))
-    if out["oracle_auc"] is not None and other_auc is not None and other_auc > out["oracle_auc"] + 0.05:
+    fits_other = oracle_auc is not None and other_auc is not None and other_auc > oracle_auc + 0.05
+    if fits_other:
         log.warning(
             "the test labels fit the %s truth better (oracle AUC %.3f vs %.3f for %s): "
             "were the splits made with `aik features --use-case %s`? then pass --use-case %s",
             other,
             other_auc,
-            out["oracle_auc"],
+            oracle_auc,
             use_case,
             other,
             other,
         )
-        out["oracle_auc_other_use_case"] = _rounded(other_auc)
-    return out
-
-
-def with_oracle_ratio(metrics: Mapping[str, Any], oracle_auc: float | None) -> dict[str, Any]:
-    """Add `oracle_ratio` = auc / oracle_auc to a metrics dict (None without an oracle)."""
-    out = dict(metrics)
-    model_auc = out.get("auc")
-    out["oracle_ratio"] = _rounded(model_auc / oracle_auc) if model_auc is not None and oracle_auc else None
-    return out
+    return OracleMetrics(
+        auc=oracle_auc,
+        logloss=rounded(logloss(y, p)),
+        mean_prediction=rounded(float(p.mean())),
+        unseen_rows=unseen_rows,
+        auc_other_use_case=rounded(other_auc) if fits_other else None,
+    )

@@ -12,6 +12,7 @@ from train_fixture_data import FixtureSpec, draw_raw, index_raw
 from aik.bundle import indexer_from_specs
 from aik.schema import FEATURE_COLUMNS
 from aik.train import evaluate as E
+from aik.train.metrics import oracle_ratio
 
 
 def test_threshold_metrics_match_a_hand_count() -> None:
@@ -56,11 +57,14 @@ def test_calibration_tables_add_up_and_flag_overprediction() -> None:
 def test_evaluate_reports_the_contract_keys_and_undefined_auc_as_none() -> None:
     y = np.array([0, 1, 0, 1], dtype=np.float32)
     m = E.evaluate(y, np.array([0.2, 0.8, 0.3, 0.6]), chosen_threshold=0.5, target_recall=0.9)
-    assert {"auc", "logloss", "base_rate", "mean_prediction", "thresholds", "chosen_threshold"} <= set(m)
-    assert m["auc"] == 1.0 and set(m["thresholds"]) == {"0.5", "0.1"}
-    assert E.evaluate(np.zeros(4, np.float32), np.full(4, 0.1))["auc"] is None
+    assert {"auc", "logloss", "base_rate", "mean_prediction", "thresholds", "chosen_threshold"} <= set(
+        m.to_dict()
+    )
+    assert m.auc == 1.0 and m.thresholds is not None and set(m.thresholds) == {"0.5", "0.1"}
+    assert E.evaluate(np.zeros(4, np.float32), np.full(4, 0.1)).auc is None
     bad = E.evaluate(y, np.array([0.2, np.nan, 0.3, 0.6]))
-    assert (bad["auc"], bad["non_finite_predictions"]) == (None, 1)
+    assert (bad.auc, bad.non_finite_predictions, bad.thresholds) == (None, 1, None)
+    assert "thresholds" not in bad.to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +89,8 @@ def test_oracle_auc_is_the_auc_of_the_true_probabilities(indexed) -> None:
     X = frame[list(FEATURE_COLUMNS)].to_numpy(np.float32)
     y = frame["label"].to_numpy(np.float32)
     out = E.oracle(y, X, indexer, truth, "bid-filtering")
-    assert out["oracle_auc"] == pytest.approx(roc_auc_score(y, truth.win.probability(raw)), abs=1e-6)
-    assert E.with_oracle_ratio({"auc": 0.7}, 0.8)["oracle_ratio"] == pytest.approx(0.875)
+    assert out.auc == pytest.approx(roc_auc_score(y, truth.win.probability(raw)), abs=1e-6)
+    assert oracle_ratio(0.7, 0.8) == pytest.approx(0.875)
 
 
 def test_unseen_codes_count_and_contribute_nothing(indexed) -> None:
@@ -106,4 +110,5 @@ def test_labels_of_the_other_use_case_are_flagged(indexed, caplog: pytest.LogCap
     with caplog.at_level(logging.WARNING):
         out = E.oracle(y, X, indexer, truth, "ctr")
     assert "--use-case bid-filtering" in caplog.text
-    assert out["oracle_auc_other_use_case"] > out["oracle_auc"]
+    assert out.auc_other_use_case is not None and out.auc is not None
+    assert out.auc_other_use_case > out.auc

@@ -21,5 +21,6 @@ def test_default_preset_reaches_98_percent_of_the_oracle_auc(seed: int, tmp_path
     original = train_and_publish(
         ctx, TrainOptions(preset="original", seed=seed, baselines=False, publish=False)
     )
-    assert default["oracle_ratio"] >= 0.98
-    assert default["oracle_ratio"] > original.metrics["oracle_ratio"]
+    assert default.oracle_ratio is not None and original.metrics.oracle_ratio is not None
+    assert default.oracle_ratio >= 0.98
+    assert default.oracle_ratio > original.metrics.oracle_ratio

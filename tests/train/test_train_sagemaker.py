@@ -215,10 +215,10 @@ def test_sagemaker_run_end_to_end_against_moto(
     result = train_and_publish(ctx, TrainOptions(sagemaker=sm.SageMakerJob(role=role), baselines=False))
     assert submitted and submitted[0].startswith("s3://aik-data/sagemaker/xgboost/output/aik-xgboost-")
     assert result.published and result.model_uri == "s3://aik-data/binary-model/xgboost.bin"
-    training = result.metrics["model"]["training"]
+    training = result.metrics.model.training
     assert training["source"] == "sagemaker" and training["model_artifact"] == submitted[0]
     assert training["hyperparameters"]["max_depth"] == "2"  # the numeric preset
-    assert result.metrics["model"]["config"]["preset"] == "numeric"
+    assert result.metrics.model.config["preset"] == "numeric"
     published = xgb.Booster()
     published.load_model(
         bytearray(s3.get_object(Bucket="aik-data", Key="binary-model/xgboost.bin")["Body"].read())

@@ -19,6 +19,7 @@ from aik.context import Context
 from aik.schema import FEATURE_COLUMNS, RAW_SCHEMA
 from aik.settings import Settings
 from aik.train import GateFailed, GateLimits, TrainOptions, train_and_publish
+from aik.train.metrics import Metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -80,7 +81,15 @@ def test_without_a_truth_file_there_is_no_oracle(make_ws: Callable[..., Path]) -
     ws = make_ws(truth=False)
     result = train_and_publish(_ctx(ws), TrainOptions(baselines=False))
     assert result.published
-    assert "oracle_auc" not in result.metrics and result.metrics["oracle_ratio"] is None
+    assert result.metrics.oracle is None and result.metrics.oracle_ratio is None
+    assert "oracle_auc" not in result.metrics.to_dict()
+
+
+def test_metrics_json_reads_back_as_the_runs_metrics(make_ws: Callable[..., Path]) -> None:
+    result = train_and_publish(_ctx(make_ws()), TrainOptions())
+    document = json.loads(Path(result.release.file_uri("metrics")).read_text())
+    assert document == json.loads(json.dumps(result.metrics.to_dict()))
+    assert Metrics.from_dict(document).to_dict() == document
 
 
 def test_an_existing_pipeline_schema_is_not_overwritten(make_ws: Callable[..., Path]) -> None:
@@ -96,8 +105,8 @@ def test_max_rows_samples_the_splits_explicitly(make_ws: Callable[..., Path]) ->
     result = train_and_publish(
         _ctx(ws), TrainOptions(max_rows=4000, baselines=False, limits=GateLimits(min_auc=0.5))
     )
-    train = result.metrics["data"]["train"]
-    assert train["sampled"] and train["rows"] <= 4000 < train["total_rows"]
+    train = result.metrics.data["train"]
+    assert train.sampled and train.rows <= 4000 < train.total_rows
 
 
 def test_gate_failure_raises_with_the_result_and_publishes_nothing(make_ws: Callable[..., Path]) -> None:

@@ -1,0 +1,450 @@
+"""The stages of a training run, each a function returning a dataclass (`aik.train.workflow` chains them).
+
+Inputs from the parameter store -> splits read -> a booster (local, SageMaker or a given file) -> the
+candidate written and reloaded from its bytes -> its evaluation on the test split (and the oracle's,
+the baselines') -> the gates' verdicts -> reports (calibration tables, plots) -> `Metrics`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from aik import aws, storage
+from aik import params as P
+from aik import releases as R
+from aik.bundle import FeatureIndexer, indexer_from_specs, parse_bundle
+from aik.context import Context
+from aik.errors import AikError
+from aik.params import ParameterStore
+from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS, RAW_SCHEMA
+from aik.train import baselines as B
+from aik.train import evaluate as E
+from aik.train import plots as plots_mod
+from aik.train.data import Split, check_codes, read_split
+from aik.train.gates import (
+    GateLimits,
+    GateResult,
+    auc_gate,
+    calibration_gate,
+    features_gate,
+    finite_gate,
+    oracle_gate,
+)
+from aik.train.metrics import (
+    BaselineMetrics,
+    ModelInfo,
+    OracleMetrics,
+    SplitData,
+    SplitMetrics,
+    oracle_ratio,
+)
+from aik.train.model import TrainedModel, load_booster, model_bytes, predict, train_booster
+from aik.train.options import TrainOptions
+from aik.train.presets import CATEGORICAL_COLUMNS, TrainConfig, resolve
+from aik.truth import TruthModel, truth_uri
+
+log = logging.getLogger(__name__)
+
+
+def _unseen_codes(indexer: FeatureIndexer) -> dict[str, int]:
+    """Index column -> the code the server sends for a value the pipeline never saw (= label count)."""
+    return {out: len(indexer.labels[raw]) for raw, out in INDEXED_COLUMNS.items() if raw in indexer.labels}
+
+
+def load_truth(raw_data: str | None) -> TruthModel | None:
+    if not raw_data:
+        return None
+    uri = truth_uri(raw_data)
+    if not storage.exists(uri):
+        return None
+    return TruthModel.load(uri)
+
+
+def resolve_config(options: TrainOptions) -> TrainConfig:
+    preset = options.preset or ("numeric" if options.sagemaker is not None else "default")
+    return resolve(preset, options.overrides, seed=options.seed)
+
+
+def obtain_booster(
+    ctx: Context,
+    options: TrainOptions,
+    config: TrainConfig,
+    train: Split,
+    valid: Split,
+    indexer: FeatureIndexer,
+) -> tuple[xgb.Booster, dict[str, Any]]:
+    """Train locally, run the SageMaker job, or load the given model file; returns it and how it was made."""
+    if options.model_uri:
+        booster = load_booster(storage.read_bytes(options.model_uri), options.model_uri)
+        if not booster.feature_names and booster.num_features() == len(FEATURE_COLUMNS):
+            # a model trained on a bare matrix (as SageMaker's container does): name its columns
+            booster.feature_names = list(FEATURE_COLUMNS)
+        return booster, {"source": "file", "uri": options.model_uri}
+    if options.sagemaker is not None:
+        from aik.train import sagemaker_job as sm
+
+        trainer = sm.build_trainer(
+            options.sagemaker,
+            config,
+            train_uri=train.uri,
+            valid_uri=valid.uri,
+            bucket_uri=ctx.params.get(P.DATA_BUCKET),
+            region=aws.region(ctx.settings.region),
+        )
+        artifact = sm.run(trainer)
+        booster = sm.booster_from_model_tar(storage.read_bytes(artifact), artifact)
+        return booster, {
+            "source": "sagemaker",
+            "model_artifact": artifact,
+            **sm.summary(options.sagemaker, config),
+        }
+    trained: TrainedModel = train_booster(
+        train, valid, config, unseen_codes=_unseen_codes(indexer), nthread=options.nthread
+    )
+    info = {
+        "source": "local",
+        "best_rounds": trained.best_rounds,
+        "rounds": trained.rounds,
+        "refit_on_train_and_valid": trained.refit,
+        "unseen_rows_added": trained.unseen_rows,
+        "train_seconds": round(trained.seconds, 2),
+    }
+    history = trained.history.get("valid", {})
+    if history:
+        metric, values = next(iter(history.items()))
+        info["valid_" + metric] = round(float(values[trained.best_rounds - 1]), 6)
+    return trained.booster, info
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The URIs a run reads and writes, as the parameter store names them."""
+
+    train: str
+    valid: str
+    test: str
+    pipeline_model: str
+    pipeline_schema: str
+    #: The published model (`/aik/xgboost/path`); candidates live beside it.
+    model: str
+    #: The feature job's output prefix (its report lies beside it).
+    transformed: str
+    #: Where ingest put the raw logs and, for synthetic data, the truth (None when not configured).
+    raw_data: str | None
+
+    @classmethod
+    def from_store(cls, store: ParameterStore) -> Inputs:
+        """Read every URI from the store; a missing one is a `ParameterNotFound` naming it."""
+        try:
+            raw_data: str | None = store.get(P.RAW_DATA)
+        except AikError:
+            raw_data = None
+        return cls(
+            train=store.get(P.OUTPUT_TRAIN),
+            valid=store.get(P.OUTPUT_VERIFY),
+            test=store.get(P.OUTPUT_TEST),
+            pipeline_model=store.get(P.PIPELINE_MODEL),
+            pipeline_schema=store.get(P.PIPELINE_SCHEMA),
+            model=store.get(P.XGBOOST_PATH),
+            transformed=store.get(P.OUTPUT_TRANSFORMED),
+            raw_data=raw_data,
+        )
+
+
+@dataclass(frozen=True)
+class PipelineArtifacts:
+    """What the feature job published, read once: a release carries exactly these bytes."""
+
+    bundle: bytes
+    indexer: FeatureIndexer
+    schema: bytes
+    #: The feature job's report with its `_uri` and `_sha256` (empty when the splits came from elsewhere).
+    features_report: dict[str, Any]
+
+
+def read_pipeline(inputs: Inputs) -> PipelineArtifacts:
+    """The MLeap bundle (and its indexer), the schema (the kit's own when the job wrote none), the report."""
+    bundle = storage.read_bytes(inputs.pipeline_model)
+    schema = (
+        storage.read_bytes(inputs.pipeline_schema)
+        if storage.exists(inputs.pipeline_schema)
+        else (json.dumps(RAW_SCHEMA, indent=2) + "\n").encode()
+    )
+    return PipelineArtifacts(
+        bundle=bundle,
+        indexer=indexer_from_specs(parse_bundle(bundle, inputs.pipeline_model)),
+        schema=schema,
+        features_report=_features_report(inputs.transformed),
+    )
+
+
+def _features_report(transformed: str) -> dict[str, Any]:
+    """The feature job's report beside its output (empty when the splits came from elsewhere)."""
+    uri = storage.join(transformed.rstrip("/").rsplit("/", 1)[0], "features-report.json")
+    if not storage.exists(uri):
+        return {}
+    data = storage.read_bytes(uri)
+    try:
+        report = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return (
+        {**report, "_uri": uri, "_sha256": hashlib.sha256(data).hexdigest()}
+        if isinstance(report, dict)
+        else {}
+    )
+
+
+def data_window(features_report: Mapping[str, Any], splits: Mapping[str, SplitData]) -> dict[str, Any]:
+    """What a release records of its data: the split and window, the rows, the feature job's report."""
+    window = dict(features_report.get("split") or {"split": "random"})
+    return {
+        "split": window.pop("split", "random"),
+        "window": window,
+        "rows": {name: split.rows for name, split in splits.items()},
+        "features_report": {"uri": features_report.get("_uri"), "sha256": features_report.get("_sha256")},
+    }
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The three splits in memory."""
+
+    train: Split
+    valid: Split
+    test: Split
+
+    def items(self) -> list[tuple[str, Split]]:
+        """(name, split) in the order train, valid, test."""
+        return [("train", self.train), ("valid", self.valid), ("test", self.test)]
+
+
+def read_splits(inputs: Inputs, options: TrainOptions, config: TrainConfig) -> Splits:
+    """Read the splits (sampled to `max_rows`); codes checked when the model splits on categories."""
+    # a SageMaker job or a given model file trains elsewhere: locally the train split only feeds the
+    # baselines, so it is read as the sample they use, never whole
+    trains_here = options.model_uri is None and options.sagemaker is None
+    train_rows = (
+        options.max_rows
+        if trains_here
+        else min(options.max_rows or options.baseline_max_rows, options.baseline_max_rows)
+    )
+    splits = Splits(
+        train=read_split(inputs.train, max_rows=train_rows, seed=options.seed, label="train"),
+        valid=read_split(inputs.valid, max_rows=options.max_rows, seed=options.seed + 1, label="valid"),
+        test=read_split(inputs.test, max_rows=options.max_rows, seed=options.seed + 2, label="test"),
+    )
+    if config.categorical:
+        for _, split in splits.items():
+            check_codes(split, CATEGORICAL_COLUMNS)
+    log.info(
+        "splits: train %d, valid %d, test %d rows", splits.train.rows, splits.valid.rows, splits.test.rows
+    )
+    return splits
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A run's booster bound to its bundle, as bytes and reloaded from them (what the gates judge)."""
+
+    #: The release id the candidate will be written under (dated, content-addressed).
+    run_id: str
+    created: datetime
+    releases_root: str
+    #: Where the release will hold the model file.
+    uri: str
+    data: bytes
+    booster: xgb.Booster
+
+
+def make_candidate(booster: xgb.Booster, indexer: FeatureIndexer, store: ParameterStore) -> Candidate:
+    """Bind the booster to the codes it learnt (a server refuses it beside any other bundle), serialise
+    it and load it back from those bytes."""
+    booster.set_attr(**{R.BOOSTER_ATTRIBUTE: R.indexer_sha256(indexer)})
+    data = model_bytes(booster)
+    created = datetime.now(UTC)
+    run_id = R.release_id(data, created)
+    root = R.releases_root(store)
+    uri = storage.join(root, run_id, R.FILE_NAMES["model"])
+    return Candidate(run_id, created, root, uri, data, load_booster(data, uri))
+
+
+@dataclass
+class Evaluation:
+    """The candidate and the references on the test split, with the predictions the plots draw."""
+
+    test: SplitMetrics
+    oracle: OracleMetrics | None
+    oracle_ratio: float | None
+    #: The candidate's test predictions (None when its features are not the pipeline's).
+    p_test: np.ndarray | None
+    #: The lower threshold chosen on the valid split for the target recall.
+    chosen_threshold: float | None
+    #: Test predictions per model (xgboost, oracle, baselines) and their calibration deciles.
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+    deciles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    baselines: dict[str, BaselineMetrics] = field(default_factory=dict)
+
+
+def evaluate_candidate(
+    model: xgb.Booster,
+    splits: Splits,
+    indexer: FeatureIndexer,
+    truth: TruthModel | None,
+    options: TrainOptions,
+) -> Evaluation:
+    """Score the test split (and valid, to choose the threshold) and the oracle when the truth is known."""
+    test, valid = splits.test, splits.valid
+    features_ok = features_gate(model, splits.train.columns).passed
+    p_test = predict(model, test.X) if features_ok else None
+    p_valid = predict(model, valid.X) if features_ok else None
+    curves: dict[str, np.ndarray] = {}
+    deciles: dict[str, list[dict[str, Any]]] = {}
+    headline = SplitMetrics(rows=test.rows, base_rate=float(test.y.mean()))
+    chosen = None
+    if p_test is not None and p_valid is not None:
+        if np.all(np.isfinite(p_valid)):
+            chosen = E.threshold_for_recall(valid.y, p_valid, options.target_recall)
+        headline = E.evaluate(test.y, p_test, chosen_threshold=chosen, target_recall=options.target_recall)
+        curves["xgboost"] = p_test
+        if np.all(np.isfinite(p_test)):
+            deciles["xgboost"] = E.calibration_by_decile(test.y, p_test)
+    oracle = None
+    if truth is not None:
+        oracle = E.oracle(test.y, test.X, indexer, truth, options.use_case)
+        curves["oracle"] = E.truth_model(truth, options.use_case).probability(E.deindex(test.X, indexer)[0])
+    return Evaluation(
+        test=headline,
+        oracle=oracle,
+        oracle_ratio=oracle_ratio(headline.auc, oracle.auc if oracle else None),
+        p_test=p_test,
+        chosen_threshold=chosen,
+        curves=curves,
+        deciles=deciles,
+    )
+
+
+def fit_baselines(splits: Splits, evaluation: Evaluation, options: TrainOptions) -> None:
+    """Fit each baseline on the train split and add its test metrics and predictions to the evaluation."""
+    test = splits.test
+    oracle_auc = evaluation.oracle.auc if evaluation.oracle else None
+    for name, fit in B.BASELINES.items():
+        baseline = fit(splits.train, splits.valid, max_rows=options.baseline_max_rows, seed=options.seed)
+        p = baseline.predict(test.X)
+        m = E.evaluate(test.y, p)
+        evaluation.baselines[name] = BaselineMetrics(
+            auc=m.auc,
+            logloss=m.logloss,
+            brier=m.brier,
+            mean_prediction=m.mean_prediction,
+            calibration_ratio=m.calibration_ratio,
+            oracle_ratio=oracle_ratio(m.auc, oracle_auc),
+            train_rows=baseline.train_rows,
+            seconds=round(baseline.seconds, 2),
+            params=baseline.params,
+        )
+        evaluation.curves[name] = p
+        evaluation.deciles[name] = E.calibration_by_decile(test.y, p)
+        log.info("baseline %s: AUC %s (%.1f s)", name, m.auc, baseline.seconds)
+
+
+def judge(
+    model: xgb.Booster, pipeline_columns: tuple[str, ...], evaluation: Evaluation, limits: GateLimits
+) -> list[GateResult]:
+    """Every gate's verdict on the candidate (only the features gate when it could not be scored)."""
+    gates = [features_gate(model, pipeline_columns)]
+    if evaluation.p_test is None:
+        return gates
+    headline = evaluation.test
+    gates.append(finite_gate(evaluation.p_test))
+    gates.append(auc_gate(headline.auc, limits))
+    mean_prediction = headline.mean_prediction if headline.mean_prediction is not None else float("nan")
+    gates.append(calibration_gate(mean_prediction, headline.base_rate, headline.rows, limits))
+    oracle_check = oracle_gate(evaluation.oracle_ratio, limits)
+    if oracle_check is not None:
+        gates.append(oracle_check)
+    return gates
+
+
+@dataclass(frozen=True)
+class Reports:
+    """The calibration tables and PNG plots of a scored candidate (empty when it could not be scored)."""
+
+    calibration: dict[str, Any]
+    plots: dict[str, bytes]
+
+
+def make_reports(
+    splits: Splits, evaluation: Evaluation, indexer: FeatureIndexer, options: TrainOptions
+) -> Reports:
+    """Calibration overall, per decile and per advertiser, and the ROC, calibration, histogram and
+    confusion-matrix plots."""
+    test, p_test = splits.test, evaluation.p_test
+    if p_test is None or not np.all(np.isfinite(p_test)):
+        return Reports({}, {})
+    headline, chosen = evaluation.test, evaluation.chosen_threshold
+    adv_codes = test.X[:, FEATURE_COLUMNS.index(INDEXED_COLUMNS["AdvertiserID"])]
+    calibration = {
+        "overall": E.calibration_row(test.y, p_test),
+        "deciles": evaluation.deciles["xgboost"],
+        "advertisers": E.calibration_by_group(
+            test.y, p_test, adv_codes, indexer.labels.get("AdvertiserID", ()), "advertiser"
+        ),
+    }
+    aucs = {"xgboost": headline.auc, "oracle": evaluation.oracle.auc if evaluation.oracle else None}
+    aucs.update({name: b.auc for name, b in evaluation.baselines.items()})
+    thresholds = {f"{t:g}": t for t in E.FIXED_THRESHOLDS}
+    matrices = {f"threshold {k}": v["confusion_matrix"] for k, v in (headline.thresholds or {}).items()}
+    if chosen is not None and headline.chosen_threshold is not None:
+        thresholds[f"chosen {chosen:.3f}"] = chosen
+        matrices[f"chosen {chosen:.3f} (recall {options.target_recall:g} on valid)"] = (
+            headline.chosen_threshold["confusion_matrix"]
+        )
+    plots = {
+        plots_mod.PLOTS["roc"]: plots_mod.roc_plot(test.y, evaluation.curves, aucs),
+        plots_mod.PLOTS["calibration"]: plots_mod.calibration_plot(evaluation.deciles),
+        plots_mod.PLOTS["prediction_histogram"]: plots_mod.histogram_plot(test.y, p_test, thresholds),
+        plots_mod.PLOTS["confusion_matrix"]: plots_mod.confusion_plot(matrices),
+    }
+    return Reports(calibration, plots)
+
+
+def model_info(candidate: Candidate, config: TrainConfig, training: dict[str, Any]) -> ModelInfo:
+    """The candidate file as metrics.json describes it."""
+    model = candidate.booster
+    return ModelInfo(
+        uri=candidate.uri,
+        candidate_uri=candidate.uri,
+        sha256=hashlib.sha256(candidate.data).hexdigest(),
+        bytes=len(candidate.data),
+        format="ubjson",
+        features=list(model.feature_names or []),
+        feature_types=list(model.feature_types or []),
+        trees=model.num_boosted_rounds(),
+        config=config.as_dict(),
+        training=training,
+    )
+
+
+def split_data(splits: Splits) -> dict[str, SplitData]:
+    """What was read of each split."""
+    return {
+        name: SplitData(
+            uri=split.uri,
+            rows=split.rows,
+            total_rows=split.total_rows,
+            sampled=split.sampled,
+            rows_without_label=split.dropped_rows,
+            base_rate=round(float(split.y.mean()), 6),
+        )
+        for name, split in splits.items()
+    }
