@@ -1,8 +1,9 @@
-"""The stages of a training run, each a function returning a dataclass (`aik.train.workflow` chains them).
+"""The making stages of a training run, each a function returning a dataclass (`aik.train.workflow` chains
+them with the judging stages of `aik.train.assess`).
 
-Inputs from the parameter store -> splits read -> a booster (local, SageMaker or a given file) -> the
-candidate written and reloaded from its bytes -> its evaluation on the test split (and the oracle's,
-the baselines') -> the gates' verdicts -> reports (calibration tables, plots) -> `Metrics`.
+Inputs from the parameter store -> the feature job's artifacts and the splits read -> a booster (local,
+SageMaker or a given file) -> the candidate bound to its bundle and reloaded from its bytes; then
+(`assess`) its evaluation, the baselines, the gates and the reports -> `Metrics` -> a release.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import xgboost as xgb
 
 from aik import aws, storage
@@ -26,28 +26,12 @@ from aik.context import Context
 from aik.errors import AikError
 from aik.params import ParameterStore
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS, RAW_SCHEMA
-from aik.train import baselines as B
-from aik.train import evaluate as E
-from aik.train import plots as plots_mod
 from aik.train.data import Split, check_codes, read_split
-from aik.train.gates import (
-    GateLimits,
-    GateResult,
-    auc_gate,
-    calibration_gate,
-    features_gate,
-    finite_gate,
-    oracle_gate,
-)
 from aik.train.metrics import (
-    BaselineMetrics,
     ModelInfo,
-    OracleMetrics,
     SplitData,
-    SplitMetrics,
-    oracle_ratio,
 )
-from aik.train.model import TrainedModel, load_booster, model_bytes, predict, train_booster
+from aik.train.model import TrainedModel, load_booster, model_bytes, train_booster
 from aik.train.options import TrainOptions
 from aik.train.presets import CATEGORICAL_COLUMNS, TrainConfig, resolve
 from aik.truth import TruthModel, truth_uri
@@ -276,146 +260,6 @@ def make_candidate(booster: xgb.Booster, indexer: FeatureIndexer, store: Paramet
     root = R.releases_root(store)
     uri = storage.join(root, run_id, R.FILE_NAMES["model"])
     return Candidate(run_id, created, root, uri, data, load_booster(data, uri))
-
-
-@dataclass
-class Evaluation:
-    """The candidate and the references on the test split, with the predictions the plots draw."""
-
-    test: SplitMetrics
-    oracle: OracleMetrics | None
-    oracle_ratio: float | None
-    #: The candidate's test predictions (None when its features are not the pipeline's).
-    p_test: np.ndarray | None
-    #: The lower threshold chosen on the valid split for the target recall.
-    chosen_threshold: float | None
-    #: Test predictions per model (xgboost, oracle, baselines) and their calibration deciles.
-    curves: dict[str, np.ndarray] = field(default_factory=dict)
-    deciles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    baselines: dict[str, BaselineMetrics] = field(default_factory=dict)
-
-
-def evaluate_candidate(
-    model: xgb.Booster,
-    splits: Splits,
-    indexer: FeatureIndexer,
-    truth: TruthModel | None,
-    options: TrainOptions,
-) -> Evaluation:
-    """Score the test split (and valid, to choose the threshold) and the oracle when the truth is known."""
-    test, valid = splits.test, splits.valid
-    features_ok = features_gate(model, splits.train.columns).passed
-    p_test = predict(model, test.X) if features_ok else None
-    p_valid = predict(model, valid.X) if features_ok else None
-    curves: dict[str, np.ndarray] = {}
-    deciles: dict[str, list[dict[str, Any]]] = {}
-    headline = SplitMetrics(rows=test.rows, base_rate=float(test.y.mean()))
-    chosen = None
-    if p_test is not None and p_valid is not None:
-        if np.all(np.isfinite(p_valid)):
-            chosen = E.threshold_for_recall(valid.y, p_valid, options.target_recall)
-        headline = E.evaluate(test.y, p_test, chosen_threshold=chosen, target_recall=options.target_recall)
-        curves["xgboost"] = p_test
-        if np.all(np.isfinite(p_test)):
-            deciles["xgboost"] = E.calibration_by_decile(test.y, p_test)
-    oracle = None
-    if truth is not None:
-        oracle = E.oracle(test.y, test.X, indexer, truth, options.use_case)
-        curves["oracle"] = E.truth_model(truth, options.use_case).probability(E.deindex(test.X, indexer)[0])
-    return Evaluation(
-        test=headline,
-        oracle=oracle,
-        oracle_ratio=oracle_ratio(headline.auc, oracle.auc if oracle else None),
-        p_test=p_test,
-        chosen_threshold=chosen,
-        curves=curves,
-        deciles=deciles,
-    )
-
-
-def fit_baselines(splits: Splits, evaluation: Evaluation, options: TrainOptions) -> None:
-    """Fit each baseline on the train split and add its test metrics and predictions to the evaluation."""
-    test = splits.test
-    oracle_auc = evaluation.oracle.auc if evaluation.oracle else None
-    for name, fit in B.BASELINES.items():
-        baseline = fit(splits.train, splits.valid, max_rows=options.baseline_max_rows, seed=options.seed)
-        p = baseline.predict(test.X)
-        m = E.evaluate(test.y, p)
-        evaluation.baselines[name] = BaselineMetrics(
-            auc=m.auc,
-            logloss=m.logloss,
-            brier=m.brier,
-            mean_prediction=m.mean_prediction,
-            calibration_ratio=m.calibration_ratio,
-            oracle_ratio=oracle_ratio(m.auc, oracle_auc),
-            train_rows=baseline.train_rows,
-            seconds=round(baseline.seconds, 2),
-            params=baseline.params,
-        )
-        evaluation.curves[name] = p
-        evaluation.deciles[name] = E.calibration_by_decile(test.y, p)
-        log.info("baseline %s: AUC %s (%.1f s)", name, m.auc, baseline.seconds)
-
-
-def judge(
-    model: xgb.Booster, pipeline_columns: tuple[str, ...], evaluation: Evaluation, limits: GateLimits
-) -> list[GateResult]:
-    """Every gate's verdict on the candidate (only the features gate when it could not be scored)."""
-    gates = [features_gate(model, pipeline_columns)]
-    if evaluation.p_test is None:
-        return gates
-    headline = evaluation.test
-    gates.append(finite_gate(evaluation.p_test))
-    gates.append(auc_gate(headline.auc, limits))
-    mean_prediction = headline.mean_prediction if headline.mean_prediction is not None else float("nan")
-    gates.append(calibration_gate(mean_prediction, headline.base_rate, headline.rows, limits))
-    oracle_check = oracle_gate(evaluation.oracle_ratio, limits)
-    if oracle_check is not None:
-        gates.append(oracle_check)
-    return gates
-
-
-@dataclass(frozen=True)
-class Reports:
-    """The calibration tables and PNG plots of a scored candidate (empty when it could not be scored)."""
-
-    calibration: dict[str, Any]
-    plots: dict[str, bytes]
-
-
-def make_reports(
-    splits: Splits, evaluation: Evaluation, indexer: FeatureIndexer, options: TrainOptions
-) -> Reports:
-    """Calibration overall, per decile and per advertiser, and the ROC, calibration, histogram and
-    confusion-matrix plots."""
-    test, p_test = splits.test, evaluation.p_test
-    if p_test is None or not np.all(np.isfinite(p_test)):
-        return Reports({}, {})
-    headline, chosen = evaluation.test, evaluation.chosen_threshold
-    adv_codes = test.X[:, FEATURE_COLUMNS.index(INDEXED_COLUMNS["AdvertiserID"])]
-    calibration = {
-        "overall": E.calibration_row(test.y, p_test),
-        "deciles": evaluation.deciles["xgboost"],
-        "advertisers": E.calibration_by_group(
-            test.y, p_test, adv_codes, indexer.labels.get("AdvertiserID", ()), "advertiser"
-        ),
-    }
-    aucs = {"xgboost": headline.auc, "oracle": evaluation.oracle.auc if evaluation.oracle else None}
-    aucs.update({name: b.auc for name, b in evaluation.baselines.items()})
-    thresholds = {f"{t:g}": t for t in E.FIXED_THRESHOLDS}
-    matrices = {f"threshold {k}": v["confusion_matrix"] for k, v in (headline.thresholds or {}).items()}
-    if chosen is not None and headline.chosen_threshold is not None:
-        thresholds[f"chosen {chosen:.3f}"] = chosen
-        matrices[f"chosen {chosen:.3f} (recall {options.target_recall:g} on valid)"] = (
-            headline.chosen_threshold["confusion_matrix"]
-        )
-    plots = {
-        plots_mod.PLOTS["roc"]: plots_mod.roc_plot(test.y, evaluation.curves, aucs),
-        plots_mod.PLOTS["calibration"]: plots_mod.calibration_plot(evaluation.deciles),
-        plots_mod.PLOTS["prediction_histogram"]: plots_mod.histogram_plot(test.y, p_test, thresholds),
-        plots_mod.PLOTS["confusion_matrix"]: plots_mod.confusion_plot(matrices),
-    }
-    return Reports(calibration, plots)
 
 
 def model_info(candidate: Candidate, config: TrainConfig, training: dict[str, Any]) -> ModelInfo:

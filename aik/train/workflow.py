@@ -21,18 +21,15 @@ from aik import storage
 from aik.context import Context
 from aik.errors import AikError
 from aik.train import evaluate as E
+from aik.train.assess import evaluate_candidate, fit_baselines, judge, make_reports
 from aik.train.gates import GateFailed, GateResult
 from aik.train.metrics import GateReport, Metrics
 from aik.train.options import TrainOptions
 from aik.train.stages import (
     Inputs,
     data_window,
-    evaluate_candidate,
-    fit_baselines,
-    judge,
     load_truth,
     make_candidate,
-    make_reports,
     model_info,
     obtain_booster,
     read_pipeline,
