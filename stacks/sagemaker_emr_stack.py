@@ -11,13 +11,14 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.boundary import PermissionsBoundary
-from stacks.buckets import KitBuckets
+from stacks.buckets import BOOTSTRAP_PREFIX, KitBuckets
 from stacks.config import KitConfig
 from stacks.emr_product import EmrPortfolio, ProductImports, export_names
 from stacks.emr_security import EmrSecurity
 from stacks.network import Network
 from stacks.retention import LogGroupRetention
 from stacks.studio import StudioDomain
+from stacks.studio_lifecycle import StudioLifecycle
 
 
 class TwoAzStack(cdk.Stack):
@@ -63,11 +64,16 @@ class SagemakerEmrStack(TwoAzStack):
             bootstrap_bucket=buckets.bootstrap,
             removal_policy=config.removal_policy,
         )
+        # The install script fetches the kit from the sources deployed for EMR's bootstrap action.
+        lifecycle = StudioLifecycle(
+            self, "StudioLifecycle", source_bucket=buckets.bootstrap, source_prefix=BOOTSTRAP_PREFIX
+        )
         studio = StudioDomain(
             self,
             "Studio",
             vpc=self.vpc,
             data_bucket=buckets.data,
+            lifecycle=lifecycle,
         )
 
         imports = export_names(self.stack_name)

@@ -16,6 +16,7 @@ from constructs import Construct
 
 from aik import params
 from stacks import nag
+from stacks.studio_lifecycle import StudioLifecycle
 
 CLEANUP_CODE = Path(__file__).resolve().parent / "cleanup"
 DOMAIN_NAME = "aik-studio"
@@ -38,6 +39,7 @@ class StudioDomain(Construct):
         *,
         vpc: ec2.IVpc,
         data_bucket: s3.IBucket,
+        lifecycle: StudioLifecycle,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
@@ -97,6 +99,20 @@ class StudioDomain(Construct):
             )
         )
 
+        lifecycle.grant_read(self.execution_role)
+        # Every JupyterLab app of the domain runs the kit's install script when it starts.
+        jupyter_lab = sagemaker.CfnDomain.JupyterLabAppSettingsProperty(
+            default_resource_spec=sagemaker.CfnDomain.ResourceSpecProperty(
+                lifecycle_config_arn=lifecycle.arn
+            ),
+            lifecycle_config_arns=[lifecycle.arn],
+        )
+        jupyter_lab_user = sagemaker.CfnUserProfile.JupyterLabAppSettingsProperty(
+            default_resource_spec=sagemaker.CfnUserProfile.ResourceSpecProperty(
+                lifecycle_config_arn=lifecycle.arn
+            ),
+            lifecycle_config_arns=[lifecycle.arn],
+        )
         subnets = vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         self.domain = sagemaker.CfnDomain(
             self,
@@ -109,6 +125,10 @@ class StudioDomain(Construct):
             default_user_settings=sagemaker.CfnDomain.UserSettingsProperty(
                 execution_role=self.execution_role.role_arn,
                 security_groups=[self.security_group.security_group_id],
+                # Studio (JupyterLab spaces), not Studio Classic, whose apps run no JupyterLab scripts.
+                studio_web_portal="ENABLED",
+                default_landing_uri="studio::",
+                jupyter_lab_app_settings=jupyter_lab,
             ),
         )
         self.user_profile = sagemaker.CfnUserProfile(
@@ -117,7 +137,8 @@ class StudioDomain(Construct):
             domain_id=self.domain.attr_domain_id,
             user_profile_name=USER_PROFILE_NAME,
             user_settings=sagemaker.CfnUserProfile.UserSettingsProperty(
-                execution_role=self.execution_role.role_arn
+                execution_role=self.execution_role.role_arn,
+                jupyter_lab_app_settings=jupyter_lab_user,
             ),
         )
 
