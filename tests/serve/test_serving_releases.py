@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from forest_support import load_forest
 from serve_live import LiveServer, run_server
+from serving_fixtures import Artifacts, copy_artifacts, index_features, train_booster
 
 from ad_server_emulator.emulator import bid_request
 from aik import params, releases, storage
 from aik.bundle import StringIndexerSpec, bundle_bytes, indexer_from_specs
 from aik.schema import INDEXED_COLUMNS, RAW_SCHEMA
-from filtering_server.fixtures import Artifacts, copy_artifacts, index_features, train_booster
-from filtering_server.forest import load_forest
 from filtering_server.model import ModelSources, ServedModel, load_model
 
 SWAP_TIMEOUT = 90.0  # a load spawns xgboost in a child process; the machine may be busy
