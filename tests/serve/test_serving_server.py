@@ -316,6 +316,16 @@ def test_unknown_method_gets_an_error_and_the_connection_lives(live: LiveServer)
         assert tb.read_reply(sock)[0] == tb.REPLY
 
 
+def test_a_message_that_is_not_a_call_gets_an_error_and_the_connection_lives(live: LiveServer) -> None:
+    with raw_socket(live) as sock:
+        sock.sendall(tb.message("filter", 8, bytes([tb.T_STOP]), mtype=tb.REPLY))
+        mtype, name, seqid, body = tb.read_reply(sock)
+        assert (mtype, name, seqid) == (tb.EXCEPTION, "filter", 8)
+        assert tb.application_exception(body)[1] == TApplicationException.INVALID_MESSAGE_TYPE
+        sock.sendall(tb.filter_call(9, tb.bid_request(hour="3")))
+        assert tb.read_reply(sock)[0] == tb.REPLY
+
+
 def test_huge_strings(live: LiveServer) -> None:
     client = live.client()
     model = live.holder.current
