@@ -21,7 +21,7 @@ RAW_DATA = "/aik/raw_data"
 BID_SOURCE = "/aik/bid_source"
 IMP_SOURCE = "/aik/imp_source"
 OUTPUT_TRAIN = "/aik/output_train"
-OUTPUT_VERIFY = "/aik/output_verify"
+OUTPUT_VALID = "/aik/output_verify"  # the validation split; the parameter keeps its name (a contract)
 OUTPUT_TEST = "/aik/output_test"
 OUTPUT_TRANSFORMED = "/aik/output_transformed"
 PIPELINE_MODEL = "/aik/pipelineModelArtifactPath"
@@ -43,7 +43,7 @@ DERIVED_KEYS: Mapping[str, str] = {
     BID_SOURCE: "raw/ipinyou-data/bid/",
     IMP_SOURCE: "raw/ipinyou-data/imp/",
     OUTPUT_TRAIN: "processed/sample/train/",
-    OUTPUT_VERIFY: "processed/sample/valid/",
+    OUTPUT_VALID: "processed/sample/valid/",
     OUTPUT_TEST: "processed/sample/test/",
     OUTPUT_TRANSFORMED: "processed/sample/transformed/",
     PIPELINE_MODEL: "pipeline-model/model.zip",

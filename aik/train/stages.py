@@ -134,7 +134,7 @@ class Inputs:
             raw_data = None
         return cls(
             train=store.get(P.OUTPUT_TRAIN),
-            valid=store.get(P.OUTPUT_VERIFY),
+            valid=store.get(P.OUTPUT_VALID),
             test=store.get(P.OUTPUT_TEST),
             pipeline_model=store.get(P.PIPELINE_MODEL),
             pipeline_schema=store.get(P.PIPELINE_SCHEMA),

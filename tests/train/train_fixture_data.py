@@ -157,7 +157,7 @@ def make_workspace(workspace: Path, spec: FixtureSpec = FixtureSpec(), *, truth:
     n_train, n_valid = int(0.8 * len(order)), int(0.1 * len(order))
     splits = {
         P.OUTPUT_TRAIN: order[:n_train],
-        P.OUTPUT_VERIFY: order[n_train : n_train + n_valid],
+        P.OUTPUT_VALID: order[n_train : n_train + n_valid],
         P.OUTPUT_TEST: order[n_train + n_valid :],
     }
     for name, rows in splits.items():
