@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-all demo demo-clean lint format synth clean thrift-tools
+.PHONY: install test test-all test-aws test-spark35 demo demo-clean lint format synth clean thrift-tools
 
 install: $(STAMP)
 
@@ -39,6 +39,27 @@ test: install
 test-all: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The AWS paths as far as this machine goes (CI runs it after `make test`): the end-to-end tests
+# against moto's server (tests/aws, marked slow) and the feature job under EMR 7's Spark 3.5.
+test-aws: install test-spark35
+	$(BIN)/pytest tests/aws $(PYTEST_ARGS)
+
+# The feature job under Spark 3.5 (EMR 7.x): a second venv with what the EMR bootstrap installs
+# (emr_bootstrap/requirements.txt, then the kit without dependencies), EMR 7.13's pyspark, and pytest.
+VENV35 := .venv-spark35
+PYSPARK35 := pyspark==3.5.6
+SPARK35_TESTS := tests/pipeline/test_job.py tests/pipeline/test_spark_logs.py tests/pipeline/test_transforms.py
+
+$(VENV35)/.installed: emr_bootstrap/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV35)
+	$(VENV35)/bin/pip install --quiet -r emr_bootstrap/requirements.txt "$(PYSPARK35)" \
+		"pytest>=8" "pytest-timeout>=2.3" "hypothesis>=6.100"
+	$(VENV35)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+test-spark35: $(VENV35)/.installed
+	$(VENV35)/bin/pytest -p no:cacheprovider $(SPARK35_TESTS) $(PYTEST_ARGS)
+
 demo: install
 	$(BIN)/aik demo --rows $(ROWS) --requests $(REQUESTS)
 
@@ -57,7 +78,7 @@ synth: install
 	$(BIN)/python app.py
 
 clean: demo-clean
-	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(VENV35) cdk.out .pytest_cache .ruff_cache *.egg-info
 
 # cfn-lint over every synthesized template (the stacks and the EMR product); cdk-nag runs inside synth.
 .PHONY: cfn-lint
