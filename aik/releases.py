@@ -174,12 +174,17 @@ def write_release(
     schema: bytes,
     model: bytes,
     metrics: Mapping[str, Any],
+    model_name: str | None = None,
     plots: Mapping[str, bytes] | None = None,
     data: Mapping[str, Any] | None = None,
     gates: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Release:
-    """Write a release's files, then its manifest (last: a release without one is incomplete)."""
+    """Write a release's files, then its manifest (last: a release without one is incomplete).
+
+    `model_name` names a model file other than a booster (a PyTorch family's `model.pt`): such a
+    release is kept for inspection, and `promote` refuses it while the server serves boosters only.
+    """
     created = now or datetime.now(UTC)
     rid = release_id(model, created)
     prefix = storage.join(root, rid) + "/"
@@ -194,9 +199,10 @@ def write_release(
     for name, png in (plots or {}).items():
         storage.write_bytes(storage.join(prefix, REPORTS_DIR, name), png)
     files: dict[str, ReleaseFile] = {}
+    names = {**FILE_NAMES, "model": model_name or FILE_NAMES["model"]}
     for role, payload in contents.items():
-        storage.write_bytes(storage.join(prefix, FILE_NAMES[role]), payload)
-        files[role] = ReleaseFile(FILE_NAMES[role], sha256(payload), len(payload))
+        storage.write_bytes(storage.join(prefix, names[role]), payload)
+        files[role] = ReleaseFile(names[role], sha256(payload), len(payload))
     release = Release(
         id=rid,
         uri=prefix,
@@ -334,6 +340,11 @@ def promote(store: Any, release: Release, *, mirror: bool = True) -> Release:
         failed = [c for c in release.gates.get("checks", []) if not c.get("passed")]
         reasons = "; ".join(f"{c.get('name')}: {c.get('message')}" for c in failed) or "no gate verdicts"
         raise ReleaseError(f"release {release.id} did not pass the gates ({reasons})")
+    if release.files["model"].path != FILE_NAMES["model"]:
+        raise ReleaseError(
+            f"release {release.id} holds {release.files['model'].path}, not a booster: the filtering "
+            "server serves xgboost models only"
+        )
     contents = verify(release)
     store.put(RELEASE_LIVE, release.manifest_uri)
     log.info("release %s is live (%s)", release.id, release.manifest_uri)

@@ -18,6 +18,7 @@ def _fraction(text: str) -> float:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the subcommand."""
+    from aik.train.families import FAMILIES
     from aik.train.gates import GateLimits
     from aik.train.presets import PRESETS
 
@@ -31,6 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "/aik/xgboost/path only if every gate passes (otherwise exit 1 and leave the previous model).",
     )
     model = p.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        dest="family",
+        choices=FAMILIES,
+        default="xgboost",
+        help="model family: xgboost (default; the one the filtering server serves), or a PyTorch family "
+        "on the CPU (the neural extra): logreg (logistic regression), fm (factorization machine), mlp "
+        "(embedding-MLP), wide-deep; these are evaluated and gated the same way but stay candidates "
+        "(--set NAME=VALUE sets their hyperparameters, see docs/training.md)",
+    )
     model.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -46,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=[],
         metavar="NAME=VALUE",
         help="override an xgboost parameter or num_round, early_stopping_rounds, refit, unseen_fraction "
-        "(repeatable; VALUE none removes a parameter)",
+        "(repeatable; VALUE none removes a parameter); with a PyTorch family one of its hyperparameters "
+        "(embedding_dim, hidden, lr, l2, max_epochs, patience, crosses, ...)",
     )
     model.add_argument(
         "--num-round", type=positive_int, help="boosting rounds (upper bound with early stopping)"
@@ -59,10 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--threads", type=positive_int, default=None, help="xgboost threads (default: all cores)"
     )
     model.add_argument(
-        "--model",
+        "--model-file",
         dest="model_uri",
         metavar="URI",
-        help="evaluate, gate and publish this xgboost model file instead of training one",
+        help="evaluate, gate and publish this model file (of the --model family) instead of training one",
     )
     data = p.add_argument_group("data")
     data.add_argument(
@@ -139,6 +151,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     for name in ("num_round", "max_depth", "eta", "early_stopping_rounds"):
         value = getattr(args, name)
         if value is not None:
+            if args.family != "xgboost":
+                raise AikError(f"--{name.replace('_', '-')} is xgboost's: --model {args.family} takes --set")
             overrides[name] = value
     return overrides
 
@@ -152,7 +166,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.sagemaker and ctx.settings.backend != "aws":
         raise AikError("--sagemaker needs the aws backend (--backend aws): the job reads the splits from S3")
     if args.sagemaker and args.model_uri:
-        raise AikError("--model evaluates an existing model: it cannot be combined with --sagemaker")
+        raise AikError("--model-file evaluates an existing model: it cannot be combined with --sagemaker")
+    if args.family != "xgboost" and (args.preset or args.sagemaker):
+        raise AikError(
+            f"--preset and --sagemaker are xgboost's: --model {args.family} takes --set NAME=VALUE"
+        )
     job = (
         SageMakerJob(
             role=args.role,
@@ -167,6 +185,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         else None
     )
     options = TrainOptions(
+        family=args.family,
         preset=args.preset,
         overrides=_overrides(args),
         use_case=args.use_case,
@@ -189,7 +208,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         "release": result.release.id,
         "model": result.model_uri
         if result.published
-        else f"{result.candidate_uri} (not published: --no-publish)",
+        else f"{result.candidate_uri} (not published: {m.not_published_because or '--no-publish'})",
         "metrics": result.published_reports.get("metrics.json") or result.candidate_reports["metrics.json"],
         "auc": m.test.auc,
         "oracle_auc": m.oracle_auc,

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import xgboost as xgb
 
 from aik.bundle import FeatureIndexer
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS
 from aik.train import baselines as B
 from aik.train import evaluate as E
 from aik.train import plots as plots_mod
+from aik.train.families import models as family_models
 from aik.train.gates import (
     GateLimits,
     GateResult,
@@ -32,7 +32,6 @@ from aik.train.metrics import (
     SplitMetrics,
     oracle_ratio,
 )
-from aik.train.model import predict
 from aik.train.options import TrainOptions
 from aik.train.stages import Splits
 from aik.truth import TruthModel
@@ -51,14 +50,19 @@ class Evaluation:
     p_test: np.ndarray | None
     #: The lower threshold chosen on the valid split for the target recall.
     chosen_threshold: float | None
-    #: Test predictions per model (xgboost, oracle, baselines) and their calibration deciles.
+    #: Test predictions per model (the candidate, oracle, baselines) and their calibration deciles.
     curves: dict[str, np.ndarray] = field(default_factory=dict)
     deciles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     baselines: dict[str, BaselineMetrics] = field(default_factory=dict)
 
 
+def curve_name(family: str) -> str:
+    """The candidate's name in the plots: its family, told apart from a baseline of the same name."""
+    return f"{family} (candidate)" if family in B.BASELINES else family
+
+
 def evaluate_candidate(
-    model: xgb.Booster,
+    model: family_models.Model,
     splits: Splits,
     indexer: FeatureIndexer,
     truth: TruthModel | None,
@@ -67,8 +71,8 @@ def evaluate_candidate(
     """Score the test split (and valid, to choose the threshold) and the oracle when the truth is known."""
     test, valid = splits.test, splits.valid
     features_ok = features_gate(model, splits.train.columns).passed
-    p_test = predict(model, test.X) if features_ok else None
-    p_valid = predict(model, valid.X) if features_ok else None
+    p_test = family_models.predict(model, test.X) if features_ok else None
+    p_valid = family_models.predict(model, valid.X) if features_ok else None
     curves: dict[str, np.ndarray] = {}
     deciles: dict[str, list[dict[str, Any]]] = {}
     headline = SplitMetrics(rows=test.rows, base_rate=float(test.y.mean()))
@@ -77,9 +81,9 @@ def evaluate_candidate(
         if np.all(np.isfinite(p_valid)):
             chosen = E.threshold_for_recall(valid.y, p_valid, options.target_recall)
         headline = E.evaluate(test.y, p_test, chosen_threshold=chosen, target_recall=options.target_recall)
-        curves["xgboost"] = p_test
+        curves[curve_name(options.family)] = p_test
         if np.all(np.isfinite(p_test)):
-            deciles["xgboost"] = E.calibration_by_decile(test.y, p_test)
+            deciles[curve_name(options.family)] = E.calibration_by_decile(test.y, p_test)
     oracle = None
     if truth is not None:
         oracle = E.oracle(test.y, test.X, indexer, truth, options.use_case)
@@ -120,7 +124,7 @@ def fit_baselines(splits: Splits, evaluation: Evaluation, options: TrainOptions)
 
 
 def judge(
-    model: xgb.Booster, pipeline_columns: tuple[str, ...], evaluation: Evaluation, limits: GateLimits
+    model: family_models.Model, pipeline_columns: tuple[str, ...], evaluation: Evaluation, limits: GateLimits
 ) -> list[GateResult]:
     """Every gate's verdict on the candidate (only the features gate when it could not be scored)."""
     gates = [features_gate(model, pipeline_columns)]
@@ -157,12 +161,15 @@ def make_reports(
     adv_codes = test.X[:, FEATURE_COLUMNS.index(INDEXED_COLUMNS["AdvertiserID"])]
     calibration = {
         "overall": E.calibration_row(test.y, p_test),
-        "deciles": evaluation.deciles["xgboost"],
+        "deciles": evaluation.deciles[curve_name(options.family)],
         "advertisers": E.calibration_by_group(
             test.y, p_test, adv_codes, indexer.labels.get("AdvertiserID", ()), "advertiser"
         ),
     }
-    aucs = {"xgboost": headline.auc, "oracle": evaluation.oracle.auc if evaluation.oracle else None}
+    aucs = {
+        curve_name(options.family): headline.auc,
+        "oracle": evaluation.oracle.auc if evaluation.oracle else None,
+    }
     aucs.update({name: b.auc for name, b in evaluation.baselines.items()})
     thresholds = {f"{t:g}": t for t in E.FIXED_THRESHOLDS}
     matrices = {f"threshold {k}": v["confusion_matrix"] for k, v in (headline.thresholds or {}).items()}

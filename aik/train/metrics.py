@@ -127,11 +127,21 @@ class ModelInfo:
     config: dict[str, Any]
     #: How the booster was made: `source` (local, sagemaker, file) and what that source reports.
     training: dict[str, Any]
+    #: The model family (`aik.train.families.FAMILIES`); a neural family has no trees (0).
+    family: str = "xgboost"
+    #: Trainable weights of a neural family.
+    parameters: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
-        """Read back what `asdict` wrote."""
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        """Read back what `asdict` wrote (the fields added later may be missing)."""
+        return cls(
+            **{f.name: data[f.name] for f in fields(cls) if f.name in data or f.name not in _LATER_FIELDS}
+        )
+
+
+#: ModelInfo fields metrics.json files written before them lack.
+_LATER_FIELDS = ("family", "parameters")
 
 
 @dataclass(frozen=True)
@@ -202,6 +212,8 @@ class Metrics:
     #: Plot file name -> its path relative to the metrics file.
     plots: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    #: Why a run that passed its gates was not made live (a model the server cannot serve).
+    not_published_because: str | None = None
 
     @property
     def auc(self) -> float | None:
@@ -230,6 +242,7 @@ class Metrics:
             "baselines": {name: asdict(b) for name, b in self.baselines.items()},
             "gates": self.gates.to_dict(),
             "published": self.published,
+            **({"not_published_because": self.not_published_because} if self.not_published_because else {}),
             "timings": self.timings,
             "plots": self.plots,
         }
@@ -254,4 +267,5 @@ class Metrics:
             timings=data["timings"],
             plots=data.get("plots", {}),
             schema_version=data.get("schema_version", SCHEMA_VERSION),
+            not_published_because=data.get("not_published_because"),
         )

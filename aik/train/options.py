@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 class TrainOptions:
     """What `aik train` was asked to do (every field has the CLI's default)."""
 
+    #: The model family (`aik.train.families.FAMILIES`); `preset` is xgboost's, `overrides` any family's.
+    family: str = "xgboost"
     preset: str | None = None  # None: "default" locally, "numeric" on SageMaker
     overrides: Mapping[str, Any] = field(default_factory=dict)
     use_case: str = "bid-filtering"
@@ -28,7 +30,7 @@ class TrainOptions:
     #: The chosen lower threshold keeps this share of the positives on the validation split.
     target_recall: float = 0.95
     limits: GateLimits = field(default_factory=GateLimits)
-    #: Evaluate, gate and publish this booster file instead of training one.
+    #: Evaluate, gate and publish this model file (of `family`) instead of training one.
     model_uri: str | None = None
     #: Train as a SageMaker job instead of locally.
     sagemaker: SageMakerJob | None = None

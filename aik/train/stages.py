@@ -27,11 +27,12 @@ from aik.errors import AikError
 from aik.params import ParameterStore
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS, RAW_SCHEMA
 from aik.train.data import Split, check_codes, read_split
+from aik.train.families import models as family_models
 from aik.train.metrics import (
     ModelInfo,
     SplitData,
 )
-from aik.train.model import TrainedModel, load_booster, model_bytes, train_booster
+from aik.train.model import TrainedModel, train_booster
 from aik.train.options import TrainOptions
 from aik.train.presets import CATEGORICAL_COLUMNS, TrainConfig, resolve
 from aik.truth import TruthModel, truth_uri
@@ -53,7 +54,13 @@ def load_truth(raw_data: str | None) -> TruthModel | None:
     return TruthModel.load(uri)
 
 
-def resolve_config(options: TrainOptions) -> TrainConfig:
+def resolve_config(options: TrainOptions) -> TrainConfig | None:
+    """The booster's configuration (None for a neural family, whose `obtain_neural` resolves its own)."""
+    if family_models.is_neural(family_models.check_family(options.family)):
+        family_models.require_torch(options.family)
+        if options.sagemaker is not None:
+            raise AikError(f"--model {options.family} trains locally: SageMaker trains xgboost only")
+        return None
     preset = options.preset or ("numeric" if options.sagemaker is not None else "default")
     return resolve(preset, options.overrides, seed=options.seed)
 
@@ -68,7 +75,8 @@ def obtain_booster(
 ) -> tuple[xgb.Booster, dict[str, Any]]:
     """Train locally, run the SageMaker job, or load the given model file; returns it and how it was made."""
     if options.model_uri:
-        booster = load_booster(storage.read_bytes(options.model_uri), options.model_uri)
+        data = storage.read_bytes(options.model_uri)
+        booster = family_models.load_model("xgboost", data, options.model_uri)
         if not booster.feature_names and booster.num_features() == len(FEATURE_COLUMNS):
             # a model trained on a bare matrix (as SageMaker's container does): name its columns
             booster.feature_names = list(FEATURE_COLUMNS)
@@ -107,6 +115,26 @@ def obtain_booster(
         metric, values = next(iter(history.items()))
         info["valid_" + metric] = round(float(values[trained.best_rounds - 1]), 6)
     return trained.booster, info
+
+
+def obtain_neural(
+    options: TrainOptions, train: Split, valid: Split, indexer: FeatureIndexer
+) -> tuple[Any, dict[str, Any]]:
+    """Train a PyTorch family locally (or load the given model file); returns it and how it was made."""
+    if options.model_uri:
+        model = family_models.load_model(
+            options.family, storage.read_bytes(options.model_uri), options.model_uri
+        )
+        return model, {"source": "file", "uri": options.model_uri}
+    from aik.train.families.config import resolve_neural
+    from aik.train.families.encoding import cardinalities, unseen_codes
+    from aik.train.families.neural import train_neural
+
+    config = resolve_neural(options.family, options.overrides, seed=options.seed)
+    trained = train_neural(
+        train, valid, config, cardinalities(indexer), unseen=unseen_codes(indexer), nthread=options.nthread
+    )
+    return trained.model, trained.info()
 
 
 @dataclass(frozen=True)
@@ -212,8 +240,9 @@ class Splits:
         return [("train", self.train), ("valid", self.valid), ("test", self.test)]
 
 
-def read_splits(inputs: Inputs, options: TrainOptions, config: TrainConfig) -> Splits:
-    """Read the splits (sampled to `max_rows`); codes checked when the model splits on categories."""
+def read_splits(inputs: Inputs, options: TrainOptions, config: TrainConfig | None) -> Splits:
+    """Read the splits (sampled to `max_rows`); codes checked when the model treats them as categories
+    (a categorical booster, every neural family: config None)."""
     # a SageMaker job or a given model file trains elsewhere: locally the train split only feeds the
     # baselines, so it is read as the sample they use, never whole
     trains_here = options.model_uri is None and options.sagemaker is None
@@ -227,7 +256,7 @@ def read_splits(inputs: Inputs, options: TrainOptions, config: TrainConfig) -> S
         valid=read_split(inputs.valid, max_rows=options.max_rows, seed=options.seed + 1, label="valid"),
         test=read_split(inputs.test, max_rows=options.max_rows, seed=options.seed + 2, label="test"),
     )
-    if config.categorical:
+    if config is None or config.categorical:
         for _, split in splits.items():
             check_codes(split, CATEGORICAL_COLUMNS)
     log.info(
@@ -238,7 +267,8 @@ def read_splits(inputs: Inputs, options: TrainOptions, config: TrainConfig) -> S
 
 @dataclass(frozen=True)
 class Candidate:
-    """A run's booster bound to its bundle, as bytes and reloaded from them (what the gates judge)."""
+    """A run's model (a booster bound to its bundle, or a neural family's), as bytes and reloaded from
+    them (what the gates judge)."""
 
     #: The release id the candidate will be written under (dated, content-addressed).
     run_id: str
@@ -247,24 +277,50 @@ class Candidate:
     #: Where the release will hold the model file.
     uri: str
     data: bytes
-    booster: xgb.Booster
+    model: family_models.Model
+    family: str = "xgboost"
+
+    @property
+    def file_name(self) -> str:
+        """The model file's name inside the release."""
+        return self.uri.rsplit("/", 1)[-1]
 
 
-def make_candidate(booster: xgb.Booster, indexer: FeatureIndexer, store: ParameterStore) -> Candidate:
-    """Bind the booster to the codes it learnt (a server refuses it beside any other bundle), serialise
-    it and load it back from those bytes."""
-    booster.set_attr(**{R.BOOSTER_ATTRIBUTE: R.indexer_sha256(indexer)})
-    data = model_bytes(booster)
+def make_candidate(
+    model: family_models.Model, indexer: FeatureIndexer, store: ParameterStore, family: str = "xgboost"
+) -> Candidate:
+    """Bind a booster to the codes it learnt (a server refuses it beside any other bundle), serialise
+    the model and load it back from those bytes."""
+    neural = family_models.is_neural(family)
+    if not neural:
+        model.set_attr(**{R.BOOSTER_ATTRIBUTE: R.indexer_sha256(indexer)})
+    data = family_models.model_bytes(model)
     created = datetime.now(UTC)
     run_id = R.release_id(data, created)
     root = R.releases_root(store)
-    uri = storage.join(root, run_id, R.FILE_NAMES["model"])
-    return Candidate(run_id, created, root, uri, data, load_booster(data, uri))
+    uri = storage.join(root, run_id, family_models.NEURAL_FILE if neural else R.FILE_NAMES["model"])
+    return Candidate(run_id, created, root, uri, data, family_models.load_model(family, data, uri), family)
 
 
-def model_info(candidate: Candidate, config: TrainConfig, training: dict[str, Any]) -> ModelInfo:
+def model_info(candidate: Candidate, config: TrainConfig | None, training: dict[str, Any]) -> ModelInfo:
     """The candidate file as metrics.json describes it."""
-    model = candidate.booster
+    if config is None:
+        described = family_models.describe(candidate.model)
+        return ModelInfo(
+            uri=candidate.uri,
+            candidate_uri=candidate.uri,
+            sha256=hashlib.sha256(candidate.data).hexdigest(),
+            bytes=len(candidate.data),
+            format=described["format"],
+            features=list(candidate.model.feature_names),
+            feature_types=[],
+            trees=0,
+            config=described["config"],
+            training=training,
+            family=candidate.family,
+            parameters=described["parameters"],
+        )
+    model = candidate.model
     return ModelInfo(
         uri=candidate.uri,
         candidate_uri=candidate.uri,

@@ -14,14 +14,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-import xgboost as xgb
-
 from aik import releases as R
 from aik import storage
 from aik.context import Context
 from aik.errors import AikError
 from aik.train import evaluate as E
 from aik.train.assess import evaluate_candidate, fit_baselines, judge, make_reports
+from aik.train.families.models import Model
 from aik.train.gates import GateFailed, GateResult
 from aik.train.metrics import GateReport, Metrics
 from aik.train.options import TrainOptions
@@ -32,6 +31,7 @@ from aik.train.stages import (
     make_candidate,
     model_info,
     obtain_booster,
+    obtain_neural,
     read_pipeline,
     read_splits,
     resolve_config,
@@ -58,7 +58,8 @@ class TrainResult:
     candidate_reports: dict[str, str]
     #: The same when the release was made live (empty when not published).
     published_reports: dict[str, str]
-    booster: xgb.Booster
+    #: The model as written and reloaded: a Booster, or a neural family's NeuralModel.
+    model: Model
 
     @property
     def failures(self) -> list[GateResult]:
@@ -86,19 +87,24 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
     t = time.monotonic()
     splits = read_splits(inputs, options, config)
     t = timed("read_s", t)
-    booster, training = obtain_booster(ctx, options, config, splits.train, splits.valid, pipeline.indexer)
+    if config is None:
+        trained, training = obtain_neural(options, splits.train, splits.valid, pipeline.indexer)
+    else:
+        trained, training = obtain_booster(ctx, options, config, splits.train, splits.valid, pipeline.indexer)
     t = timed("train_s", t)
-    candidate = make_candidate(booster, pipeline.indexer, store)
+    candidate = make_candidate(trained, pipeline.indexer, store, options.family)
     truth = load_truth(inputs.raw_data)
-    evaluation = evaluate_candidate(candidate.booster, splits, pipeline.indexer, truth, options)
+    evaluation = evaluate_candidate(candidate.model, splits, pipeline.indexer, truth, options)
     t = timed("evaluate_s", t)
     if options.baselines:
         fit_baselines(splits, evaluation, options)
     timed("baselines_s", t)
-    gates = judge(candidate.booster, splits.train.columns, evaluation, options.limits)
+    gates = judge(candidate.model, splits.train.columns, evaluation, options.limits)
     passed = all(g.passed for g in gates)
     reports = make_reports(splits, evaluation, pipeline.indexer, options)
-    will_publish = passed and options.publish
+    # the filtering server serves boosters: a neural family's release is written but never made live
+    servable = config is not None
+    will_publish = passed and options.publish and servable
     timings["total_s"] = round(time.monotonic() - started, 2)
     metrics = Metrics(
         run_id=candidate.run_id,
@@ -116,6 +122,9 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         published=will_publish,
         timings=timings,
         plots={name: f"{R.REPORTS_DIR}/{name}" for name in reports.plots},
+        not_published_because=None
+        if servable or not (passed and options.publish)
+        else "the filtering server serves xgboost models only",
     )
     document = metrics.to_dict()
     release = R.write_release(
@@ -123,6 +132,7 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         bundle=pipeline.bundle,
         schema=pipeline.schema,
         model=candidate.data,
+        model_name=candidate.file_name,
         metrics=document,
         plots=reports.plots,
         data=data_window(pipeline.features_report, metrics.data),
@@ -145,7 +155,7 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         candidate_uri=candidate.uri,
         candidate_reports=candidate_reports,
         published_reports=published_reports,
-        booster=candidate.booster,
+        model=candidate.model,
     )
     if not passed:
         raise GateFailed(result.failures, result)

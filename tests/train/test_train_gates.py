@@ -74,7 +74,7 @@ def test_nan_gate_stops_a_model_that_predicts_nan(
     broken = tmp_path / "nan.json"
     broken.write_text(json.dumps(doc))
     before = _state(published_ws)
-    code = _train(published_ws, "--model", str(broken))
+    code = _train(published_ws, "--model-file", str(broken))
     _assert_refused(
         published_ws, before, code, capsys.readouterr().err, "finite_predictions", "are NaN or infinite"
     )
@@ -93,7 +93,7 @@ def test_feature_gate_stops_a_model_with_another_feature_count(
     broken = tmp_path / "six.ubj"
     booster.save_model(broken)
     before = _state(published_ws)
-    code = _train(published_ws, "--model", str(broken))
+    code = _train(published_ws, "--model-file", str(broken))
     _assert_refused(
         published_ws,
         before,
@@ -110,7 +110,7 @@ def test_a_good_model_file_passes_and_is_published(published_ws: Path, tmp_path:
     booster.load_model(bytearray(model_path(published_ws).read_bytes()))
     booster.save_model(good)
     before = _state(published_ws)
-    assert _train(published_ws, "--model", str(good)) == 0
+    assert _train(published_ws, "--model-file", str(good)) == 0
     assert _state(published_ws)[1] != before[1]  # rewritten (same trees, new file)
     assert _latest_candidate_metrics(published_ws)["model"]["training"] == {
         "source": "file",
@@ -151,7 +151,7 @@ def test_a_model_file_trained_on_a_bare_matrix_is_published_with_the_contract_na
     assert bare.feature_names is None
     path = tmp_path / "bare.ubj"
     bare.save_model(path)
-    assert _train(published_ws, "--model", str(path)) == 0
+    assert _train(published_ws, "--model-file", str(path)) == 0
     published = xgb.Booster()
     published.load_model(bytearray(model_path(published_ws).read_bytes()))
     assert published.feature_names == list(FEATURE_COLUMNS)

@@ -1,0 +1,151 @@
+"""Hyperparameters of the PyTorch families: one frozen dataclass, per-family defaults, `--set` overrides.
+
+No PyTorch here: the CLI's help and a backtest's validation read these without loading it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from itertools import combinations
+from typing import Any
+
+from aik.errors import AikError
+from aik.schema import FEATURE_COLUMNS
+
+
+@dataclass(frozen=True)
+class NeuralConfig:
+    """Everything that decides a PyTorch training run (architecture, optimiser, stopping, data)."""
+
+    family: str
+    #: Width of each field's embedding (fm: the factor dimension; logreg ignores it).
+    embedding_dim: int = 8
+    #: Hidden layer widths of the MLP (mlp and the deep part of wide-deep).
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+    #: Feature pairs crossed in the wide part of wide-deep (FEATURE_COLUMNS names).
+    crosses: tuple[tuple[str, str], ...] = ()
+    #: A cross with more value pairs than this is hashed into this many buckets.
+    cross_buckets: int = 1 << 16
+    lr: float = 0.01
+    batch_size: int = 1024
+    max_epochs: int = 60
+    #: Stop after this many epochs without a better validation log loss; the best epoch's weights win.
+    patience: int = 4
+    #: L2 penalty on the embedding tables, per training row (as 1/C of a logistic regression).
+    l2: float = 1.0
+    #: L2 penalty on the dense layers' weights, per training row.
+    weight_decay: float = 1.0
+    #: Share of training rows copied per index column with the code set to unseen (as the booster).
+    unseen_fraction: float = 0.01
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (metrics.json, the model file, MLflow params)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "hidden":
+                value = list(value)
+            elif f.name == "crosses":
+                value = [f"{a}:{b}" for a, b in value]
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> NeuralConfig:
+        """Inverse of `as_dict` (reading a model file)."""
+        values = dict(doc)
+        values["hidden"] = tuple(int(h) for h in values.get("hidden", ()))
+        values["crosses"] = parse_crosses(values.get("crosses", ()))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+ALL_PAIRS: tuple[tuple[str, str], ...] = tuple(combinations(FEATURE_COLUMNS, 2))
+
+DEFAULTS: dict[str, NeuralConfig] = {
+    # one weight per value of each field: the one-hot logistic regression
+    "logreg": NeuralConfig(family="logreg", embedding_dim=1, hidden=(), lr=0.02, l2=1.0),
+    # the linear terms plus factorised pairwise interactions of every pair of fields
+    "fm": NeuralConfig(family="fm", embedding_dim=8, hidden=(), lr=0.01, l2=2.0),
+    "mlp": NeuralConfig(family="mlp", embedding_dim=8, hidden=(64, 32), lr=0.005, l2=2.0),
+    # the linear terms and every pair of fields crossed (wide) beside the embedding MLP (deep)
+    "wide-deep": NeuralConfig(
+        family="wide-deep", embedding_dim=8, hidden=(64, 32), crosses=ALL_PAIRS, lr=0.005, l2=2.0
+    ),
+}
+
+
+def parse_crosses(value: Any) -> tuple[tuple[str, str], ...]:
+    """Crosses from `all`, `none`, `a:b,c:d` or a sequence of `a:b` / pairs; names must be features."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "all":
+            return ALL_PAIRS
+        if text.lower() in ("", "none"):
+            return ()
+        value = [item for item in text.split(",") if item.strip()]
+    pairs: list[tuple[str, str]] = []
+    for item in value:
+        a, b = (*item.split(":", 1), "")[:2] if isinstance(item, str) else item
+        a, b = a.strip(), b.strip()
+        for name in (a, b):
+            if name not in FEATURE_COLUMNS:
+                raise AikError(f"cross {a}:{b}: {name!r} is not a feature ({', '.join(FEATURE_COLUMNS)})")
+        if a == b:
+            raise AikError(f"cross {a}:{b} crosses a feature with itself")
+        pairs.append((a, b))
+    return tuple(pairs)
+
+
+def _hidden(value: Any) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,)
+    if isinstance(value, str):
+        value = (
+            [v for v in value.replace("x", ",").split(",") if v.strip()] if value.strip() != "none" else []
+        )
+    return tuple(int(v) for v in value)
+
+
+def resolve_neural(
+    family: str, overrides: Mapping[str, Any] | None = None, seed: int | None = None
+) -> NeuralConfig:
+    """The family's defaults with overrides by field name; unknown names and bad values raise AikError."""
+    if family not in DEFAULTS:
+        raise AikError(f"unknown neural family {family!r} (choose from {', '.join(DEFAULTS)})")
+    config = DEFAULTS[family]
+    known = {f.name for f in fields(NeuralConfig)} - {"family"}
+    changes: dict[str, Any] = {}
+    for name, value in (overrides or {}).items():
+        if name not in known:
+            raise AikError(
+                f"{family} has no hyperparameter {name!r} (choose from {', '.join(sorted(known))})"
+            )
+        try:
+            if name == "hidden":
+                changes[name] = _hidden(value)
+            elif name == "crosses":
+                changes[name] = parse_crosses(value)
+            elif name in ("lr", "dropout", "l2", "weight_decay", "unseen_fraction"):
+                changes[name] = float(value)
+            else:
+                changes[name] = int(value)
+        except (TypeError, ValueError) as exc:
+            raise AikError(f"{family}: bad value {value!r} for {name}") from exc
+    if seed is not None:
+        changes["seed"] = seed
+    config = replace(config, **changes)
+    if config.embedding_dim < 1 or config.batch_size < 1 or config.max_epochs < 1 or config.patience < 1:
+        raise AikError(f"{family}: embedding_dim, batch_size, max_epochs and patience must be at least 1")
+    if config.lr <= 0 or config.l2 < 0 or config.weight_decay < 0 or not 0 <= config.dropout < 1:
+        raise AikError(f"{family}: lr must be positive, l2 and weight_decay >= 0, dropout in [0, 1)")
+    if not 0.0 <= config.unseen_fraction < 0.5:
+        raise AikError(f"{family}: unseen_fraction must be in [0, 0.5)")
+    if config.cross_buckets < 2:
+        raise AikError(f"{family}: cross_buckets must be at least 2")
+    return config

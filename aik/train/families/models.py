@@ -1,0 +1,130 @@
+"""One interface over the families' models for the workflow and backtests: file name, load, predict, describe.
+
+An XGBoost model is an `xgboost.Booster` (UBJSON file); a PyTorch family's is a `NeuralModel` (its
+`torch.save` file). Both expose `num_features()` and `feature_names`, which the features gate reads.
+PyTorch is imported only when a neural family is used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aik.errors import AikError
+from aik.train.families import FAMILIES, NEURAL_FAMILIES
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+    from aik.train.families.neural import NeuralModel
+
+    Model = xgb.Booster | NeuralModel
+else:
+    Model = Any
+
+#: The file a neural family's candidate is written to (the booster keeps the published model's name).
+NEURAL_FILE = "model.pt"
+
+
+def check_family(family: str) -> str:
+    """The family's name, or AikError naming the choices."""
+    if family not in FAMILIES:
+        raise AikError(f"unknown model family {family!r} (choose from {', '.join(FAMILIES)})")
+    return family
+
+
+def is_neural(family: str) -> bool:
+    """Trained with PyTorch (the `neural` extra)."""
+    return family in NEURAL_FAMILIES
+
+
+def require_torch(family: str) -> None:
+    """AikError with the install hint when PyTorch is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise AikError(
+            f"--model {family} needs PyTorch: pip install 'advertising-intelligence-kit[neural]' "
+            "(the README's 'Model families' says how to get the CPU build)"
+        ) from exc
+
+
+def load_model(family: str, data: bytes, uri: str = "<bytes>") -> Model:
+    """The family's model from its file's bytes (a corrupt file raises ArtifactError with its URI)."""
+    if is_neural(family):
+        from aik.train.families.neural import NeuralModel
+
+        return NeuralModel.from_bytes(data, uri)
+    from aik.train.model import load_booster
+
+    return load_booster(data, uri)
+
+
+def _is_booster(model: Model) -> bool:
+    import xgboost as xgb
+
+    return isinstance(model, xgb.Booster)
+
+
+def model_bytes(model: Model) -> bytes:
+    """The model's file."""
+    if not _is_booster(model):
+        return model.to_bytes()
+    from aik.train.model import model_bytes as booster_bytes
+
+    return booster_bytes(model)
+
+
+def predict(model: Model, X: np.ndarray) -> np.ndarray:
+    """Probabilities for rows in FEATURE_COLUMNS order."""
+    if not _is_booster(model):
+        return np.asarray(model.predict(X), dtype=np.float32)
+    from aik.train.model import predict as booster_predict
+
+    return booster_predict(model, X)
+
+
+def describe(model: Model) -> dict[str, Any]:
+    """What metrics.json's `model` says about the model beyond its file (format, size, structure)."""
+    if not _is_booster(model):
+        return {"format": "torch.save (weights_only)", **model.describe()}
+    return {
+        "family": "xgboost",
+        "format": "ubjson",
+        "features": list(model.feature_names or []),
+        "feature_types": list(model.feature_types or []),
+        "trees": model.num_boosted_rounds(),
+    }
+
+
+def per_request_seconds(model: Model, rows: np.ndarray, repeat: int = 1) -> float:
+    """Median seconds to score one request at a time in the model's own runtime (not the server's).
+
+    The booster scores through `inplace_predict`, a PyTorch family through its module's forward pass
+    without gradients: the cost a Python process pays per request, a comparison between families.
+    """
+    import time
+
+    if _is_booster(model):
+
+        def score(row: np.ndarray) -> Any:
+            return model.inplace_predict(row)
+    else:
+        import torch
+
+        module = model.module
+        module.eval()
+
+        def score(row: np.ndarray) -> Any:
+            with torch.no_grad():
+                return module(torch.from_numpy(row))
+
+    times = []
+    for _ in range(repeat):
+        for i in range(len(rows)):
+            row = np.ascontiguousarray(rows[i : i + 1], dtype=np.float32)
+            start = time.perf_counter()
+            score(row)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times)) if times else float("nan")

@@ -1,0 +1,138 @@
+"""The PyTorch families: encoding, training with early stopping, seeds, the model file, interactions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from train_fixture_data import FixtureSpec, draw_raw, index_raw
+
+from aik.errors import AikError, ArtifactError
+from aik.schema import FEATURE_COLUMNS
+from aik.train import evaluate as E
+from aik.train.data import Split
+from aik.train.families.config import ALL_PAIRS, parse_crosses, resolve_neural
+from aik.train.families.neural import FieldIds, NeuralModel, train_neural
+
+SPEC = FixtureSpec(rows=8_000, seed=11, domains=300, cities=60, regions=12)
+#: Small and quick: the tests check behaviour, not quality (bench/ and docs/training.md measure that).
+QUICK = {"max_epochs": 8, "patience": 2, "batch_size": 512}
+
+
+@pytest.fixture(scope="module")
+def splits() -> tuple[Split, Split, Split, tuple[int, ...], dict[str, int]]:
+    """Train/valid/test in index space, each feature's cardinality, and the unseen codes."""
+    raw, _ = draw_raw(SPEC)
+    indexed, specs = index_raw(raw)
+    X = indexed[list(FEATURE_COLUMNS)].to_numpy(np.float32)
+    y = indexed["label"].to_numpy(np.float32)
+    a, b = int(0.8 * len(y)), int(0.9 * len(y))
+
+    def split(rows: slice) -> Split:
+        return Split("mem://", X[rows], y[rows], len(y[rows]), FEATURE_COLUMNS)
+
+    by_col = {s.output_col: len(s.labels) for s in specs}
+    cards = tuple(
+        by_col.get(c, {"dow": 8, "hour": 24, "device_type_id": 7}.get(c, 0)) for c in FEATURE_COLUMNS
+    )
+    return split(slice(0, a)), split(slice(a, b)), split(slice(b, None)), cards, by_col
+
+
+def test_values_outside_a_fields_range_take_the_fields_last_row() -> None:
+    ids = FieldIds([3, 5])
+    x = torch.tensor([[0.0, 4.0], [2.0, 5.0], [float("nan"), -1.0], [3.0, 2.0]])
+    assert ids(x).tolist() == [[0, 4], [2, 5], [3, 5], [3, 2]]
+
+
+@pytest.mark.parametrize("family", ["logreg", "fm", "mlp", "wide-deep"])
+def test_each_family_learns_better_than_the_base_rate(splits, family: str) -> None:
+    train, valid, test, cards, unseen = splits
+    trained = train_neural(train, valid, resolve_neural(family, QUICK), cards, unseen=unseen)
+    p = trained.model.predict(test.X)
+    base = np.full_like(p, float(train.y.mean()))
+    assert E.logloss(test.y, p) < E.logloss(test.y, base)
+
+
+def test_the_same_seed_trains_the_same_model(splits) -> None:
+    train, valid, test, cards, unseen = splits
+    config = resolve_neural("mlp", {**QUICK, "max_epochs": 2}, seed=4)
+    first = train_neural(train, valid, config, cards, unseen=unseen).model.predict(test.X)
+    second = train_neural(train, valid, config, cards, unseen=unseen).model.predict(test.X)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_early_stopping_keeps_the_best_epochs_weights(splits) -> None:
+    train, valid, _, cards, unseen = splits
+    # a large learning rate overfits quickly: validation loss turns up and training stops early
+    config = resolve_neural("fm", {"max_epochs": 30, "patience": 2, "lr": 0.1, "l2": 0.0})
+    trained = train_neural(train, valid, config, cards, unseen=unseen)
+    assert trained.epochs < 30 and trained.epochs == trained.best_epoch + 2
+    assert trained.history[trained.best_epoch - 1] == min(trained.history)
+    p = trained.model.predict(valid.X)
+    assert E.logloss(valid.y, p) == pytest.approx(min(trained.history), rel=1e-4)
+
+
+def test_the_model_file_reloads_with_the_same_predictions(splits) -> None:
+    train, valid, test, cards, _ = splits
+    trained = train_neural(train, valid, resolve_neural("wide-deep", {**QUICK, "max_epochs": 1}), cards)
+    loaded = NeuralModel.from_bytes(trained.model.to_bytes())
+    assert loaded.config == trained.model.config and loaded.cards == cards
+    np.testing.assert_array_equal(loaded.predict(test.X), trained.model.predict(test.X))
+
+
+def test_a_file_that_is_not_a_model_is_reported_with_its_uri() -> None:
+    with pytest.raises(ArtifactError, match=r"s3://b/model\.pt"):
+        NeuralModel.from_bytes(b"not a model", "s3://b/model.pt")
+
+
+def test_unseen_and_missing_codes_predict_a_finite_probability(splits) -> None:
+    train, valid, test, cards, unseen = splits
+    model = train_neural(train, valid, resolve_neural("logreg", QUICK), cards, unseen=unseen).model
+    X = test.X[:5].copy()
+    X[:, FEATURE_COLUMNS.index("IndexDomain")] = cards[FEATURE_COLUMNS.index("IndexDomain")]
+    X[:, FEATURE_COLUMNS.index("IndexCityID")] = np.nan
+    p = model.predict(X)
+    assert np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
+
+
+def _xor_world(rows: int, seed: int) -> tuple[Split, Split, Split, tuple[int, ...]]:
+    """Labels from an advertiser x device interaction alone: no additive model can rank them."""
+    rng = np.random.default_rng(seed)
+    X = np.column_stack(
+        [
+            rng.integers(1, 8, rows),
+            rng.integers(0, 24, rows),
+            rng.integers(0, 6, rows),
+            rng.integers(0, 50, rows),
+            rng.integers(0, 5, rows),
+            rng.integers(0, 20, rows),
+            rng.integers(0, 7, rows),
+        ]
+    ).astype(np.float32)
+    effect = rng.normal(0, 1.5, (6, 7))
+    effect -= effect.mean(axis=0, keepdims=True) + effect.mean(axis=1, keepdims=True) - effect.mean()
+    logit = -1.0 + effect[X[:, 2].astype(int), X[:, 6].astype(int)]
+    y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+    a, b = int(0.8 * rows), int(0.9 * rows)
+    parts = [slice(0, a), slice(a, b), slice(b, None)]
+    splits = [Split("mem://", X[s], y[s], len(y[s]), FEATURE_COLUMNS) for s in parts]
+    return splits[0], splits[1], splits[2], (8, 24, 6, 50, 5, 20, 7)
+
+
+def test_interaction_families_rank_a_pure_interaction_that_logistic_regression_cannot() -> None:
+    train, valid, test, cards = _xor_world(8_000, seed=2)
+    aucs = {}
+    for family in ("logreg", "fm", "wide-deep"):
+        model = train_neural(train, valid, resolve_neural(family, QUICK), cards).model
+        aucs[family] = E.auc(test.y, model.predict(test.X))
+    assert aucs["logreg"] < 0.6
+    assert aucs["fm"] > aucs["logreg"] + 0.1 and aucs["wide-deep"] > aucs["logreg"] + 0.1
+
+
+def test_unknown_hyperparameters_and_features_are_refused() -> None:
+    with pytest.raises(AikError, match="no hyperparameter 'max_depth'"):
+        resolve_neural("fm", {"max_depth": 3})
+    with pytest.raises(AikError, match="not a feature"):
+        parse_crosses("IndexDomain:Domain")
+    assert parse_crosses("all") == ALL_PAIRS
+    assert resolve_neural("mlp", {"hidden": "32x16"}).hidden == (32, 16)
