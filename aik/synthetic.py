@@ -31,7 +31,7 @@ from aik import storage
 from aik.device import NUM_DEVICE_TYPES, device_type_id
 from aik.progress import Progress
 from aik.schema import BID_LOG_COLUMNS, EVENT_LOG_COLUMNS
-from aik.truth import LogitModel, TruthModel, truth_uri
+from aik.truth import LogitModel, TruthModel, pair_terms, truth_uri
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,32 @@ _DOMAIN_CHARS = np.frombuffer(
 )
 
 
+#: `--interactions default`: an advertiser's win rate depends on the site, a device's on the hour, an
+#: advertiser's on the device (what campaign targeting and time-of-day device mix do to real traffic).
+DEFAULT_INTERACTIONS: tuple[tuple[str, str, float], ...] = (
+    ("advertiser", "domain", 0.6),
+    ("device_type", "hour", 0.5),
+    ("advertiser", "device_type", 0.4),
+)
+
+
+def parse_interactions(text: str | None) -> tuple[tuple[str, str, float], ...]:
+    """`none`, `default`, or `term:term=sd,...` (terms of `aik.truth.TERMS`) as SyntheticConfig wants them."""
+    if text is None or text.strip().lower() in ("", "none"):
+        return ()
+    if text.strip().lower() == "default":
+        return DEFAULT_INTERACTIONS
+    out = []
+    for item in text.split(","):
+        name, sep, sd = item.strip().partition("=")
+        try:
+            first, second = pair_terms(name.strip())
+            out.append((first, second, float(sd) if sep else 0.5))
+        except ValueError as exc:
+            raise ValueError(f"interaction {item.strip()!r}: {exc}") from exc
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """What to generate; the truth depends on `seed` and the world/effect settings, not on `rows`."""
@@ -202,6 +228,9 @@ class SyntheticConfig:
     device_sd: float = 0.8
     hour_amplitude: float = 0.35
     dow_sd: float = 0.15
+    #: Interaction terms of the win and click models: (term, term, sd) with terms from
+    #: `aik.truth.TERMS`, e.g. ("advertiser", "domain", 0.6); none by default (an additive truth).
+    interactions: tuple[tuple[str, str, float], ...] = ()
     #: bz2 level: 1 compresses ~30 % faster than 9 and Spark splits either
     compresslevel: int = 1
 
@@ -214,6 +243,16 @@ class SyntheticConfig:
             raise ValueError("need at least one city per region")
         if not (0 < self.win_rate < 1 and 0 < self.ctr < 1):
             raise ValueError("win_rate and ctr must be probabilities")
+        seen = set()
+        for first, second, sd in self.interactions:
+            pair_terms(f"{first}:{second}")
+            if {first, second} == {"region", "city"}:
+                raise ValueError("region:city is not an interaction: every city lies in one region")
+            if frozenset((first, second)) in seen:
+                raise ValueError(f"interaction {first}:{second} is given twice")
+            seen.add(frozenset((first, second)))
+            if not sd > 0:
+                raise ValueError(f"interaction {first}:{second} needs a positive sd, got {sd}")
 
 
 @dataclass
@@ -268,16 +307,22 @@ class Effects:
     device: np.ndarray  # by device_type_id
     hour: np.ndarray  # by hour 0-23
     dow: np.ndarray  # by Spark dayofweek, index 0 unused
+    #: "<term>:<term>" -> effects by (first term's code, second term's code)
+    pairs: dict[str, np.ndarray] = field(default_factory=dict)
 
     def logit(self, rows: Mapping[str, np.ndarray], world: World) -> np.ndarray:
         """The logit of each row, summed in `LogitModel.logit`'s order so both give identical floats."""
-        total = self.advertiser[rows["advertiser"]]
-        total = total + self.domain[rows["domain"]]
-        total = total + self.region[world.city_region[rows["city"]]]
-        total = total + self.city[rows["city"]]
-        total = total + self.device[world.user_agent_device[rows["user_agent"]]]
-        total = total + self.hour[rows["hour"]]
-        total = total + self.dow[world.date_dow[rows["date"]]]
+        codes = term_codes(rows, world)
+        total = self.advertiser[codes["advertiser"]]
+        total = total + self.domain[codes["domain"]]
+        total = total + self.region[codes["region"]]
+        total = total + self.city[codes["city"]]
+        total = total + self.device[codes["device_type"]]
+        total = total + self.hour[codes["hour"]]
+        total = total + self.dow[codes["dow"]]
+        for name in sorted(self.pairs):
+            first, second = pair_terms(name)
+            total = total + self.pairs[name][codes[first], codes[second]]
         return total + self.intercept
 
     def probability(self, rows: Mapping[str, np.ndarray], world: World) -> np.ndarray:
@@ -295,7 +340,75 @@ class Effects:
             device_type={str(d): float(self.device[d]) for d in range(NUM_DEVICE_TYPES)},
             hour={str(h): float(self.hour[h]) for h in range(24)},
             dow={str(d): float(self.dow[d]) for d in range(1, 8)},
+            pairs={
+                name: {
+                    f"{a}|{b}": float(table[i, j])
+                    for i, a in enumerate(term_values(world, pair_terms(name)[0]))
+                    for j, b in enumerate(term_values(world, pair_terms(name)[1]))
+                    if a is not None and b is not None
+                }
+                for name, table in self.pairs.items()
+            },
         )
+
+
+def term_codes(rows: Mapping[str, np.ndarray], world: World) -> dict[str, np.ndarray]:
+    """Each truth term's code per row: an index into the term's effect array (`term_values` order)."""
+    return {
+        "advertiser": rows["advertiser"],
+        "domain": rows["domain"],
+        "region": world.city_region[rows["city"]],
+        "city": rows["city"],
+        "device_type": world.user_agent_device[rows["user_agent"]],
+        "hour": rows["hour"],
+        "dow": world.date_dow[rows["date"]],
+    }
+
+
+def term_values(world: World, term: str) -> list[str | None]:
+    """The raw value (as the truth file keys it) of each code of a term; None for an unused code."""
+    fixed: dict[str, list[str | None]] = {
+        "device_type": [str(d) for d in range(NUM_DEVICE_TYPES)],
+        "hour": [str(h) for h in range(24)],
+        "dow": [None, *(str(d) for d in range(1, 8))],
+    }
+    if term in fixed:
+        return fixed[term]
+    ids = {"advertiser": world.advertiser_ids, "domain": world.domain_ids, "region": world.region_ids}
+    return list(ids.get(term, world.city_ids))
+
+
+def term_weights(world: World, term: str) -> np.ndarray:
+    """Each code's share of bid requests (what a term's strength is measured over)."""
+    if term == "device_type":
+        return np.bincount(
+            world.user_agent_device, weights=world.user_agent_weights, minlength=NUM_DEVICE_TYPES
+        )
+    if term == "dow":
+        return np.bincount(world.date_dow, weights=world.date_weights, minlength=8)
+    return {
+        "advertiser": world.advertiser_weights,
+        "domain": world.domain_weights,
+        "region": world.region_weights,
+        "city": world.city_weights,
+        "hour": world.hour_weights,
+    }[term]
+
+
+def interaction(rng: np.random.Generator, first: np.ndarray, second: np.ndarray, sd: float) -> np.ndarray:
+    """A pure interaction: random effects per pair of values with every row and column mean removed.
+
+    Means are weighted by traffic (the two terms are drawn independently, so a pair's share is the
+    product of its values' shares); what remains no sum of per-value effects can express, and its sd
+    over requests is `sd`.
+    """
+    effects = rng.normal(0, 1, (len(first), len(second)))
+    w1, w2 = first / first.sum(), second / second.sum()
+    rows = effects @ w2
+    columns = w1 @ effects
+    effects = effects - rows[:, None] - columns[None, :] + float(w1 @ rows)
+    spread = float(np.sqrt(w1 @ (effects**2) @ w2))
+    return effects * (sd / spread) if spread > 0 else effects
 
 
 def _random_strings(rng: np.random.Generator, count: int, length: int, alphabet: np.ndarray) -> np.ndarray:
@@ -481,6 +594,10 @@ def draw_effects(config: SyntheticConfig, world: World, rng: np.random.Generator
         device=standardised(rng.normal(0, 1, NUM_DEVICE_TYPES), device_weights, config.device_sd),
         hour=config.hour_amplitude * np.cos(2 * np.pi * (hours - phase) / 24) + rng.normal(0, 0.05, 24),
         dow=dow,
+        pairs={
+            f"{first}:{second}": interaction(rng, term_weights(world, first), term_weights(world, second), sd)
+            for first, second, sd in config.interactions
+        },
     )
 
 

@@ -5,13 +5,18 @@ The generator draws one `TruthModel`, decides wins and clicks from it, and saves
 achievable AUC on any split is the AUC of `probability(...)` on that split's rows (the oracle).
 Feature conventions: `hour` 0-23, `dow` as Spark's `dayofweek` (1 = Sunday ... 7 = Saturday),
 `device_type_id` from `aik.device`. Values missing from an effect table contribute 0.
+
+Optional interaction terms (`pairs`, from `aik ingest --synthetic --interactions`): an effect per pair
+of values of two terms, e.g. advertiser x domain, keyed `"<value>|<value>"` under `"<term>:<term>"`.
+They are added after the main terms, in sorted order of their names, by the generator and the oracle
+alike, so the oracle stays exact.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -32,6 +37,14 @@ TERM_COLUMNS: dict[str, str] = {
 }
 
 
+def pair_terms(name: str) -> tuple[str, str]:
+    """The two terms of an interaction's name ("advertiser:domain" -> ("advertiser", "domain"))."""
+    first, _, second = name.partition(":")
+    if first not in TERMS or second not in TERMS or first == second:
+        raise ValueError(f"{name!r} is not an interaction of two terms ({', '.join(TERMS)})")
+    return first, second
+
+
 @dataclass(frozen=True)
 class LogitModel:
     """logit p = intercept + sum of the effects of the row's values."""
@@ -44,6 +57,8 @@ class LogitModel:
     device_type: Mapping[str, float]
     hour: Mapping[str, float]
     dow: Mapping[str, float]
+    #: Interaction terms: "<term>:<term>" -> {"<value>|<value>": effect}; empty for an additive truth.
+    pairs: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def logit(self, columns: Mapping[str, object]) -> np.ndarray:
         """Vectorised logit for columns (name in TERM_COLUMNS -> sequence of values, one per row)."""
@@ -57,6 +72,13 @@ class LogitModel:
             )
             total = effects if total is None else total + effects
         assert total is not None
+        for name in sorted(self.pairs):
+            table = self.pairs[name]
+            first, second = (columns[TERM_COLUMNS[term]] for term in pair_terms(name))
+            total = total + np.fromiter(
+                (table.get(f"{a}|{b}", 0.0) for a, b in zip(first, second, strict=True)),  # type: ignore[call-overload]
+                dtype=np.float64,
+            )
         return total + self.intercept
 
     def probability(self, columns: Mapping[str, object]) -> np.ndarray:

@@ -42,6 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=datetime.date(2013, 6, 6),
         help="first day, YYYY-MM-DD (default 2013-06-06)",
     )
+    synthetic.add_argument(
+        "--interactions",
+        type=_interactions,
+        default=(),
+        metavar="SPEC",
+        help="interaction terms of the truth: none (default: an additive truth), default "
+        "(advertiser:domain=0.6,device_type:hour=0.5,advertiser:device_type=0.4), or term:term=sd,... "
+        "with terms advertiser, domain, region, city, device_type, hour, dow",
+    )
     files = p.add_argument_group("dataset files (--from, --download)")
     files.add_argument(
         "--match",
@@ -59,6 +68,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+def _interactions(text: str) -> tuple[tuple[str, str, float], ...]:
+    from aik.synthetic import parse_interactions
+
+    try:
+        return parse_interactions(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _date(text: str) -> datetime.date:
     try:
         return datetime.date.fromisoformat(text)
@@ -71,7 +89,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     match = args.match
     validate = not args.no_validate
     if args.synthetic:
-        report = ingest_synthetic(ctx, rows=args.rows, seed=args.seed, days=args.days, start=args.start)
+        report = ingest_synthetic(
+            ctx,
+            rows=args.rows,
+            seed=args.seed,
+            days=args.days,
+            start=args.start,
+            interactions=args.interactions,
+        )
         print(
             f"ingest: {report['rows']:,} bid requests, {report['impressions']:,} impressions, "
             f"{report['clicks']:,} clicks (win rate {100 * report['win_rate']:.1f} %, "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bz2
+import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +16,15 @@ from aik.device import NUM_DEVICE_TYPES, device_type_id
 from aik.ipinyou import read_log, scan_log, spark_dayofweek
 from aik.synthetic import (
     CATEGORY_SHARES,
+    DEFAULT_INTERACTIONS,
     USER_AGENTS,
     SyntheticConfig,
     build_world,
     draw_truth,
     generate,
+    parse_interactions,
     rank_auc,
+    term_weights,
 )
 from aik.truth import TruthModel
 
@@ -178,3 +183,70 @@ def test_invalid_settings_are_refused() -> None:
         SyntheticConfig(rows=0)
     with pytest.raises(ValueError, match="probabilities"):
         SyntheticConfig(win_rate=1.5)
+
+
+@pytest.fixture(scope="module")
+def interacting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    raw = tmp_path_factory.mktemp("raw-interactions")
+    config = SyntheticConfig(rows=6_000, seed=12, domains=400, interactions=DEFAULT_INTERACTIONS)
+    return raw, generate(str(raw), config)
+
+
+def test_interaction_terms_are_saved_and_the_oracle_reproduces_the_drawn_probabilities(
+    interacting: tuple[Path, object],
+) -> None:
+    raw, _ = interacting
+    truth = TruthModel.load(str(raw / "truth" / "truth.json"))
+    assert sorted(truth.win.pairs) == ["advertiser:device_type", "advertiser:domain", "device_type:hour"]
+    bids = [r for p in sorted(raw.glob("bid/*.bz2")) for r in read_log(str(p))]
+    columns = {
+        "AdvertiserID": [r["AdvertiserID"] for r in bids],
+        "Domain": [r["Domain"] for r in bids],
+        "RegionID": [r["RegionID"] for r in bids],
+        "CityID": [r["CityID"] for r in bids],
+        "device_type_id": [device_type_id(r["UserAgent"]) for r in bids],
+        "hour": [int(r["Timestamp"][8:10]) for r in bids],
+        "dow": [spark_dayofweek(r["Timestamp"]) for r in bids],
+    }
+    table = pq.read_table(raw / "truth" / "bid_truth.parquet").to_pydict()
+    by_id = {b: i for i, b in enumerate(table["BidID"])}
+    order = [by_id[r["BidID"]] for r in bids]
+    np.testing.assert_allclose(truth.win.probability(columns), np.array(table["p_win"])[order], rtol=1e-12)
+    additive = replace(truth.win, pairs={}).probability(columns)
+    assert np.max(np.abs(additive - np.array(table["p_win"])[order])) > 0.05
+
+
+def test_interactions_are_pure_and_as_strong_as_configured() -> None:
+    config = SyntheticConfig(seed=4, interactions=(("device_type", "hour", 0.5),))
+    world = build_world(config, np.random.default_rng([4, 0]))
+    win, _ = draw_truth(config, world, np.random.default_rng([4, 1]))
+    effects = win.pairs["device_type:hour"]
+    w1, w2 = term_weights(world, "device_type"), term_weights(world, "hour")
+    w1, w2 = w1 / w1.sum(), w2 / w2.sum()
+    # no part of it is a per-value effect of either term: every weighted row and column mean is 0
+    np.testing.assert_allclose(effects @ w2, 0, atol=1e-12)
+    np.testing.assert_allclose(w1 @ effects, 0, atol=1e-12)
+    assert float(np.sqrt(w1 @ effects**2 @ w2)) == pytest.approx(0.5)
+
+
+def test_the_default_world_has_no_interactions_and_old_truth_files_still_load() -> None:
+    config = SyntheticConfig(seed=4)
+    world = build_world(config, np.random.default_rng([4, 0]))
+    win, click = draw_truth(config, world, np.random.default_rng([4, 1]))
+    assert win.pairs == {} and win.model(world).pairs == {}
+    doc = json.loads(TruthModel(win=win.model(world), click=click.model(world)).to_json())
+    for part in ("win", "click"):
+        del doc[part]["pairs"]  # a truth file written before interactions existed
+    assert TruthModel.from_json(json.dumps(doc)).win.pairs == {}
+
+
+def test_bad_interactions_are_refused() -> None:
+    assert parse_interactions("default") == DEFAULT_INTERACTIONS
+    assert parse_interactions("advertiser:hour=0.3") == (("advertiser", "hour", 0.3),)
+    for bad in ("advertiser:site=0.3", "hour:hour=0.2"):
+        with pytest.raises(ValueError):
+            parse_interactions(bad)
+    with pytest.raises(ValueError, match="every city lies in one region"):
+        SyntheticConfig(interactions=(("region", "city", 0.3),))
+    with pytest.raises(ValueError, match="positive sd"):
+        SyntheticConfig(interactions=(("advertiser", "hour", 0.0),))
