@@ -1,0 +1,103 @@
+"""Every model family against the truth, on the default world and the interaction world, over seeds.
+
+For each world and seed: `aik ingest --synthetic` (with `--interactions default` for the interaction
+world), the Spark feature job in local mode, then `aik backtest` of the five families with their
+defaults (bench/families.yaml) in parallel processes. Prints one table per world (AUC / oracle AUC per
+family and seed, the mean, and on the interaction world the share of the interactions' gain each
+captured) and the load average before and after.
+
+    nice -n 10 .venv/bin/python bench/families.py --rows 200000 --seeds 1,2,3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from aik import storage  # noqa: E402
+from aik.cli import main as aik  # noqa: E402
+
+WORLDS = {"default": "none", "interactions": "default"}
+
+
+def load() -> str:
+    """The load average now."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def run_world(ws: Path, world: str, rows: int, seed: int, experiments: Path, jobs: int) -> dict:
+    """One world and seed: ingest, features, backtest; the backtest's report.json."""
+    base = ["--workspace", str(ws)]
+    for argv in (
+        ["configure"],
+        ["ingest", "--synthetic", "--rows", str(rows), "--seed", str(seed), "--interactions", WORLDS[world]],
+        ["features"],
+        ["backtest", str(experiments), "--jobs", str(jobs), "--no-mlflow"],
+    ):
+        code = aik(base + argv)
+        if code != 0:
+            raise SystemExit(f"aik {' '.join(argv)} failed ({code})")
+    reports = sorted((ws / "bucket").rglob("backtests/*/report.json"))
+    return json.loads(storage.read_text(str(reports[-1])))
+
+
+def main() -> None:
+    """Run the grid and print the tables."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--worlds", default="default,interactions")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--experiments", default=str(ROOT / "bench" / "families.yaml"))
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results: dict[str, dict[int, dict]] = {}
+    started, load_before = time.monotonic(), load()
+    for world in args.worlds.split(","):
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as tmp:
+                report = run_world(Path(tmp), world, args.rows, seed, Path(args.experiments), args.jobs)
+            results.setdefault(world, {})[seed] = report
+            print(
+                f"# {world} seed {seed}: load {report['load_before']} -> {report['load_after']}", flush=True
+            )
+    print(
+        f"\nrows {args.rows:,} per world; load average before {load_before}, after {load()}; "
+        f"{time.monotonic() - started:.0f} s in all\n"
+    )
+    for world, by_seed in results.items():
+        names = [c["name"] for c in next(iter(by_seed.values()))["candidates"]]
+        oracle = " ".join(f"{by_seed[s]['reference']['oracle_auc']:.4f}" for s in seeds)
+        print(f"## {world} world (oracle AUC per seed: {oracle})\n")
+        header = ["family", *(f"seed {s}" for s in seeds), "mean ratio", "mean AUC", "mean train s"]
+        if world == "interactions":
+            header.append("interaction share")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join(" --- " for _ in header) + "|")
+        for name in names:
+            rows = [next(c for c in by_seed[s]["candidates"] if c["name"] == name) for s in seeds]
+            ok = [r for r in rows if r.get("ok")]
+            cells = [f"{r['oracle_ratio']:.4f}" if r.get("ok") else "failed" for r in rows]
+            line = [name, *cells]
+            line.append(f"{statistics.mean(r['oracle_ratio'] for r in ok):.4f}" if ok else "–")
+            line.append(f"{statistics.mean(r['auc'] for r in ok):.4f}" if ok else "–")
+            line.append(f"{statistics.mean(r['train_s'] for r in ok):.1f}" if ok else "–")
+            if world == "interactions":
+                shares = [r["interaction_share"] for r in ok if r.get("interaction_share") is not None]
+                line.append(f"{statistics.mean(shares):.2f}" if shares else "–")
+            print("| " + " | ".join(line) + " |")
+        print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""`aik backtest` end to end: candidates in parallel processes, one report, MLflow runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import pytest
+from train_fixture_data import FixtureSpec
+
+from aik.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TINY = FixtureSpec(rows=6_000, seed=4, domains=200, cities=40, regions=8)
+
+EXPERIMENTS = """
+name: tiny
+candidates:
+  - name: xgb
+    model: xgboost
+    params: {num_round: 30, early_stopping_rounds: 5}
+  - name: fm-subset
+    model: fm
+    params: {max_epochs: 2, patience: 1}
+    features: [IndexAdvertiserID, IndexDomain, device_type_id]
+  - name: logreg-window
+    model: logreg
+    params: {max_epochs: 2, patience: 1}
+    window: {days: [2, 3, 4], train_rows: 2000}
+"""
+
+
+def _run(ws: Path, experiments: str, tmp_path: Path, *extra: str) -> int:
+    path = tmp_path / "experiments.yaml"
+    path.write_text(experiments)
+    return main(["--workspace", str(ws), "backtest", str(path), "--jobs", "2", *extra])
+
+
+def test_a_backtest_writes_one_report_and_an_mlflow_run_per_candidate(
+    make_ws: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ws = make_ws(TINY)
+    assert _run(ws, EXPERIMENTS, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "| xgb | xgboost |" in out and "| fm-subset | fm |" in out
+    lines = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and "|" not in line)
+    report = json.loads(Path(lines["report.json"]).read_text())
+    assert [c["name"] for c in report["candidates"]] == ["xgb", "fm-subset", "logreg-window"]
+    oracle = report["reference"]["oracle_auc"]
+    for row in report["candidates"]:
+        assert row["ok"], row
+        assert row["oracle_ratio"] == pytest.approx(row["auc"] / oracle)
+        assert row["per_request_us"] > 0 and row["train_s"] > 0 and row["calibration_ratio"] > 0
+        assert Path(row["model_uri"]).is_file()
+    assert report["candidates"][1]["features"] == "IndexAdvertiserID IndexDomain device_type_id"
+    assert report["candidates"][2]["train_rows"] == 2000
+    for name in ("roc.png", "calibration.png"):
+        assert Path(lines[name]).read_bytes().startswith(PNG)
+
+    mlflow.set_tracking_uri(lines["mlflow.tracking_uri"])
+    runs = mlflow.search_runs(experiment_names=["aik-backtest"], output_format="list")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == lines["mlflow.parent_run_id"]]
+    assert sorted(r.info.run_name for r in children) == ["fm-subset", "logreg-window", "xgb"]
+    for run in children:
+        assert 0.5 < run.data.metrics["auc"] < 1 and "oracle_ratio" in run.data.metrics
+    parent = next(r for r in runs if r.info.run_id == lines["mlflow.parent_run_id"])
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
+    assert {"report.md", "report.json", "roc.png", "calibration.png"} <= artifacts
+
+
+def test_a_failing_candidate_is_reported_beside_the_others_and_the_exit_status_says_so(
+    make_ws: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ws = make_ws(TINY)
+    experiments = """
+candidates:
+  - name: fine
+    model: logreg
+    params: {max_epochs: 1}
+  - name: broken
+    model: xgboost
+    params: {objective: "binary:nonsense", num_round: 5}
+"""
+    assert _run(ws, experiments, tmp_path, "--no-mlflow") == 1
+    out = capsys.readouterr().out
+    assert "failed: broken" in out
+    lines = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and "|" not in line)
+    report = json.loads(Path(lines["report.json"]).read_text())
+    fine, broken = report["candidates"]
+    assert fine["ok"] and fine["auc"] > 0.5
+    assert not broken["ok"] and "nonsense" in broken["error"]
+    assert "mlflow.tracking_uri" not in lines
+
+
+def test_a_bad_experiments_file_is_a_one_line_error(
+    make_ws: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ws = make_ws(TINY)
+    assert _run(ws, "candidates:\n  - model: catboost\n", tmp_path) == 1
+    err = capsys.readouterr().err.strip()
+    assert "model must be one of xgboost, logreg, fm, mlp, wide-deep" in err and len(err.splitlines()) == 1
