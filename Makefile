@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 ROWS ?= 200000
 REQUESTS ?= 100000
 PYTEST_ARGS ?=
@@ -19,6 +20,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[all]"
 	touch $(STAMP)
+
+# The demo needs only what it runs (no PyTorch, no test tools); a venv made by `make install` has it.
+$(DEMO_STAMP): pyproject.toml
+	@if [ -e $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then touch $(DEMO_STAMP); else \
+		$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade pip && \
+		$(BIN)/pip install --quiet -e ".[demo]" && touch $(DEMO_STAMP); fi
 
 # Debian's Thrift compiler and Java library (the machine's package mirror): the tests that generate a
 # Python and a Java client from the original IDL (a second, independent Thrift implementation) skip
@@ -60,7 +67,7 @@ $(VENV35)/.installed: emr_bootstrap/requirements.txt pyproject.toml
 test-spark35: $(VENV35)/.installed
 	$(VENV35)/bin/pytest -p no:cacheprovider $(SPARK35_TESTS) $(PYTEST_ARGS)
 
-demo: install
+demo: $(DEMO_STAMP)
 	$(BIN)/aik demo --rows $(ROWS) --requests $(REQUESTS)
 
 demo-clean:
