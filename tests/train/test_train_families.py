@@ -82,3 +82,17 @@ def test_an_unknown_family_prints_usage(capsys: pytest.CaptureFixture) -> None:
         main(["train", "--model", "catboost"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'catboost'" in capsys.readouterr().err
+
+
+def test_a_neural_release_cannot_be_made_live(make_ws: Callable[..., Path]) -> None:
+    from aik import releases as R
+
+    ws = make_ws()
+    ctx = Context(Settings(backend="local", workspace=ws))
+    result = train_and_publish(
+        ctx, TrainOptions(family="logreg", overrides={"max_epochs": 1}, baselines=False)
+    )
+    assert result.release.files["model"].path == "model.pt" and result.release.passed
+    with pytest.raises(R.ReleaseError, match="not a booster"):
+        R.promote(ctx.params, result.release)
+    assert R.live(ctx.params) is None
