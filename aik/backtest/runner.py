@@ -169,11 +169,9 @@ def run_candidate(job: Job) -> CandidateResult:
         p_test = models.predict(model, test.X)
         batch_us = (time.perf_counter() - start) / max(test.rows, 1) * 1e6
         per_request = models.per_request_seconds(model, test.X[:TIMED_REQUESTS]) * 1e6
-        metrics = {
-            k: v
-            for k, v in E.evaluate(test.y, p_test).items()
-            if k in ("rows", "auc", "logloss", "brier", "base_rate", "mean_prediction", "calibration_ratio")
-        }
+        headline = E.evaluate(test.y, p_test).to_dict()
+        keys = ("rows", "auc", "logloss", "brier", "base_rate", "mean_prediction", "calibration_ratio")
+        metrics = {k: headline[k] for k in keys}
         described = models.describe(model)
         described["bytes"] = len(data)
         return CandidateResult(

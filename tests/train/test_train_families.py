@@ -46,8 +46,8 @@ def test_a_neural_model_file_is_evaluated_again_from_its_file(make_ws: Callable[
     again = train_and_publish(
         ctx, TrainOptions(family="logreg", model_uri=first.candidate_uri, baselines=False)
     )
-    assert again.metrics["auc"] == first.metrics["auc"]
-    assert again.metrics["model"]["training"] == {"source": "file", "uri": first.candidate_uri}
+    assert again.metrics.auc == first.metrics.auc
+    assert again.metrics.model.training == {"source": "file", "uri": first.candidate_uri}
 
 
 def test_a_neural_family_fails_its_gates_like_the_booster(make_ws: Callable[..., Path]) -> None:
