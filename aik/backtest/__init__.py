@@ -86,7 +86,7 @@ def run_backtest(
     store = ctx.params
     uris = SplitUris(
         train=store.get(P.OUTPUT_TRAIN),
-        valid=store.get(P.OUTPUT_VERIFY),
+        valid=store.get(P.OUTPUT_VALID),
         test=store.get(P.OUTPUT_TEST),
         pipeline_model=store.get(P.PIPELINE_MODEL),
     )
