@@ -12,7 +12,9 @@ import aws_cdk as cdk
 CONTEXT_KEYS: Mapping[str, str] = {
     "aik:retain-data": "retain_data",
     "aik:nat-gateways": "nat_gateways",
+    "aik:min-tasks": "min_tasks",
     "aik:max-tasks": "max_tasks",
+    "aik:emulator": "emulator",
     "aik:latency-alarm-ms": "latency_alarm_ms",
     "aik:log-retention-days": "log_retention_days",
 }
@@ -52,8 +54,13 @@ class KitConfig:
     retain_data: bool = False
     #: NAT gateways of the VPC (one per AZ is more available, one is cheaper; both AZs route through it).
     nat_gateways: int = 1
-    #: Upper bound of the filtering service's CPU scaling policy; 1 (default) leaves scaling off.
-    max_tasks: int = 1
+    #: Filtering tasks always running (2: one per AZ, so that one AZ can fail); the scaling floor.
+    min_tasks: int = 2
+    #: Upper bound of the filtering service's CPU target-tracking scaling (equal to min_tasks: no scaling).
+    max_tasks: int = 4
+    #: Run the ad-server emulator as its own service, replaying the inference data against the load
+    #: balancer (the demo load). Off by default: in production the bidders are the traffic.
+    emulator: bool = False
     #: The server-side p99 filtering latency (ms) above which the latency alarm fires.
     latency_alarm_ms: float = 10.0
     #: How long every log group of the kit (containers, flow log, Lambda handlers) keeps its events.
@@ -62,8 +69,10 @@ class KitConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.nat_gateways <= 2:
             raise ValueError(f"nat_gateways must be 1 or 2 (the VPC has 2 AZs), got {self.nat_gateways}")
-        if self.max_tasks < 1:
-            raise ValueError(f"max_tasks must be at least 1, got {self.max_tasks}")
+        if self.min_tasks < 1:
+            raise ValueError(f"min_tasks must be at least 1, got {self.min_tasks}")
+        if self.max_tasks < self.min_tasks:
+            raise ValueError(f"max_tasks must be at least min_tasks ({self.min_tasks}), got {self.max_tasks}")
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             raise ValueError(
                 f"log_retention_days must be one of {LOG_RETENTION_DAYS}, got {self.log_retention_days}"

@@ -9,18 +9,28 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from aik import params
 from stacks.boundary import PermissionsBoundary
 from stacks.config import KitConfig
-from stacks.filtering_service import FilteringService
+from stacks.filtering_service import (
+    MODEL_PARAMETERS,
+    SERVER_PARAMETERS,
+    FilteringService,
+    ReplayEmulator,
+    parameter_arn,
+)
+from stacks.model_check import ModelCheck
 from stacks.monitoring import FilteringMonitoring
 from stacks.retention import LogGroupRetention
 from stacks.sagemaker_emr_stack import TwoAzStack
 
 
 class FilteringStack(TwoAzStack):
-    """The filtering service (in the kit's VPC, reading the data bucket) and its monitoring.
+    """The filtering service (in the kit's VPC, reading the data bucket), its monitoring, the model
+    check that runs before it, and the emulator service when `config.emulator` is on.
 
-    Every role of the stack is under the kit's permissions boundary. Exposes `service` and `monitoring`.
+    Every role of the stack is under the kit's permissions boundary. Exposes `service`, `model_check`,
+    `emulator` (None when off) and `monitoring`.
     """
 
     def __init__(
@@ -42,6 +52,35 @@ class FilteringStack(TwoAzStack):
             "Filtering",
             vpc=vpc,
             data_read_policy=data_read_policy,
+            min_tasks=config.min_tasks,
             max_tasks=config.max_tasks,
         )
-        self.monitoring = FilteringMonitoring(self, "Monitoring", latency_alarm_ms=config.latency_alarm_ms)
+        self.model_check = ModelCheck(
+            self,
+            "ModelCheck",
+            release_parameter=params.RELEASE_LIVE,
+            model_parameters=MODEL_PARAMETERS,
+            parameter_arns=[parameter_arn(self, name) for name in SERVER_PARAMETERS],
+            data_read_policy=data_read_policy,
+            # Checked again whenever the server's image (or its tag) changes.
+            trigger=self.service.filtering_server.image_name,
+        )
+        # No service (and no 10-minute rollback) before the check passes.
+        self.service.service.node.add_dependency(self.model_check.resource)
+        self.emulator = (
+            ReplayEmulator(self, "Emulator", filtering=self.service, data_read_policy=data_read_policy)
+            if config.emulator
+            else None
+        )
+        self.monitoring = FilteringMonitoring(
+            self,
+            "Monitoring",
+            latency_alarm_ms=config.latency_alarm_ms,
+            target_group=self.service.target_group,
+        )
+        cdk.CfnOutput(
+            self,
+            "FilteringEndpoint",
+            value=f"{self.service.endpoint}:9090",
+            description="Where bidders in the VPC send Thrift requests (internal NLB, TCP)",
+        )

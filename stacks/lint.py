@@ -2,9 +2,10 @@
 
 `python -m stacks.lint [cdk.out]` (or `make cfn-lint`) prints each finding and exits non-zero on any
 error or on any warning that is not a known, unavoidable one. Known: W3005 where a Lambda function's
-`DependsOn` repeats the role its `Role` property already references - CDK's `Function` and
-custom-resource providers always emit that pair, and the kit cannot remove it without overriding
-CDK-generated resources.
+`DependsOn` repeats the role its `Role` property already references, or an ECS service's `DependsOn`
+repeats the target group its `LoadBalancers` reference - CDK's `Function`, custom-resource providers
+and ECS load-balancer targets always emit these pairs, and the kit cannot remove them without
+overriding CDK-generated resources.
 """
 
 from __future__ import annotations
@@ -50,13 +51,21 @@ def lint(template: Path) -> list[Finding]:
     return [Finding(m.rule.id, m.message, template.name, m.linenumber) for m in lint_file(template)]
 
 
+#: The CDK-generated W3005 pairs: resource type -> the property path whose `Ref` the DependsOn repeats.
+KNOWN_DEPENDENCIES = {
+    "AWS::Lambda::Function": "/Properties/Role'",
+    "AWS::ECS::Service": "/Properties/LoadBalancers/",
+}
+
+
 def is_known(finding: Finding, template: Path) -> bool:
-    """Whether a finding is the CDK-generated "Lambda function DependsOn its own role" warning."""
-    if finding.rule != "W3005" or "/Properties/Role'" not in finding.message:
+    """Whether a finding is a CDK-generated redundant `DependsOn` of `KNOWN_DEPENDENCIES`."""
+    if finding.rule != "W3005" or "'Resources/" not in finding.message:
         return False
     resource_id = finding.message.split("'Resources/", 1)[1].split("/", 1)[0]
     resources = json.loads(template.read_text())["Resources"]
-    return resources.get(resource_id, {}).get("Type") == "AWS::Lambda::Function"
+    path = KNOWN_DEPENDENCIES.get(resources.get(resource_id, {}).get("Type", ""))
+    return path is not None and path in finding.message
 
 
 def check(assembly: Path) -> tuple[list[Finding], list[Finding]]:
@@ -78,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PROBLEM {finding}")
     print(
         f"cfn-lint: {len(templates(assembly))} templates, {len(problems)} problems, "
-        f"{len(known)} known CDK-generated warnings (W3005 on Lambda roles)"
+        f"{len(known)} known CDK-generated warnings (W3005 on Lambda roles and ECS target groups)"
     )
     return 1 if problems else 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
 from aik import dashboard
@@ -79,12 +80,21 @@ def _spec(prefix: str, name: str) -> MetricSpec:
 class FilteringMonitoring(Construct):
     """The dashboard of the four widgets of `aik.dashboard.WIDGETS`, in one row, and two alarms.
 
-    `latency_alarm`: the server's p99 filtering latency above `latency_alarm_ms` for five minutes.
-    `traffic_alarm`: no scored request for five minutes (missing data counts as none), i.e. the
-    filtering service stopped serving. Exposes `dashboard`, `latency_alarm`, `traffic_alarm`.
+    `latency_alarm`: the server's p99 filtering latency above `latency_alarm_ms` for five minutes
+    (no requests, no data: not an alarm, so the end of a replay or a quiet hour raises none).
+    `health_alarm`: no healthy filtering task behind the load balancer for five minutes, whatever the
+    traffic (the NLB reports its targets every minute; missing data counts as none healthy).
+    Exposes `dashboard`, `latency_alarm`, `health_alarm`.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, latency_alarm_ms: float) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        latency_alarm_ms: float,
+        target_group: elbv2.INetworkTargetGroup,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.dashboard = cloudwatch.Dashboard(
             self,
@@ -106,12 +116,13 @@ class FilteringMonitoring(Construct):
             evaluation_periods=ALARM_EVALUATION_PERIODS,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        count = _spec(dashboard.SERVER_PREFIX, dashboard.FILTERING_COUNT)
-        self.traffic_alarm = cloudwatch.Alarm(
+        self.health_alarm = cloudwatch.Alarm(
             self,
-            "TrafficAlarm",
-            alarm_description="No bid request scored by the filtering server for 5 minutes",
-            metric=metric(count, ALARM_PERIOD, "scored requests per minute"),
+            "HealthAlarm",
+            alarm_description="No healthy filtering task behind the load balancer for 5 minutes",
+            metric=target_group.metrics.healthy_host_count(
+                period=ALARM_PERIOD, statistic="Minimum", label="healthy filtering tasks"
+            ),
             threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
             evaluation_periods=ALARM_EVALUATION_PERIODS,

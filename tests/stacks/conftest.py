@@ -19,12 +19,14 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """The app with every switch flipped: retained data, up to 3 tasks, 25 ms alarm, 90-day logs."""
+    """The app with every switch flipped: retained data, 1-3 tasks, the emulator, 25 ms alarm, 90-day logs."""
     return synthesize(
         tmp_path_factory.mktemp("cdk.out-variant"),
         context={
             "aik:retain-data": "true",
+            "aik:min-tasks": "1",
             "aik:max-tasks": "3",
+            "aik:emulator": "true",
             "aik:latency-alarm-ms": "25",
             "aik:log-retention-days": "90",
         },

@@ -8,11 +8,15 @@ import pytest
 from stacks.config import KitConfig
 
 
-def test_defaults_destroy_data_and_leave_scaling_off() -> None:
+def test_defaults_destroy_data_and_run_no_emulator() -> None:
     config = KitConfig.from_context({})
     assert config == KitConfig()
     assert config.removal_policy == cdk.RemovalPolicy.DESTROY
-    assert config.max_tasks == 1
+    assert config.emulator is False
+
+
+def test_default_service_runs_a_task_per_az_and_may_scale_to_four() -> None:
+    assert (KitConfig().min_tasks, KitConfig().max_tasks) == (2, 4)
 
 
 def test_context_strings_become_typed_settings() -> None:
@@ -20,21 +24,23 @@ def test_context_strings_become_typed_settings() -> None:
         {
             "aik:retain-data": "true",
             "aik:nat-gateways": "2",
-            "aik:max-tasks": "4",
+            "aik:max-tasks": "6",
+            "aik:emulator": "true",
             "aik:latency-alarm-ms": "12.5",
         }
     )
-    assert (config.retain_data, config.nat_gateways, config.max_tasks, config.latency_alarm_ms) == (
-        True,
-        2,
-        4,
-        12.5,
-    )
+    assert (
+        config.retain_data,
+        config.nat_gateways,
+        config.max_tasks,
+        config.emulator,
+        config.latency_alarm_ms,
+    ) == (True, 2, 6, True, 12.5)
     assert config.removal_policy == cdk.RemovalPolicy.RETAIN
 
 
 def test_json_context_values_are_accepted() -> None:
-    assert KitConfig.from_context({"aik:retain-data": False, "aik:max-tasks": 2}).max_tasks == 2
+    assert KitConfig.from_context({"aik:retain-data": False, "aik:max-tasks": 3}).max_tasks == 3
 
 
 @pytest.mark.parametrize(
@@ -42,7 +48,9 @@ def test_json_context_values_are_accepted() -> None:
     [
         ("aik:retain-data", "maybe", "true or false"),
         ("aik:max-tasks", "many", "invalid literal"),
-        ("aik:max-tasks", "0", "at least 1"),
+        ("aik:min-tasks", "0", "at least 1"),
+        ("aik:max-tasks", "1", "at least min_tasks"),
+        ("aik:emulator", "sometimes", "true or false"),
         ("aik:nat-gateways", "3", "1 or 2"),
         ("aik:latency-alarm-ms", "-1", "positive"),
         ("aik:log-retention-days", "31", "one of"),

@@ -17,17 +17,41 @@ from cdk_helpers import Synthesized, resolve_join
 from aik import dashboard, params
 from stacks.filtering_service import (
     CLOUDWATCH_AGENT_IMAGE,
+    EMULATOR_TASK_FAMILY,
     FILTERING_PORT,
     IMAGE_CONTEXT_EXCLUDES,
+    TASK_FAMILY,
     health_check_command,
 )
 
 STACK = "filtering"
 
 
-def _containers(synth: Synthesized) -> dict[str, dict[str, Any]]:
-    (task,) = synth.resources(STACK, "AWS::ECS::TaskDefinition").values()
-    return {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
+def _task(synth: Synthesized, family: str = TASK_FAMILY) -> dict[str, Any]:
+    (task,) = [
+        t
+        for t in synth.resources(STACK, "AWS::ECS::TaskDefinition").values()
+        if t["Properties"]["Family"] == family
+    ]
+    return task
+
+
+def _containers(synth: Synthesized, family: str = TASK_FAMILY) -> dict[str, dict[str, Any]]:
+    return {c["Name"]: c for c in _task(synth, family)["Properties"]["ContainerDefinitions"]}
+
+
+def _emulator(variant: Synthesized) -> dict[str, dict[str, Any]]:
+    """The emulator task's containers (the variant turns the emulator on)."""
+    return _containers(variant, EMULATOR_TASK_FAMILY)
+
+
+def _all_containers(variant: Synthesized) -> dict[str, dict[str, Any]]:
+    """Every container of both tasks, named `<family>/<container>`."""
+    return {
+        f"{family}/{name}": c
+        for family in (TASK_FAMILY, EMULATOR_TASK_FAMILY)
+        for name, c in _containers(variant, family).items()
+    }
 
 
 def _parameter_value(synth: Synthesized, name: str) -> Any:
@@ -39,9 +63,8 @@ def _parameter_value(synth: Synthesized, name: str) -> Any:
     return value
 
 
-def _task_role_statements(synth: Synthesized) -> list[dict[str, Any]]:
-    (task,) = synth.resources(STACK, "AWS::ECS::TaskDefinition").values()
-    role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+def _task_role_statements(synth: Synthesized, family: str = TASK_FAMILY) -> list[dict[str, Any]]:
+    role_id = _task(synth, family)["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     return [
         s
         for p in synth.resources(STACK, "AWS::IAM::Policy").values()
@@ -60,8 +83,8 @@ def _image_assets(synth: Synthesized) -> dict[str, dict[str, Any]]:
     }
 
 
-def _image_of(synth: Synthesized, container: str) -> dict[str, Any]:
-    image = _containers(synth)[container]["Image"]
+def _image_of(synth: Synthesized, container: str, family: str = TASK_FAMILY) -> dict[str, Any]:
+    image = _containers(synth, family)[container]["Image"]
     (tag,) = re.findall(r":([0-9a-f]{64})$", image["Fn::Sub"])
     return _image_assets(synth)[tag]
 
@@ -84,26 +107,40 @@ def test_cluster_is_advertising_server_with_container_insights(synth: Synthesize
     )
 
 
-def test_task_is_a_4_vcpu_8_gib_fargate_task_of_the_adserver_family(synth: Synthesized) -> None:
+def test_server_task_is_a_2_vcpu_4_gib_fargate_task_of_the_adserver_family(synth: Synthesized) -> None:
     synth.template(STACK).has_resource_properties(
         "AWS::ECS::TaskDefinition",
         {
             "Family": "adserver-application",
-            "Cpu": "4096",
-            "Memory": "8192",
+            "Cpu": "2048",
+            "Memory": "4096",
             "RequiresCompatibilities": ["FARGATE"],
         },
     )
 
 
-def test_containers_fit_the_task(synth: Synthesized) -> None:
-    containers = _containers(synth).values()
-    assert sum(c["Cpu"] for c in containers) <= 4096
-    assert sum(c["Memory"] for c in containers) <= 8192
+@pytest.mark.parametrize("family", [TASK_FAMILY, EMULATOR_TASK_FAMILY])
+def test_containers_fit_their_task(variant: Synthesized, family: str) -> None:
+    task = _task(variant, family)["Properties"]
+    containers = _containers(variant, family).values()
+    assert sum(c["Cpu"] for c in containers) <= int(task["Cpu"])
+    assert sum(c["Memory"] for c in containers) <= int(task["Memory"])
 
 
-def test_task_has_the_three_containers(synth: Synthesized) -> None:
-    assert set(_containers(synth)) == {"filtering-server", "advertising-server", "cloudwatch"}
+def test_server_task_has_the_server_and_its_agent_only(synth: Synthesized) -> None:
+    assert set(_containers(synth)) == {"filtering-server", "cloudwatch"}
+
+
+def test_emulator_task_has_the_emulator_and_its_agent(variant: Synthesized) -> None:
+    assert set(_emulator(variant)) == {"advertising-server", "cloudwatch"}
+
+
+def test_emulator_is_off_by_default(synth: Synthesized) -> None:
+    families = [
+        t["Properties"]["Family"] for t in synth.resources(STACK, "AWS::ECS::TaskDefinition").values()
+    ]
+    assert families == [TASK_FAMILY]
+    synth.template(STACK).resource_count_is("AWS::ECS::Service", 1)
 
 
 def test_filtering_server_serves_thrift_on_9090_as_user_8000(synth: Synthesized) -> None:
@@ -139,36 +176,53 @@ def test_health_check_command_passes_only_when_the_port_accepts(tmp_path: Path) 
     assert subprocess.run(probe, capture_output=True, timeout=30).returncode != 0
 
 
-def test_advertising_server_replays_against_localhost_as_user_8000(synth: Synthesized) -> None:
-    emulator = _containers(synth)["advertising-server"]
-    assert emulator["Command"] == ["--backend", "aws", "localhost", "1", "500000"]
+def test_advertising_server_replays_against_the_load_balancer_as_user_8000(variant: Synthesized) -> None:
+    emulator = _emulator(variant)["advertising-server"]
+    (balancer,) = variant.resources(STACK, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert emulator["Command"] == [
+        "--backend",
+        "aws",
+        {"Fn::GetAtt": [balancer, "DNSName"]},
+        "1",
+        "500000",
+    ]
     assert emulator["User"] == "8000"
+    # the replay ends; the task (and its agent) stays, so ECS starts no second replay
     assert emulator["Essential"] is False
 
 
-def test_advertising_server_starts_once_the_filtering_server_is_healthy(synth: Synthesized) -> None:
-    emulator = _containers(synth)["advertising-server"]
-    assert {"Condition": "HEALTHY", "ContainerName": "filtering-server"} in emulator["DependsOn"]
+def test_emulator_service_starts_after_the_filtering_service(variant: Synthesized) -> None:
+    services = variant.resources(STACK, "AWS::ECS::Service")
+    (server,) = [i for i, s in services.items() if s["Properties"]["ServiceName"] == "aik-application"]
+    (emulator,) = [s for s in services.values() if s["Properties"]["ServiceName"] == "aik-emulator"]
+    assert server in emulator["DependsOn"]
+    assert emulator["Properties"]["DesiredCount"] == 1
+    assert emulator["Properties"]["DeploymentConfiguration"]["MaximumPercent"] == 100
 
 
-def test_advertising_server_image_is_built_from_its_dockerfile(synth: Synthesized) -> None:
-    image = _image_of(synth, "advertising-server")
+def test_advertising_server_image_is_built_from_its_dockerfile(variant: Synthesized) -> None:
+    image = _image_of(variant, "advertising-server", EMULATOR_TASK_FAMILY)
     assert image["dockerFile"] == "ad_server_emulator/Dockerfile"
     assert image["platform"] == "linux/amd64"
 
 
-def test_cloudwatch_agent_image_is_pinned(synth: Synthesized) -> None:
-    agent = _containers(synth)["cloudwatch"]
+@pytest.mark.parametrize("family", [TASK_FAMILY, EMULATOR_TASK_FAMILY])
+def test_cloudwatch_agent_image_is_pinned(variant: Synthesized, family: str) -> None:
+    agent = _containers(variant, family)["cloudwatch"]
     assert agent["Image"] == CLOUDWATCH_AGENT_IMAGE
     assert agent["Image"].startswith("public.ecr.aws/cloudwatch-agent/cloudwatch-agent:")
     assert not agent["Image"].endswith(":latest")
 
 
-def test_cloudwatch_agent_reads_its_config_from_the_monitoring_parameter(synth: Synthesized) -> None:
-    (secret,) = [s for s in _containers(synth)["cloudwatch"]["Secrets"] if s["Name"] == "CW_CONFIG_CONTENT"]
+@pytest.mark.parametrize("family", [TASK_FAMILY, EMULATOR_TASK_FAMILY])
+def test_cloudwatch_agent_reads_its_config_from_the_monitoring_parameter(
+    variant: Synthesized, family: str
+) -> None:
+    agent = _containers(variant, family)["cloudwatch"]
+    (secret,) = [s for s in agent["Secrets"] if s["Name"] == "CW_CONFIG_CONTENT"]
     (config_param,) = [
         logical_id
-        for logical_id, p in synth.resources(STACK, "AWS::SSM::Parameter").items()
+        for logical_id, p in variant.resources(STACK, "AWS::SSM::Parameter").items()
         if p["Properties"]["Name"] == params.MONITORING_CONFIG
     ]
     assert resolve_join(secret["ValueFrom"]).endswith("${" + config_param + "}")
@@ -186,113 +240,237 @@ def test_current_region_parameter_is_the_stack_region(synth: Synthesized) -> Non
     assert _parameter_value(synth, params.CURRENT_REGION) == {"Ref": "AWS::Region"}
 
 
-def test_every_container_gets_the_region_from_the_current_region_parameter(synth: Synthesized) -> None:
+def test_every_container_gets_the_region_from_the_current_region_parameter(variant: Synthesized) -> None:
     (region_param,) = [
         logical_id
-        for logical_id, p in synth.resources(STACK, "AWS::SSM::Parameter").items()
+        for logical_id, p in variant.resources(STACK, "AWS::SSM::Parameter").items()
         if p["Properties"]["Name"] == params.CURRENT_REGION
     ]
-    for name, container in _containers(synth).items():
+    for name, container in _all_containers(variant).items():
         (region,) = [s for s in container["Secrets"] if s["Name"] == "AWS_REGION"]
         assert resolve_join(region["ValueFrom"]).endswith("${" + region_param + "}"), name
 
 
-def test_no_container_has_plain_environment_variables(synth: Synthesized) -> None:
-    assert all("Environment" not in c for c in _containers(synth).values())
+def test_no_container_has_plain_environment_variables(variant: Synthesized) -> None:
+    assert all("Environment" not in c for c in _all_containers(variant).values())
 
 
-def test_every_container_logs_to_its_aik_log_group(synth: Synthesized) -> None:
+def test_every_container_logs_to_its_aik_log_group(variant: Synthesized) -> None:
     groups = {
-        logical_id: g["Properties"]["LogGroupName"]
-        for logical_id, g in synth.resources(STACK, "AWS::Logs::LogGroup").items()
+        logical_id: g["Properties"].get("LogGroupName")
+        for logical_id, g in variant.resources(STACK, "AWS::Logs::LogGroup").items()
     }
     used = {
         name: groups[c["LogConfiguration"]["Options"]["awslogs-group"]["Ref"]]
-        for name, c in _containers(synth).items()
+        for name, c in _all_containers(variant).items()
     }
     assert used == {
-        "filtering-server": "/aik/filtering-server",
-        "advertising-server": "/aik/advertising-server",
-        "cloudwatch": "/aik/monitoring",
+        f"{TASK_FAMILY}/filtering-server": "/aik/filtering-server",
+        f"{TASK_FAMILY}/cloudwatch": "/aik/monitoring",
+        f"{EMULATOR_TASK_FAMILY}/advertising-server": "/aik/advertising-server",
+        f"{EMULATOR_TASK_FAMILY}/cloudwatch": "/aik/monitoring",
     }
 
 
-def test_service_runs_one_task_in_private_subnets(synth: Synthesized) -> None:
+def _service(synth: Synthesized, name: str = "aik-application") -> dict[str, Any]:
+    (service,) = [
+        s
+        for s in synth.resources(STACK, "AWS::ECS::Service").values()
+        if s["Properties"]["ServiceName"] == name
+    ]
+    return service
+
+
+def _group_id(synth: Synthesized, description_start: str) -> str:
+    (logical_id,) = [
+        i
+        for i, g in synth.resources(STACK, "AWS::EC2::SecurityGroup").items()
+        if g["Properties"]["GroupDescription"].startswith(description_start)
+    ]
+    return logical_id
+
+
+def _private_subnets() -> list[Any]:
+    return [
+        {
+            "Fn::GetStackOutput": Match.object_like(
+                {"OutputName": Match.string_like_regexp(f"privateSubnet{i}")}
+            )
+        }
+        for i in (1, 2)
+    ]
+
+
+def test_service_runs_two_tasks_over_the_private_subnets_of_both_azs(synth: Synthesized) -> None:
     synth.template(STACK).has_resource_properties(
         "AWS::ECS::Service",
         {
             "ServiceName": "aik-application",
-            "DesiredCount": 1,
+            "DesiredCount": 2,
             "LaunchType": "FARGATE",
             "NetworkConfiguration": {
                 "AwsvpcConfiguration": Match.object_like(
-                    {
-                        "AssignPublicIp": "DISABLED",
-                        "Subnets": [
-                            {
-                                "Fn::GetStackOutput": Match.object_like(
-                                    {"OutputName": Match.string_like_regexp("privateSubnet1")}
-                                )
-                            },
-                            {
-                                "Fn::GetStackOutput": Match.object_like(
-                                    {"OutputName": Match.string_like_regexp("privateSubnet2")}
-                                )
-                            },
-                        ],
-                    }
+                    {"AssignPublicIp": "DISABLED", "Subnets": _private_subnets()}
                 )
             },
         },
     )
 
 
+def test_deploys_start_new_tasks_before_stopping_old_ones(synth: Synthesized) -> None:
+    config = _service(synth)["Properties"]["DeploymentConfiguration"]
+    assert (config["MinimumHealthyPercent"], config["MaximumPercent"]) == (100, 200)
+
+
 def test_deployments_roll_back_on_failure(synth: Synthesized) -> None:
+    config = _service(synth)["Properties"]["DeploymentConfiguration"]
+    assert config["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+
+
+def test_load_balancer_is_internal_in_the_private_subnets_across_zones(synth: Synthesized) -> None:
     synth.template(STACK).has_resource_properties(
-        "AWS::ECS::Service",
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
         {
-            "DeploymentConfiguration": Match.object_like(
-                {"DeploymentCircuitBreaker": {"Enable": True, "Rollback": True}}
-            )
+            "Type": "network",
+            "Scheme": "internal",
+            "Subnets": _private_subnets(),
+            "LoadBalancerAttributes": Match.array_with(
+                [{"Key": "load_balancing.cross_zone.enabled", "Value": "true"}]
+            ),
         },
     )
 
 
-def test_service_security_group_admits_nothing(synth: Synthesized) -> None:
-    (group,) = synth.resources(STACK, "AWS::EC2::SecurityGroup").values()
-    assert "SecurityGroupIngress" not in group["Properties"]
+def test_load_balancer_listens_for_thrift_on_9090_over_tcp(synth: Synthesized) -> None:
+    synth.template(STACK).has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {
+            "Port": FILTERING_PORT,
+            "Protocol": "TCP",
+            # the original client keeps its connections open for the whole run
+            "ListenerAttributes": [{"Key": "tcp.idle_timeout.seconds", "Value": "3600"}],
+        },
+    )
 
 
-def test_scaling_is_off_by_default(synth: Synthesized) -> None:
-    synth.template(STACK).resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
+def test_load_balancer_health_checks_the_thrift_port(synth: Synthesized) -> None:
+    synth.template(STACK).has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "Port": FILTERING_PORT,
+            "Protocol": "TCP",
+            "TargetType": "ip",
+            "HealthCheckProtocol": "TCP",
+            "HealthCheckPort": str(FILTERING_PORT),
+        },
+    )
 
 
-def test_scaling_switch_adds_a_cpu_target_tracking_policy(variant: Synthesized) -> None:
-    template = variant.template(STACK)
+def test_service_registers_the_filtering_server_with_the_load_balancer(synth: Synthesized) -> None:
+    (target_group,) = synth.resources(STACK, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert _service(synth)["Properties"]["LoadBalancers"] == [
+        {
+            "ContainerName": "filtering-server",
+            "ContainerPort": FILTERING_PORT,
+            "TargetGroupArn": {"Ref": target_group},
+        }
+    ]
+    assert _service(synth)["Properties"]["HealthCheckGracePeriodSeconds"] >= 120
+
+
+def test_load_balancer_admits_thrift_from_the_vpc_only(synth: Synthesized) -> None:
+    group = synth.resources(STACK, "AWS::EC2::SecurityGroup")[_group_id(synth, "Internal NLB")]
+    (rule,) = group["Properties"]["SecurityGroupIngress"]
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", FILTERING_PORT, FILTERING_PORT)
+    assert "CidrBlock" in rule["CidrIp"]["Fn::GetStackOutput"]["OutputName"]
+
+
+def test_tasks_admit_thrift_from_the_load_balancer_only(synth: Synthesized) -> None:
+    service_group = _service(synth)["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"][
+        "SecurityGroups"
+    ]
+    (service_id,) = [g["Fn::GetAtt"][0] for g in service_group]
+    assert (
+        "SecurityGroupIngress"
+        not in synth.resources(STACK, "AWS::EC2::SecurityGroup")[service_id]["Properties"]
+    )
+    rules = [
+        r["Properties"]
+        for r in synth.resources(STACK, "AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [service_id, "GroupId"]}
+    ]
+    assert rules == [
+        {
+            "Description": "Thrift from the NLB",
+            "FromPort": FILTERING_PORT,
+            "ToPort": FILTERING_PORT,
+            "IpProtocol": "tcp",
+            "GroupId": {"Fn::GetAtt": [service_id, "GroupId"]},
+            "SourceSecurityGroupId": {"Fn::GetAtt": [_group_id(synth, "Internal NLB"), "GroupId"]},
+        }
+    ]
+
+
+def test_load_balancer_sends_only_thrift_to_the_tasks(synth: Synthesized) -> None:
+    group = synth.resources(STACK, "AWS::EC2::SecurityGroup")[_group_id(synth, "Internal NLB")]
+    egress = [r["Properties"] for r in synth.resources(STACK, "AWS::EC2::SecurityGroupEgress").values()]
+    assert "SecurityGroupEgress" not in group["Properties"] or all(
+        r.get("CidrIp") == "255.255.255.255/32" for r in group["Properties"]["SecurityGroupEgress"]
+    )
+    assert [(r["FromPort"], r["ToPort"]) for r in egress] == [(FILTERING_PORT, FILTERING_PORT)]
+
+
+def test_endpoint_output_names_the_load_balancer_and_port(synth: Synthesized) -> None:
+    (balancer,) = synth.resources(STACK, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    output = synth.templates[STACK]["Outputs"]["FilteringEndpoint"]["Value"]
+    assert output == {"Fn::Join": ["", [{"Fn::GetAtt": [balancer, "DNSName"]}, ":9090"]]}
+
+
+def test_service_scales_on_cpu_between_two_and_four_tasks_by_default(synth: Synthesized) -> None:
+    template = synth.template(STACK)
     template.has_resource_properties(
-        "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 1, "MaxCapacity": 3}
+        "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 2, "MaxCapacity": 4}
     )
     template.has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalingPolicy",
         {
             "PolicyType": "TargetTrackingScaling",
             "TargetTrackingScalingPolicyConfiguration": Match.object_like(
-                {"PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}}
+                {
+                    "PredefinedMetricSpecification": {
+                        "PredefinedMetricType": "ECSServiceAverageCPUUtilization"
+                    },
+                    "TargetValue": 60,
+                }
             ),
         },
+    )
+
+
+def test_scaling_bounds_follow_the_settings(variant: Synthesized) -> None:
+    variant.template(STACK).has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 1, "MaxCapacity": 3}
     )
 
 
 # --- task role ------------------------------------------------------------------------------------
 
 
-def test_task_role_gets_exactly_the_parameters_the_containers_read(synth: Synthesized) -> None:
-    (statement,) = [s for s in _task_role_statements(synth) if "ssm:GetParameter" in str(s["Action"])]
+def _parameters_readable(synth: Synthesized, family: str) -> list[str]:
+    (statement,) = [s for s in _task_role_statements(synth, family) if "ssm:GetParameter" in str(s["Action"])]
     assert statement["Action"] == "ssm:GetParameter"
-    names = sorted(resolve_join(r).split(":parameter", 1)[1] for r in statement["Resource"])
-    assert names == sorted(
-        [params.XGBOOST_PATH, params.PIPELINE_MODEL, params.PIPELINE_SCHEMA, params.INFERENCE_DATA]
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    return sorted(resolve_join(r).split(":parameter", 1)[1] for r in resources)
+
+
+def test_server_role_gets_exactly_the_release_pointer_and_the_model_parameters(synth: Synthesized) -> None:
+    assert _parameters_readable(synth, TASK_FAMILY) == sorted(
+        [params.RELEASE_LIVE, params.XGBOOST_PATH, params.PIPELINE_MODEL, params.PIPELINE_SCHEMA]
     )
+
+
+def test_emulator_role_gets_exactly_the_inference_data_parameter(variant: Synthesized) -> None:
+    assert _parameters_readable(variant, EMULATOR_TASK_FAMILY) == [params.INFERENCE_DATA]
 
 
 def test_task_role_may_put_metrics_only_into_namespace_aik(synth: Synthesized) -> None:
@@ -301,7 +479,7 @@ def test_task_role_may_put_metrics_only_into_namespace_aik(synth: Synthesized) -
 
 
 def test_task_role_reads_the_data_bucket_through_the_read_policy(synth: Synthesized) -> None:
-    (task,) = synth.resources(STACK, "AWS::ECS::TaskDefinition").values()
+    task = _task(synth)
     role = synth.templates[STACK]["Resources"][task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]]
     (policy,) = role["Properties"]["ManagedPolicyArns"]
     assert "DataReadPolicy" in json.dumps(policy)
@@ -389,7 +567,23 @@ def test_latency_alarm_threshold_follows_the_setting(variant: Synthesized) -> No
     assert 25 in thresholds
 
 
-def test_traffic_alarm_fires_when_requests_stop(synth: Synthesized) -> None:
+def test_latency_alarm_raises_nothing_when_requests_stop(synth: Synthesized) -> None:
+    # the replay ends, or a quiet hour: no latency data is not an alarm
+    synth.template(STACK).has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching"},
+    )
+
+
+def test_no_alarm_counts_missing_requests_as_a_failure(synth: Synthesized) -> None:
+    for alarm in synth.resources(STACK, "AWS::CloudWatch::Alarm").values():
+        metric = alarm["Properties"]["Metrics"][0]["MetricStat"]["Metric"]
+        if metric["Namespace"] == dashboard.NAMESPACE:
+            assert alarm["Properties"]["TreatMissingData"] == "notBreaching", metric["MetricName"]
+
+
+def test_health_alarm_fires_when_no_task_behind_the_load_balancer_is_healthy(synth: Synthesized) -> None:
+    (target_group,) = synth.resources(STACK, "AWS::ElasticLoadBalancingV2::TargetGroup")
     synth.template(STACK).has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
@@ -401,9 +595,15 @@ def test_traffic_alarm_fires_when_requests_stop(synth: Synthesized) -> None:
                     {
                         "MetricStat": Match.object_like(
                             {
-                                "Stat": "Sum",
+                                "Stat": "Minimum",
                                 "Metric": Match.object_like(
-                                    {"MetricName": "filtering_server_filtering_count"}
+                                    {
+                                        "Namespace": "AWS/NetworkELB",
+                                        "MetricName": "HealthyHostCount",
+                                        "Dimensions": Match.array_with(
+                                            [Match.object_like({"Name": "TargetGroup"})]
+                                        ),
+                                    }
                                 ),
                             }
                         )
@@ -412,6 +612,30 @@ def test_traffic_alarm_fires_when_requests_stop(synth: Synthesized) -> None:
             ],
         },
     )
+    assert target_group
+
+
+# --- model check ----------------------------------------------------------------------------------
+
+
+def test_service_is_created_only_after_the_model_check(synth: Synthesized) -> None:
+    (check,) = synth.resources(STACK, "Custom::ModelCheck")
+    assert check in _service(synth)["DependsOn"]
+
+
+def test_model_check_looks_for_the_release_then_the_model_parameters(synth: Synthesized) -> None:
+    (check,) = synth.resources(STACK, "Custom::ModelCheck").values()
+    assert check["Properties"]["ReleaseParameter"] == params.RELEASE_LIVE
+    assert check["Properties"]["ModelParameters"] == [
+        params.XGBOOST_PATH,
+        params.PIPELINE_MODEL,
+        params.PIPELINE_SCHEMA,
+    ]
+
+
+def test_model_check_runs_again_for_every_new_server_image(synth: Synthesized) -> None:
+    (check,) = synth.resources(STACK, "Custom::ModelCheck").values()
+    assert check["Properties"]["Trigger"] == _containers(synth)["filtering-server"]["Image"]
 
 
 # --- image build contexts -------------------------------------------------------------------------
@@ -422,8 +646,8 @@ def _image_contexts(synth: Synthesized) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("dockerfile", ["filtering_server/Dockerfile", "ad_server_emulator/Dockerfile"])
-def test_image_context_holds_what_the_dockerfile_copies(synth: Synthesized, dockerfile: str) -> None:
-    context = _image_contexts(synth)[dockerfile]
+def test_image_context_holds_what_the_dockerfile_copies(variant: Synthesized, dockerfile: str) -> None:
+    context = _image_contexts(variant)[dockerfile]
     copies = re.findall(r"^COPY\s+(.+)\s+\S+$", (context / dockerfile).read_text(), flags=re.MULTILINE)
     sources = [source for line in copies for source in line.split() if not source.startswith("--")]
     assert sources
@@ -432,8 +656,8 @@ def test_image_context_holds_what_the_dockerfile_copies(synth: Synthesized, dock
 
 
 @pytest.mark.parametrize("dockerfile", ["filtering_server/Dockerfile", "ad_server_emulator/Dockerfile"])
-def test_image_context_is_small_and_holds_no_local_state(synth: Synthesized, dockerfile: str) -> None:
-    context = _image_contexts(synth)[dockerfile]
+def test_image_context_is_small_and_holds_no_local_state(variant: Synthesized, dockerfile: str) -> None:
+    context = _image_contexts(variant)[dockerfile]
     files = [p for p in context.rglob("*") if p.is_file()]
     top = {p.relative_to(context).parts[0] for p in files}
     assert top <= {
