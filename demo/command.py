@@ -52,5 +52,5 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             fresh=args.fresh,
         ),
     )
-    print("\n".join(summary["lines"]))
+    print("\n".join(summary.lines))
     return 0
