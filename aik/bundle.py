@@ -1,6 +1,6 @@
 """The feature pipeline as an MLeap bundle: write the format mleap-spark writes, read it into fast lookups.
 
-Format (see DESIGN.md; sources combust/mleap StringIndexerOp.scala, MultiInOutFormatSparkOp.scala and
+Format (docs/pipeline.md; sources combust/mleap StringIndexerOp.scala, MultiInOutFormatSparkOp.scala and
 bundle-ml JsonSupport): a zip with `bundle.json`, `root/model.json` (op `pipeline` listing node names),
 `root/node.json`, and per StringIndexer `root/<name>.node/{model,node}.json`. This module writes the
 stages with the `mleap` Python package's serializer, corrected to type the attributes exactly as

@@ -1,10 +1,10 @@
 """The monitoring dashboard as data: the CDK stack builds `Monitoring-Dashboard` from it and the local
 demo renders the same four widgets from the StatsD metrics it receives.
 
-Metric contract (DESIGN.md): StatsD names `<prefix>.<name>`; the CloudWatch agent publishes them as
+Metric contract (docs/monitoring.md): StatsD names `<prefix>.<name>`; the CloudWatch agent publishes them as
 `<prefix>_<name>` in namespace `aik` with dimension `metric_type` (`counter`, `timing`, `gauge`).
 Timers are sent in milliseconds (StatsD's unit, as floats) by both the server and the emulator, so the
-widgets show them as they are; the original kit sent microseconds and divided by 1000 on the dashboard.
+widgets show them as they are.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ UNKNOWN_DEVICE = 6
 NUM_DEVICE_TYPES = 7
 
 
-# Real traffic repeats a few thousand agents; the cache turns woothee's ~5 us parse into a dict hit.
+# Real traffic repeats a few thousand agents; the cache turns woothee's parse into a dict hit.
 @lru_cache(maxsize=65536)
 def _category_id(user_agent: str) -> int:
     return DEVICE_TYPES.get(woothee.parse(user_agent).get("category", ""), UNKNOWN_DEVICE)

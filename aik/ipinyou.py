@@ -65,7 +65,7 @@ REASON_CLASSES: dict[str, str] = {
     "bad PayingPrice": "bad PayingPrice",
 }
 
-#: Where `aik ingest` points the click logs (not in DESIGN.md's list: an addition of the pipeline).
+#: Where `aik ingest` points the click logs (the CTR use case's labels).
 CLK_SOURCE = "/aik/clk_source"
 
 #: The dataset's file names: `bid.20130606.txt.bz2`, `imp.20131019.txt`, ...

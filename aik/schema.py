@@ -1,4 +1,4 @@
-"""Column contracts shared by the Spark job, training, the server and the emulator (see DESIGN.md)."""
+"""Column contracts shared by the Spark job, training, the server and the emulator (docs/pipeline.md)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from constructs import Construct
 #: Literal so security-group rules name it (a `Fn::GetAtt` of the VPC CIDR would hide it from cdk-nag).
 VPC_CIDR = "10.0.0.0/16"
 
-#: Interface endpoints, as in the original kit: Studio and training (SageMaker API/runtime, STS), the
+#: Interface endpoints: Studio and training (SageMaker API/runtime, STS), the
 #: agents (CloudWatch metrics and logs) and image pulls (ECR API and Docker registry) stay in the VPC.
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,

@@ -83,7 +83,7 @@ class Sources:
 
 @dataclass(frozen=True)
 class Outputs:
-    """Where every artifact goes (DESIGN.md's parameters), plus the rejects and the job report."""
+    """Where every artifact goes (the `/aik/...` parameters), plus the rejects and the job report."""
 
     transformed: str
     inference: str

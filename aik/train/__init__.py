@@ -3,14 +3,14 @@
 Entry point: `train_and_publish(ctx, TrainOptions(...)) -> TrainResult` (what `aik train`, notebook 3
 and the demo call). Modules: `presets` (hyperparameters), `data` (reading the parquet splits),
 `model` (local xgboost), `sagemaker_job` (the cloud path), `evaluate` (metrics, calibration, oracle),
-`baselines` (logistic regression, MLP), `plots` (PNG reports), `gates`, `publish`, `workflow`.
+`baselines` (logistic regression, MLP), `plots` (PNG reports), `gates`, `metrics` (metrics.json),
+`options`, `stages` and `assess` (the stages of a run), `workflow` (the run).
 """
 
 import os
 
-# xgboost and scikit-learn use GNU OpenMP, whose idle threads spin by default: on a shared or busy CPU
-# (measured here: 2 threads next to other work) boosting rounds ran 30-50x slower than with one thread.
-# Passive waiting removes that; set before xgboost/sklearn load libgomp, and a user's own value wins.
+# xgboost and scikit-learn use GNU OpenMP, whose idle threads spin by default and slow boosting down badly
+# on a shared or busy CPU (docs/training.md). Set before they load libgomp; a user's own value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from importlib import import_module

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 USE_CASES: tuple[str, ...] = ("bid-filtering", "ctr")
 
-#: Thresholds reported besides the chosen one: 0.5, and 0.1 as the original notebook's lower cut-off.
+#: Thresholds reported besides the chosen one: 0.5, and 0.1 (notebook 3's lower cut-off).
 FIXED_THRESHOLDS: tuple[float, ...] = (0.5, 0.1)
 
 _EPS = 1e-15

@@ -1,6 +1,6 @@
-"""What a training run measured, as dataclasses, and `metrics.json` written and read in one place.
+"""The figures of a training run, as dataclasses, and `metrics.json` written and read in one place.
 
-The JSON keys are a contract (DESIGN.md: at least `auc`, `logloss`, `base_rate`, `mean_prediction`, and
+The JSON keys are a contract (docs/training.md: at least `auc`, `logloss`, `base_rate`, `mean_prediction`, and
 `oracle_auc` on synthetic data; the demo, notebooks and releases read them): the test split's headline
 metrics, `oracle_ratio` and the oracle's metrics sit at the top level, then `model`, `data`,
 `calibration`, `baselines`, `gates`, `published`, `timings` and `plots`. `Metrics.to_dict` writes that

@@ -3,7 +3,7 @@
 Unseen values: the server maps a value the pipeline never indexed to the code `len(labels)`
 (handleInvalid=keep). A numeric model treats that code like the rarest values; a categorical model
 would send it down whichever branch a category missing from the split's set takes, an arbitrary
-direction that can add up to a biased prediction (measured: mean 0.4-0.5 against a base rate of 0.2).
+direction that can add up to a badly biased prediction for new values (docs/training.md).
 So before training, `unseen_fraction` of the rows are copied per index column with that column set to
 the unseen code, drawing the rows uniformly over categories: the unseen code then learns the average
 effect of a category, which is the best guess for a new one.

@@ -1,15 +1,10 @@
-"""Training presets: the original kit's hyperparameters, the tuned default, and a numeric one for SageMaker.
+"""Training presets: `original` (aws-rtb-intelligence-kit's notebook 3), the tuned `default`, and `numeric`.
 
-Why the default differs from the original: the truth behind the data (and, to a first approximation,
-real bid traffic) is additive in the logit over per-value effects of high-cardinality categoricals.
-The original treats the StringIndexer codes as numbers and grows 50 depth-5 trees, so a domain's
-effect can only be reached by cutting its code out of a frequency-ordered range; on synthetic data it
-stops at about 0.97 of the oracle AUC. The default treats the index columns as categorical (xgboost's
-partition splits), grows depth-1 trees (one feature per tree: an additive model, as the truth is)
-for as many rounds as validation early stopping allows, regularises rare categories (lambda, and
-min_child_weight also keeps categories with little data at weight 0 while sorting), and refits on
-train+valid with the chosen number of rounds. Measured figures: docs/training.md and
-bench/train_quality.py.
+The default treats the index columns as categorical (xgboost's partition splits), grows depth-1 trees
+(one feature per tree: an additive model, as the truth behind the data is) for as many rounds as
+validation early stopping allows, regularises rare categories (lambda, min_child_weight) and refits on
+train+valid with the chosen number of rounds. Why, and the quality each preset reaches:
+docs/training.md and bench/train_quality.py.
 
 The SageMaker built-in algorithm reads parquet into a plain numeric matrix (no categorical types), so
 the cloud path uses a numeric preset.
