@@ -7,12 +7,17 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aik.params import DATA_BUCKET as DATA_BUCKET_PARAMETER
+from aik.params import DERIVED_KEYS, LocalParameterStore
+
 REGION = "us-east-1"
 DATA_BUCKET = "aik-data-e2e"
+ROOT = f"s3://{DATA_BUCKET}/"
 
 
 @dataclass(frozen=True)
@@ -77,3 +82,43 @@ def moto_endpoint() -> Iterator[MotoEndpoint]:
     endpoint.client("ssm").put_parameter(Name="/aik/data-bucket", Value=DATA_BUCKET, Type="String")
     yield endpoint
     server.stop()
+
+
+def ssm_parameters(endpoint: MotoEndpoint, region: str = REGION) -> dict[str, str]:
+    """Every `/aik/...` parameter in the endpoint's SSM."""
+    pages = endpoint.client("ssm", region).get_paginator("get_parameters_by_path")
+    pages = pages.paginate(Path="/aik", Recursive=True)
+    return {p["Name"]: p["Value"] for page in pages for p in page["Parameters"]}
+
+
+def s3_keys(endpoint: MotoEndpoint, prefix: str) -> list[str]:
+    """Every key of the data bucket under `prefix`."""
+    pages = endpoint.client("s3").get_paginator("list_objects_v2").paginate(Bucket=DATA_BUCKET, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def features_to_s3(endpoint: MotoEndpoint, workspace: Path) -> None:
+    """Notebook 2's outputs at the S3 URIs of the parameters, made by the feature job in local mode.
+
+    Spark here has no hadoop-aws, so it can neither read nor write `s3://`: the raw logs ingested to
+    S3 are copied into a local workspace (with the source parameters pointing at the copy), the job
+    runs there (`aik features`), and every file it wrote is uploaded under the same key.
+    """
+    local_env = {"AIK_WORKSPACE": str(workspace)}
+    endpoint.run(["aik", "configure"], env=local_env)
+    store = LocalParameterStore(workspace / "parameters.json")
+    local_root = store.get(DATA_BUCKET_PARAMETER).rstrip("/") + "/"
+    s3 = endpoint.client("s3")
+    for key in s3_keys(endpoint, "raw/"):
+        target = Path(local_root + key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(DATA_BUCKET, key, str(target))
+    aws_params = ssm_parameters(endpoint)
+    store.put_many(
+        {n: local_root + v.removeprefix(ROOT) for n, v in aws_params.items() if v.startswith(ROOT)}
+    )
+    endpoint.run(["aik", "features"], env=local_env)
+    for top in {key.split("/", 1)[0] for key in DERIVED_KEYS.values()} - {"raw", "binary-model"}:
+        for path in sorted(Path(local_root, top).rglob("*")):
+            if path.is_file():
+                s3.upload_file(str(path), DATA_BUCKET, path.relative_to(local_root).as_posix())

@@ -5,7 +5,8 @@ configure`, `ingest` and `train` (reading the splits from S3, publishing to S3 +
 server started with `--backend aws`, answering an original Thrift client and swapping when a new model
 is published. One step cannot run against it: Spark here has no hadoop-aws, so it cannot read or write
 `s3://`. The feature job runs locally on the raw logs copied from S3, and its outputs are uploaded to
-the URIs the SSM parameters name (on EMR, EMRFS gives Spark `s3://` and the job writes there itself).
+the URIs the SSM parameters name (`features_to_s3`; on EMR, EMRFS gives Spark `s3://` and the job
+writes there itself).
 """
 
 from __future__ import annotations
@@ -22,32 +23,18 @@ from typing import Any
 import pytest
 
 from aik.params import (
-    DATA_BUCKET,
     DERIVED_KEYS,
     INFERENCE_DATA,
     OUTPUT_TRAIN,
     XGBOOST_PATH,
-    LocalParameterStore,
 )
 
 from .conftest import DATA_BUCKET as BUCKET
-from .conftest import MotoEndpoint
+from .conftest import ROOT, MotoEndpoint, features_to_s3, s3_keys, ssm_parameters
 
 pytestmark = pytest.mark.slow
 
 ORIGINAL_IDL = Path(__file__).resolve().parents[1] / "serve" / "original_api.thrift"
-ROOT = f"s3://{BUCKET}/"
-
-
-def ssm_parameters(endpoint: MotoEndpoint, region: str = "us-east-1") -> dict[str, str]:
-    pages = endpoint.client("ssm", region).get_paginator("get_parameters_by_path")
-    pages = pages.paginate(Path="/aik", Recursive=True)
-    return {p["Name"]: p["Value"] for page in pages for p in page["Parameters"]}
-
-
-def s3_keys(endpoint: MotoEndpoint, prefix: str) -> list[str]:
-    pages = endpoint.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
 
 @pytest.fixture(scope="module")
@@ -66,24 +53,7 @@ def ingested(moto_endpoint: MotoEndpoint, configured: dict[str, str]) -> dict[st
 def features_in_s3(
     moto_endpoint: MotoEndpoint, ingested: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
-    """The feature job's outputs at the S3 URIs of the parameters (the job runs locally: no hadoop-aws)."""
-    workspace = tmp_path_factory.mktemp("spark-ws")
-    local_env = {"AIK_WORKSPACE": str(workspace)}
-    moto_endpoint.run(["aik", "configure"], env=local_env)
-    store = LocalParameterStore(workspace / "parameters.json")
-    local_root = store.get(DATA_BUCKET).rstrip("/") + "/"
-    s3 = moto_endpoint.client("s3")
-    for key in s3_keys(moto_endpoint, "raw/"):
-        target = Path(local_root + key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(BUCKET, key, str(target))
-    # the sources ingest pointed at, in the local copy
-    store.put_many({n: local_root + v.removeprefix(ROOT) for n, v in ingested.items() if v.startswith(ROOT)})
-    moto_endpoint.run(["aik", "features"], env=local_env)
-    for top in {key.split("/", 1)[0] for key in DERIVED_KEYS.values()} - {"raw", "binary-model"}:
-        for path in sorted(Path(local_root, top).rglob("*")):
-            if path.is_file():
-                s3.upload_file(str(path), BUCKET, path.relative_to(local_root).as_posix())
+    features_to_s3(moto_endpoint, tmp_path_factory.mktemp("spark-ws"))
     return ssm_parameters(moto_endpoint)
 
 
