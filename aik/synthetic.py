@@ -17,6 +17,7 @@ release the GIL), so a million bid requests take seconds rather than minutes.
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import datetime
 import logging
 import os
@@ -233,6 +234,21 @@ class SyntheticConfig:
     interactions: tuple[tuple[str, str, float], ...] = ()
     #: bz2 level: 1 compresses ~30 % faster than 9 and Spark splits either
     compresslevel: int = 1
+    #: How fast the truth drifts: day k's effects are cos(k*drift) * the base draw + sin(k*drift) * a
+    #: second independent draw (radians per day; 0: one fixed truth). Each term keeps its spread.
+    drift: float = 0.0
+    #: Day 0 of the world (default `start`): successive calls with later `start`s and the same
+    #: world_start and seed produce successive days of one world, each day's truth drifted from it.
+    world_start: datetime.date | None = None
+
+    @property
+    def origin(self) -> datetime.date:
+        """Day 0 of the world."""
+        return self.world_start or self.start
+
+    def day_index(self, day: datetime.date) -> int:
+        """Days since the world's day 0."""
+        return (day - self.origin).days
 
     def __post_init__(self) -> None:
         if self.rows < 1:
@@ -253,6 +269,10 @@ class SyntheticConfig:
             seen.add(frozenset((first, second)))
             if not sd > 0:
                 raise ValueError(f"interaction {first}:{second} needs a positive sd, got {sd}")
+        if self.day_index(self.start) < 0:
+            raise ValueError(f"start {self.start} is before the world's first day {self.origin}")
+        if self.drift < 0:
+            raise ValueError(f"drift must be >= 0, got {self.drift}")
 
 
 @dataclass
@@ -631,6 +651,43 @@ def draw_truth(config: SyntheticConfig, world: World, rng: np.random.Generator) 
     return win, click
 
 
+def rotated(base: Effects, other: Effects, angle: float) -> Effects:
+    """cos(angle) * base + sin(angle) * other, term by term (independent draws: each term keeps its sd)."""
+    c, s = float(np.cos(angle)), float(np.sin(angle))
+    return Effects(
+        intercept=base.intercept,
+        **{
+            name: c * getattr(base, name) + s * getattr(other, name)
+            for name in ("advertiser", "domain", "region", "city", "device", "hour", "dow")
+        },
+        pairs={name: c * effects + s * other.pairs[name] for name, effects in base.pairs.items()},
+    )
+
+
+def daily_truths(config: SyntheticConfig, world: World) -> list[tuple[Effects, Effects]]:
+    """(win, click) effects of each of the world's dates: the fixed truth, or its drifted form per day."""
+    if config.drift == 0:
+        win, click = draw_truth(config, world, np.random.default_rng([config.seed, 1]))
+        return [(win, click)] * len(world.dates)
+    # Calibrated on the world's first week whatever days are made now, so a day's truth is the same
+    # whether it is generated alone or with others (the dates draw no randomness: same tables).
+    week = build_world(
+        dataclasses.replace(config, start=config.origin, days=7), np.random.default_rng([config.seed, 0])
+    )
+    win, click = draw_truth(config, week, np.random.default_rng([config.seed, 1]))
+    # the second draw the truth drifts towards, and a fixed sample to re-calibrate each day's intercepts
+    win2, click2 = draw_truth(config, week, np.random.default_rng([config.seed, 3]))
+    sample = draw_rows(week, 200_000, np.random.default_rng([config.seed, 4]))
+    out = []
+    for day in world.dates:
+        angle = config.drift * config.day_index(day)
+        w, c = rotated(win, win2, angle), rotated(click, click2, angle)
+        w.intercept = calibrate_intercept(w.logit(sample, week) - w.intercept, config.win_rate)
+        c.intercept = click.intercept
+        out.append((w, c))
+    return out
+
+
 def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC by the rank-sum formula, ties sharing their average rank."""
     labels = np.asarray(labels).astype(bool)
@@ -700,8 +757,12 @@ def _timestamps(world: World, date: np.ndarray, ms_of_hour: np.ndarray, hour: np
 class _Generated:
     """Every column of the bid requests (sorted by time), plus win/click outcomes and impression times."""
 
-    def __init__(self, config: SyntheticConfig, world: World, win: Effects, click: Effects) -> None:
-        rng = np.random.default_rng([config.seed, 2])
+    def __init__(
+        self, config: SyntheticConfig, world: World, truths: Sequence[tuple[Effects, Effects]]
+    ) -> None:
+        offset = config.day_index(config.start)
+        # a later day of the same world draws other requests (and BidIDs) than the days before it
+        rng = np.random.default_rng([config.seed, 2] if offset == 0 else [config.seed, 2, offset])
         n = config.rows
         rows = draw_rows(world, n, rng)
         ms_of_hour = rng.integers(0, 3_600_000, size=n)
@@ -710,8 +771,13 @@ class _Generated:
         self.rows = {k: v[order] for k, v in rows.items()}
         self.ms_of_hour = ms_of_hour[order]
         self.timestamp = stamp[order]
-        self.p_win = win.probability(self.rows, world)
-        self.p_click = click.probability(self.rows, world)
+        self.p_win = np.empty(n)
+        self.p_click = np.empty(n)
+        for d, (win, click) in enumerate(truths):
+            on_day = self.rows["date"] == d
+            rows_of_day = {k: v[on_day] for k, v in self.rows.items()}
+            self.p_win[on_day] = win.probability(rows_of_day, world)
+            self.p_click[on_day] = click.probability(rows_of_day, world)
         self.win = rng.random(n) < self.p_win
         self.click = self.win & (rng.random(n) < self.p_click)
         self.bid_id = _hex_ids(rng, n)
@@ -818,6 +884,11 @@ def file_name(kind: str, day: datetime.date) -> str:
     return f"{kind}.{day:%Y%m%d}.txt.bz2"
 
 
+def daily_truth_uri(raw_data: str, day: datetime.date) -> str:
+    """Where the truth of one day of a drifting world is kept."""
+    return storage.join(raw_data, "truth", f"truth.{day:%Y%m%d}.json")
+
+
 def generate(raw_data: str, config: SyntheticConfig) -> SyntheticReport:
     """Generate logs and truth under `raw_data` (`bid/`, `imp/`, `clk/`, `truth/`)."""
     import time
@@ -827,9 +898,11 @@ def generate(raw_data: str, config: SyntheticConfig) -> SyntheticReport:
 
     start = time.monotonic()
     world = build_world(config, np.random.default_rng([config.seed, 0]))
-    win, click = draw_truth(config, world, np.random.default_rng([config.seed, 1]))
+    truths = daily_truths(config, world)
+    # truth.json: the truth of the last day generated (the test day of a temporal split)
+    win, click = truths[-1]
     truth = TruthModel(win=win.model(world), click=click.model(world), seed=config.seed)
-    data = _Generated(config, world, win, click)
+    data = _Generated(config, world, truths)
     log.info(
         "synthetic: drew %s bid requests, %s impressions, %s clicks in %.1f s",
         f"{config.rows:,}",
@@ -869,7 +942,18 @@ def generate(raw_data: str, config: SyntheticConfig) -> SyntheticReport:
 
     t_uri = truth_uri(raw_data)
     truth.save(t_uri)
-    bid_truth_uri = storage.join(raw_data, "truth", "bid_truth.parquet")
+    if config.drift:
+        for day, (w, c) in zip(world.dates, truths, strict=True):
+            TruthModel(win=w.model(world), click=c.model(world), seed=config.seed).save(
+                daily_truth_uri(raw_data, day)
+            )
+    # a later day appended to a world keeps the earlier days' truth files beside its own
+    name = (
+        "bid_truth.parquet"
+        if config.day_index(config.start) == 0
+        else f"bid_truth.{config.start:%Y%m%d}.parquet"
+    )
+    bid_truth_uri = storage.join(raw_data, "truth", name)
     table = pa.table(
         {
             "BidID": pa.array(data.bid_id).cast(pa.string()),

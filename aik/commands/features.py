@@ -7,6 +7,7 @@ import logging
 
 from aik.context import Context
 from aik.errors import AikError
+from aik.features.window import add_window_arguments, window_from_args
 
 log = logging.getLogger("aik.features")
 
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="bid-filtering: label bid requests by impressions (default); ctr: label impressions by clicks",
     )
     p.add_argument("--seed", type=int, default=42, help="seed of the 80/10/10 split (default 42)")
+    add_window_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from aik.features import run_features
 
     try:
-        report = run_features(ctx, args.use_case, seed=args.seed)
+        report = run_features(ctx, args.use_case, seed=args.seed, window=window_from_args(args))
     except AikError:
         raise
     except Exception as exc:  # a Spark failure: one line here, the whole trace with -v

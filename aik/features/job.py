@@ -47,6 +47,7 @@ from aik.features.transforms import (
     raw_schema_rows,
     split_features,
 )
+from aik.features.window import Chosen, Window, add_window_arguments, select_files, window_from_args
 from aik.ipinyou import BID, CLK, CLK_SOURCE, IMP, REASON_CLASSES
 from aik.logsetup import setup_logging
 from aik.params import (
@@ -186,8 +187,12 @@ def run_job(
     outputs: Outputs,
     use_case: str = BID_FILTERING,
     seed: int = DEFAULT_SPLIT_SEED,
+    window: Window | None = None,
 ) -> dict[str, Any]:
-    """Run the feature job on explicit URIs and return its report (also written to `outputs.report`)."""
+    """Run the feature job on explicit URIs and return its report (also written to `outputs.report`).
+
+    With a `window`, only the files of its days are read and the split is temporal (`aik.features.window`).
+    """
     from pyspark import StorageLevel
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
@@ -211,11 +216,23 @@ def run_job(
     def step(message: str, *args: object) -> None:
         log.info("features: " + message + " (%.1f s)", *args, time.monotonic() - start)
 
+    files_of = {kind: log_files(uris[kind], kind) for kind in kinds}
+    chosen: Chosen | None = None
+    if window is not None:
+        files_of, chosen = select_files(files_of, kinds[0], window)
+        step(
+            "temporal split: train on %s..%s, test on %s",
+            chosen.train_days[0],
+            chosen.train_days[-1],
+            ", ".join(chosen.test_days),
+        )
     with StageProgress(spark, "features"):
         parsed: dict[str, DataFrame] = {}
         observed: dict[str, Observation] = {}
         for kind in kinds:
-            files = log_files(uris[kind], kind)
+            files = files_of[kind]
+            if not files:
+                raise AikError(f"no {kind} logs of the window's days under {uris[kind]}")
             step("reading %d %s file(s) under %s", len(files), kind, uris[kind])
             parsed[kind] = read_logs(spark, files, kind)
             observed[kind] = Observation(f"aik-{kind}-lines-{uuid.uuid4().hex[:8]}")  # unique per session
@@ -253,7 +270,8 @@ def run_job(
             rows = bid_filtering_rows(narrow[BID], narrow[IMP])
         else:
             rows = ctr_rows(narrow[IMP], narrow[CLK])
-        prepared = prepare(rows, seed).persist(StorageLevel.MEMORY_AND_DISK)
+        first_test_day = chosen.first_test_day if chosen is not None else None
+        prepared = prepare(rows, seed, first_test_day).persist(StorageLevel.MEMORY_AND_DISK)
         model = fit_indexers(prepared)
         labels = indexer_labels(model)
         step("indexers fitted: %s", ", ".join(f"{c} {len(v):,} labels" for c, v in labels.items()))
@@ -300,6 +318,8 @@ def run_job(
     report: dict[str, Any] = {
         "use_case": use_case,
         "seed": seed,
+        "split": chosen.as_dict() if chosen is not None else {"split": "random"},
+        "input_files": {u: storage.fingerprint(u) for kind in kinds for u in files_of[kind]},
         "inputs": inputs,
         "rows": total,
         "positives": positives,
@@ -328,6 +348,7 @@ def run_features(
     *,
     spark: SparkSession | None = None,
     seed: int = DEFAULT_SPLIT_SEED,
+    window: Window | None = None,
 ) -> dict[str, Any]:
     """Notebook 2 / `aik features`: run the job on the URIs in the parameter store."""
     from aik.features.spark import get_session
@@ -341,7 +362,7 @@ def run_features(
             "the parameters point at S3 but Spark runs in local mode here: run the job on EMR "
             "(notebook 2 attached to the cluster, or an EMR step with spark-submit; see docs/pipeline.md)"
         )
-    return run_job(session, sources, outputs, use_case, seed)
+    return run_job(session, sources, outputs, use_case, seed, window)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -357,11 +378,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_backend_arguments(parser)
     parser.add_argument("--use-case", choices=USE_CASES, default=BID_FILTERING)
     parser.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED, help="split seed (default 42)")
+    add_window_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging()
     try:
         ctx = Context(Settings.from_env(args.backend, args.workspace, args.region))
-        report = run_features(ctx, args.use_case, seed=args.seed)
+        report = run_features(ctx, args.use_case, seed=args.seed, window=window_from_args(args))
     except AikError as exc:
         print(f"aik-features-job: {exc}", file=sys.stderr)
         return 1

@@ -154,9 +154,27 @@ def with_split(df: DataFrame, seed: int = DEFAULT_SPLIT_SEED) -> DataFrame:
     return df.withColumn(SPLIT, F.when(bucket < 8, TRAIN).when(bucket == 8, VALID).otherwise(TEST))
 
 
-def prepare(rows: DataFrame, seed: int = DEFAULT_SPLIT_SEED) -> DataFrame:
-    """Labelled rows -> rows with dow, hour, device_type_id and split (everything but the indices)."""
-    return with_split(with_device_type(with_time_features(rows)), seed)
+def with_temporal_split(df: DataFrame, first_test_day: str, seed: int = DEFAULT_SPLIT_SEED) -> DataFrame:
+    """`split` by time: rows from `first_test_day` (yyyyMMdd) on are test; earlier ones train (90 %) or
+    valid (10 %, the same seeded hash of BidID as `with_split`)."""
+    from pyspark.sql import functions as F
+
+    day = F.substring(F.col("Timestamp"), 1, 8)
+    bucket = F.pmod(F.xxhash64(F.col("BidID"), F.lit(seed)), F.lit(10))
+    return df.withColumn(
+        SPLIT, F.when(day >= F.lit(first_test_day), TEST).when(bucket == 9, VALID).otherwise(TRAIN)
+    )
+
+
+def prepare(rows: DataFrame, seed: int = DEFAULT_SPLIT_SEED, first_test_day: str | None = None) -> DataFrame:
+    """Labelled rows -> rows with dow, hour, device_type_id and split (everything but the indices).
+
+    The split is the random 80/10/10 one, or temporal from `first_test_day` on.
+    """
+    features = with_device_type(with_time_features(rows))
+    if first_test_day is None:
+        return with_split(features, seed)
+    return with_temporal_split(features, first_test_day, seed)
 
 
 def raw_schema_rows(df: DataFrame, *, with_label: bool = False) -> DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import json
+import datetime
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -250,3 +251,33 @@ def test_bad_interactions_are_refused() -> None:
         SyntheticConfig(interactions=(("region", "city", 0.3),))
     with pytest.raises(ValueError, match="positive sd"):
         SyntheticConfig(interactions=(("advertiser", "hour", 0.0),))
+
+
+def test_a_later_day_of_a_drifting_world_is_the_same_day_whether_made_alone_or_with_the_others(
+    tmp_path: Path,
+) -> None:
+    start = datetime.date(2013, 6, 6)
+    common = {"seed": 3, "drift": 0.1, "world_start": start}
+    together = SyntheticConfig(rows=3_000, start=start, days=3, **common)
+    alone = SyntheticConfig(rows=1_000, start=start + datetime.timedelta(days=2), days=1, **common)
+    generate(str(tmp_path / "together"), together)
+    generate(str(tmp_path / "alone"), alone)
+    day = "truth.20130608.json"
+    assert (tmp_path / "together" / "truth" / day).read_text() == (
+        tmp_path / "alone" / "truth" / day
+    ).read_text()
+
+
+def test_the_truth_drifts_slowly_from_day_to_day(tmp_path: Path) -> None:
+    config = SyntheticConfig(rows=3_000, seed=3, days=4, drift=0.1)
+    generate(str(tmp_path), config)
+    truths = [
+        TruthModel.load(str(tmp_path / "truth" / f"truth.201306{d:02d}.json")).win for d in range(6, 10)
+    ]
+    domains = list(truths[0].domain)
+    effects = np.array([[t.domain[d] for d in domains] for t in truths])
+    next_day = np.corrcoef(effects[0], effects[1])[0, 1]
+    three_days = np.corrcoef(effects[0], effects[3])[0, 1]
+    assert 0.97 < next_day < 1.0  # cos(0.1): close, not equal
+    assert three_days < next_day  # and further apart with time
+    assert effects[1].std() == pytest.approx(effects[0].std(), rel=0.1)  # each day keeps the term's spread
