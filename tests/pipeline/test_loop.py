@@ -187,3 +187,21 @@ def test_three_days_publish_three_releases_that_the_running_server_swaps_in(ctx:
     for d in days:
         assert d["oracle_ratio"] > 0.9
     assert len({tuple(d["test_day"]) for d in days}) == 3  # each day tested on its own new day
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_a_second_run_without_new_days_reuses_everything(ctx: Context, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    generate(str(logs), SyntheticConfig(rows=12_000, days=8, seed=5))
+    options = PipelineOptions(source=str(logs), window=Window(7, 1))
+    first = run_pipeline(ctx, options)
+    assert first.published and [s.ran for s in first.steps] == [True] * 5
+    second = run_pipeline(ctx, options)
+    assert [(s.name, s.ran) for s in second.steps] == [
+        ("ingest", False),
+        ("features", False),
+        ("train", False),
+    ]
+    assert second.release is not None and second.release.id == first.release.id  # type: ignore[union-attr]
+    assert ctx.params.get(params.RELEASE_LIVE) == first.release.manifest_uri  # type: ignore[union-attr]
