@@ -334,8 +334,8 @@ def run_pipeline(
             raise StepFailed("publish", exc, live) from exc
         except Exception as exc:
             raise StepFailed("train", exc, live) from exc
-        run.release, run.published, run.metrics = result.release, result.published, result.metrics
-        auc, oracle = result.metrics.get("auc"), result.metrics.get("oracle_ratio")
+        run.release, run.published, run.metrics = result.release, result.published, result.metrics.to_dict()
+        auc, oracle = run.metrics.get("auc"), run.metrics.get("oracle_ratio")
         record(
             "train",
             True,
