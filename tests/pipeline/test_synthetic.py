@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import bz2
-import json
 import datetime
+import json
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
