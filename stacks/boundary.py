@@ -8,6 +8,19 @@ from constructs import Construct
 
 from stacks import nag
 
+#: SageMaker administration no kit role needs: the domain, its user profiles and lifecycle
+#: configurations belong to the stack (a Studio user could otherwise remove the install script or
+#: give a profile another execution role).
+STUDIO_ADMINISTRATION = (
+    "sagemaker:CreateDomain",
+    "sagemaker:UpdateDomain",
+    "sagemaker:DeleteDomain",
+    "sagemaker:CreateUserProfile",
+    "sagemaker:UpdateUserProfile",
+    "sagemaker:DeleteUserProfile",
+    "sagemaker:CreateStudioLifecycleConfig",
+    "sagemaker:DeleteStudioLifecycleConfig",
+)
 #: The services roles under the boundary may pass roles to (EMR, its instances and scaling, Service
 #: Catalog launches and SageMaker jobs); passing a role anywhere else is denied.
 PASS_ROLE_SERVICES = (
@@ -22,9 +35,10 @@ PASS_ROLE_SERVICES = (
 class PermissionsBoundary(Construct):
     """A managed policy that caps what any kit role can do, whatever policies are attached to it.
 
-    Denies billing and account actions, editing or deleting this policy, removing or replacing the
-    boundary of a user or role, creating users or roles without it, and passing roles to services
-    other than `PASS_ROLE_SERVICES`; allows everything else (the roles' own policies decide).
+    Denies billing and account actions, SageMaker domain/user-profile/lifecycle administration
+    (`STUDIO_ADMINISTRATION`), editing or deleting this policy, removing or replacing the boundary of
+    a user or role, creating users or roles without it, and passing roles to services other than
+    `PASS_ROLE_SERVICES`; allows everything else (the roles' own policies decide).
     Exposes `policy`. The policy has a physical name because its statements must name its own ARN
     (a `Ref` to itself would be circular); the name includes the stack name and region, so
     deployments in several regions of one account do not collide.
@@ -47,6 +61,12 @@ class PermissionsBoundary(Construct):
                     sid="DenyBillingAndAccount",
                     effect=iam.Effect.DENY,
                     actions=["account:*", "aws-portal:*", "billing:*", "savingsplans:*", "cur:*", "ce:*"],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="DenyStudioAdministration",
+                    effect=iam.Effect.DENY,
+                    actions=list(STUDIO_ADMINISTRATION),
                     resources=["*"],
                 ),
                 iam.PolicyStatement(

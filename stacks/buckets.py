@@ -26,6 +26,32 @@ EMR_LOG_PREFIX = "emr-logs/"
 BOOTSTRAP_SOURCES = ("emr_bootstrap/**", "aik/**", "pyproject.toml", "README.md")
 
 
+#: What notebooks, training jobs and the feature job do with the data bucket's objects: read, write,
+#: delete the current version and finish multipart uploads. Not `s3:DeleteObjectVersion` (which
+#: `Bucket.grant_read_write` gives): on a versioned bucket a deleted or overwritten object stays
+#: recoverable from its earlier versions.
+DATA_OBJECT_ACTIONS = (
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+)
+DATA_BUCKET_ACTIONS = ("s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads")
+
+
+def grant_data_read_write(bucket: s3.IBucket, role: iam.IRole) -> str:
+    """Read and write `bucket`'s objects without `s3:DeleteObjectVersion`; returns the objects' ARN."""
+    objects = bucket.arn_for_objects("*")
+    role.add_to_principal_policy(
+        iam.PolicyStatement(sid="ListData", actions=list(DATA_BUCKET_ACTIONS), resources=[bucket.bucket_arn])
+    )
+    role.add_to_principal_policy(
+        iam.PolicyStatement(sid="ReadWriteData", actions=list(DATA_OBJECT_ACTIONS), resources=[objects])
+    )
+    return objects
+
+
 def secure_bucket(
     scope: Construct,
     construct_id: str,
@@ -126,6 +152,16 @@ class KitBuckets(Construct):
                 )
             ],
             memory_limit=256,
+        )
+        # CDK grants its handler Bucket.grant_read_write (s3:DeleteObject*); it prunes current objects
+        # only, and the bootstrap bucket's older versions stay recoverable.
+        deployment.handler_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="KeepObjectVersions",
+                effect=iam.Effect.DENY,
+                actions=["s3:DeleteObjectVersion"],
+                resources=[self.bootstrap.arn_for_objects("*")],
+            )
         )
         self._acknowledge_deployment(deployment)
 

@@ -72,7 +72,7 @@ class EmrClusterTemplate(servicecatalog.ProductStack):
     Parameters are the ones Studio shows in its "create cluster" form (all Strings). The cluster runs
     in the kit's private subnet with three security groups (main, core, service access) whose rules
     are explicit resources, so that EMR does not add its own and block the groups' deletion; Studio
-    reaches Livy (8998) and, when Kerberos is turned on, the KDC (88, 464, 749) on the main node.
+    reaches Livy (8998) on the main node and nothing else.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, imports: ProductImports) -> None:
@@ -95,10 +95,8 @@ class EmrClusterTemplate(servicecatalog.ProductStack):
                     self._ingress(target, source_name, source.ref, protocol, purpose="cluster traffic")
             self._ingress(target, "Service", self.service_sg.ref, "tcp", 8443, purpose="EMR service access")
         self._ingress(self.service_sg, "Main", self.main_sg.ref, "tcp", 9443, purpose="EMR service access")
+        # Studio's only way in: Livy on the main node (the clusters have no Kerberos realm).
         self._ingress(self.main_sg, "Studio", studio_sg, "tcp", 8998, purpose="Livy")
-        for protocol, ports in (("tcp", (88, 464, 749)), ("udp", (88, 464))):
-            for port in ports:
-                self._ingress(self.main_sg, "Studio", studio_sg, protocol, port, purpose="Kerberos")
 
         volume = emr.CfnCluster.EbsConfigurationProperty(
             ebs_block_device_configs=[
@@ -289,8 +287,8 @@ class EmrClusterTemplate(servicecatalog.ProductStack):
             self.cluster,
             "AwsSolutions-EMR6",
             "Studio connects to Livy with 'No credential', as in the original kit: the cluster has no "
-            "SSH key pair and no Kerberos realm; access is the Studio security group only (8998 on the "
-            "main node), and the Kerberos ports are open to Studio for users who add a realm.",
+            "SSH key pair and no Kerberos realm; the only way in is Livy (8998 on the main node) from "
+            "the kit domain's Studio security group (docs/deploy.md says what that leaves open).",
         )
 
 

@@ -11,7 +11,7 @@ from constructs import Construct
 
 from aik import params
 from stacks import nag
-from stacks.buckets import BOOTSTRAP_PREFIX, EMR_LOG_PREFIX
+from stacks.buckets import BOOTSTRAP_PREFIX, EMR_LOG_PREFIX, grant_data_read_write
 
 EBS_KEY_ALIAS = "aik/ebs"
 
@@ -56,7 +56,7 @@ class EmrSecurity(Construct):
             role=self.instance_role,
             instance_profile_name=self.instance_role.role_name,
         )
-        data_bucket.grant_read_write(self.instance_role)
+        grant_data_read_write(data_bucket, self.instance_role)
         bootstrap_bucket.grant_read(self.instance_role, f"{BOOTSTRAP_PREFIX}*")
         bootstrap_bucket.grant_put(self.instance_role, f"{EMR_LOG_PREFIX}*")
         self._parameters_arn = parameters = stack.format_arn(
@@ -155,9 +155,11 @@ class EmrSecurity(Construct):
         data_reason = (
             "The Spark feature job on EMR reads raw logs from and writes features, the MLeap bundle and "
             "inference data to the kit's data bucket (and reads only the bootstrap/ prefix, writes only "
-            "emr-logs/ of the bootstrap bucket); the wildcards are object keys of those buckets."
+            "emr-logs/ of the bootstrap bucket); the resource wildcards are object keys of those "
+            "buckets, the action wildcards Bucket.grant_read's read families on bootstrap/ and "
+            "grant_put's s3:Abort* (multipart uploads) on emr-logs/."
         )
-        for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"):
+        for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*"):
             nag.acknowledge(instance_policy, nag.action_rule(action), data_reason)
         for objects in (
             data_bucket.arn_for_objects("*"),

@@ -10,14 +10,16 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from aik import params
 from stacks.boundary import PermissionsBoundary
 from stacks.buckets import BOOTSTRAP_PREFIX, KitBuckets
 from stacks.config import KitConfig
 from stacks.emr_product import EmrPortfolio, ProductImports, export_names
 from stacks.emr_security import EmrSecurity
 from stacks.network import Network
+from stacks.parameter_cleanup import ParameterCleanup
 from stacks.retention import LogGroupRetention
-from stacks.studio import StudioDomain
+from stacks.studio import STACK_PARAMETERS, StudioDomain
 from stacks.studio_lifecycle import StudioLifecycle
 
 
@@ -75,6 +77,10 @@ class SagemakerEmrStack(TwoAzStack):
             data_bucket=buckets.data,
             lifecycle=lifecycle,
         )
+
+        if not config.retain_data:
+            # `cdk destroy` also removes what the notebooks wrote under /aik/ (kept with the data).
+            ParameterCleanup(self, "ParameterCleanup", prefix=params.PREFIX, keep=STACK_PARAMETERS)
 
         imports = export_names(self.stack_name)
         emr_subnet = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets[0]

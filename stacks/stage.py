@@ -5,12 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
-from constructs import Construct
+import jsii
+from constructs import Construct, IConstruct
 
 from stacks import nag
 from stacks.config import KitConfig
 from stacks.filtering_stack import FilteringStack
 from stacks.sagemaker_emr_stack import SagemakerEmrStack
+
+#: The tag every resource of the kit carries (cost allocation, finding what to clean up).
+PROJECT_TAG = ("Project", "aik")
+#: Types that take tags but that CDK also creates as plain `CfnResource`s (its custom-resource
+#: providers' roles and functions), which `Tags.of` does not reach.
+RAW_TAGGABLE_TYPES = ("AWS::IAM::Role", "AWS::Lambda::Function")
+
+
+@jsii.implements(cdk.IAspect)
+class TagRawResources:
+    """Put `PROJECT_TAG` on the plain `CfnResource` roles and functions CDK generates."""
+
+    def visit(self, node: IConstruct) -> None:
+        if (
+            isinstance(node, cdk.CfnResource)
+            and node.cfn_resource_type in RAW_TAGGABLE_TYPES
+            and not cdk.TagManager.is_taggable(node)
+        ):
+            node.add_property_override("Tags", [{"Key": PROJECT_TAG[0], "Value": PROJECT_TAG[1]}])
 
 
 class AikStage(cdk.Stage):
@@ -41,4 +61,7 @@ class AikStage(cdk.Stage):
             description="Advertising Intelligence Kit - bid-filtering service on ECS Fargate (aik/filtering)",
         )
         self.filtering.add_stack_dependency(self.sagemaker_emr)
+        # The cost tag on every taggable resource of both stacks and of the EMR product's template.
+        cdk.Tags.of(self).add(*PROJECT_TAG)
+        cdk.Aspects.of(self).add(TagRawResources())
         nag.add_checks(self)

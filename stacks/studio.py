@@ -16,9 +16,15 @@ from constructs import Construct
 
 from aik import params
 from stacks import nag
+from stacks.buckets import grant_data_read_write
+from stacks.cleanup.handler import SAGEMAKER_EFS_TAG
 from stacks.studio_lifecycle import StudioLifecycle
 
 CLEANUP_CODE = Path(__file__).resolve().parent / "cleanup"
+#: The parameters the two stacks create (and delete): no notebook or Studio user may change them.
+STACK_PARAMETERS = (params.DATA_BUCKET, params.MONITORING_CONFIG, params.CURRENT_REGION)
+#: The cleanup role's tag naming the kit's domain ARN (what its EFS deletion must match).
+CLEANUP_DOMAIN_TAG = "aik-studio-domain"
 DOMAIN_NAME = "aik-studio"
 USER_PROFILE_NAME = "aik-user"
 
@@ -58,7 +64,7 @@ class StudioDomain(Construct):
             description="SageMaker Studio and training jobs of the Advertising Intelligence Kit",
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSageMakerFullAccess")],
         )
-        data_bucket.grant_read_write(self.execution_role)
+        grant_data_read_write(data_bucket, self.execution_role)
         self.parameters_arn = stack.format_arn(
             service="ssm", resource="parameter", resource_name=params.PREFIX.strip("/") + "/*"
         )
@@ -72,6 +78,18 @@ class StudioDomain(Construct):
                     "ssm:PutParameter",
                 ],
                 resources=[self.parameters_arn],
+            )
+        )
+        # The notebooks own every /aik/ parameter except the ones the stacks create.
+        self.execution_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="LeaveStackParametersAlone",
+                effect=iam.Effect.DENY,
+                actions=["ssm:PutParameter", "ssm:DeleteParameter", "ssm:DeleteParameters"],
+                resources=[
+                    stack.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
+                    for name in STACK_PARAMETERS
+                ],
             )
         )
         self.execution_role.add_to_policy(
@@ -143,6 +161,7 @@ class StudioDomain(Construct):
         )
 
         self.cleanup = self._cleanup(vpc)
+        self._tag_cleanup_role()
         # Deletion runs in reverse: the profile, then the domain, then the cleanup, then the VPC.
         self.domain.node.add_dependency(self.cleanup)
         # Every part of the VPC except the VPC resource itself, which the VpcId property already references.
@@ -208,10 +227,17 @@ class StudioDomain(Construct):
         )
         self.cleanup_function.add_to_role_policy(
             iam.PolicyStatement(
-                sid="RemoveSageMakerFileSystems",
+                sid="RemoveThisDomainsFileSystem",
                 actions=["elasticfilesystem:DeleteMountTarget", "elasticfilesystem:DeleteFileSystem"],
                 resources=self._cleanup_resources[2:],
-                conditions={"Null": {"aws:ResourceTag/ManagedByAmazonSageMakerResource": "false"}},
+                # SageMaker tags the home EFS with the domain's ARN; the role carries that ARN as its
+                # own tag (set once the domain exists, see _tag_cleanup_role), so only this domain's
+                # file system matches.
+                conditions={
+                    "StringEquals": {
+                        f"aws:ResourceTag/{SAGEMAKER_EFS_TAG}": f"${{aws:PrincipalTag/{CLEANUP_DOMAIN_TAG}}}"
+                    }
+                },
             )
         )
         self.provider = cr.Provider(self, "CleanupProvider", on_event_handler=self.cleanup_function)
@@ -223,26 +249,63 @@ class StudioDomain(Construct):
             properties={"VpcId": vpc.vpc_id},
         )
 
+    def _tag_cleanup_role(self) -> None:
+        """Tag the cleanup role with the domain's ARN once the domain exists.
+
+        The role's policy cannot name the ARN itself: the domain depends on the cleanup (so that
+        deletion runs the cleanup after the domain), which depends on the role. A tag set by a
+        resource that depends on the domain stays on the role until the role is deleted.
+        """
+        role = self.cleanup_function.role
+        assert role is not None
+        call = cr.AwsSdkCall(
+            service="IAM",
+            action="tagRole",
+            parameters={
+                "RoleName": role.role_name,
+                "Tags": [{"Key": CLEANUP_DOMAIN_TAG, "Value": self.domain.attr_domain_arn}],
+            },
+            physical_resource_id=cr.PhysicalResourceId.of("aik-cleanup-role-domain-tag"),
+        )
+        self.cleanup_tag = cr.AwsCustomResource(
+            self,
+            "CleanupRoleDomainTag",
+            on_create=call,
+            on_update=call,
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [iam.PolicyStatement(actions=["iam:TagRole"], resources=[role.role_arn])]
+            ),
+            install_latest_aws_sdk=False,
+        )
+        # CDK names the singleton "AWS" + the provider function's UUID without dashes.
+        singleton_id = "AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", "")
+        singleton = cdk.Stack.of(self).node.find_child(singleton_id)
+        nag.acknowledge(
+            singleton,
+            nag.aws_managed_policy_rule(self, "service-role/AWSLambdaBasicExecutionRole"),
+            "CDK's AwsCustomResource runs in one singleton function per stack whose role CDK gives "
+            "AWSLambdaBasicExecutionRole for its logs; the kit's call (iam:TagRole on the cleanup role "
+            "only) is in the resource's own policy.",
+        )
+
     def _acknowledge(self, data_bucket: s3.IBucket) -> None:
         role_policy = self.execution_role.node.find_child("DefaultPolicy")
         nag.acknowledge(
             self.execution_role,
             nag.aws_managed_policy_rule(self, "AmazonSageMakerFullAccess"),
             "Studio users create apps, spaces, training jobs and Service Catalog products (the EMR "
-            "template) through the SageMaker console APIs; AmazonSageMakerFullAccess is AWS's maintained "
-            "policy for that, and the permissions boundary caps it.",
+            "template) through the SageMaker APIs; AmazonSageMakerFullAccess is AWS's maintained policy "
+            "for that. The kit's permissions boundary removes from it SageMaker domain, user-profile and "
+            "lifecycle administration, billing, IAM boundary changes and passing roles outside the kit's "
+            "services; the rest of it (sagemaker:* on the account's other SageMaker resources among "
+            "them) stays granted.",
         )
-        data_reason = (
-            "Notebooks and SageMaker training jobs read the raw data and features and write models and "
-            "parameters' artifacts in the kit's data bucket; the wildcards are that bucket's object keys "
-            "and the s3 read/write action families Bucket.grant_read_write uses."
-        )
-        for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*"):
-            nag.acknowledge(role_policy, nag.action_rule(action), data_reason)
         nag.acknowledge(
             role_policy,
             nag.resource_rule(self, data_bucket.arn_for_objects("*")),
-            data_reason,
+            "Notebooks and SageMaker training jobs read the raw data and features and write models and "
+            "releases in the kit's data bucket under keys notebook 0 and training choose; the wildcard "
+            "is that bucket's object keys (no s3:DeleteObjectVersion: versions stay recoverable).",
         )
         nag.acknowledge(
             role_policy,
@@ -285,6 +348,6 @@ class StudioDomain(Construct):
                 function_policy,
                 nag.resource_rule(self, resource),
                 "SageMaker creates these resources outside CloudFormation, so their ids are unknown; "
-                "deletion is limited by condition to the kit's VPC (EC2) or to file systems tagged "
-                "ManagedByAmazonSageMakerResource (EFS).",
+                "deletion is limited by condition to the kit's VPC (EC2) or to the file system whose "
+                "ManagedByAmazonSageMakerResource tag is this domain's ARN (EFS).",
             )
