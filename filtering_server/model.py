@@ -136,11 +136,17 @@ class ServedModel:
     #: `score(request)`: the likelihood to bid for one raw BidRequest, the server's hot path. Built per
     #: model (`_hot_path`): the reference rules specialised into one closure over local lookups.
     score: Callable[[Any], float] = field(init=False, repr=False, compare=False)
+    #: the same specialised closure returning the features: what `score_batch` scores
+    fast_features: Callable[[Any], tuple[float, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         encodings = self.forest.category_encodings
         self.recode = {position: _recoder(categories) for position, categories in encodings.items()}
-        self.score = _hot_path(self) if not self._recodes_non_index() else self._score_general
+        if self._recodes_non_index():  # rare (categorical dow/hour/device): the reference path
+            self.score, self.fast_features = self._score_general, self.features
+        else:
+            self.score = _hot_path(self, self.forest.predict7)
+            self.fast_features = _hot_path(self, _pack)
 
     @property
     def loaded_at_iso(self) -> str:
@@ -178,8 +184,9 @@ class ServedModel:
     def feature_matrix(self, requests: Sequence[Any]) -> np.ndarray:
         """Features of many requests as a float32 matrix (the batch kernel's input)."""
         out = np.empty((len(requests), len(FEATURE_COLUMNS)), dtype=np.float32)
+        features = self.fast_features
         for i, request in enumerate(requests):
-            out[i] = self.features(request)
+            out[i] = features(request)
         return out
 
     def score_batch(self, requests: Sequence[Any]) -> list[float]:
@@ -189,13 +196,19 @@ class ServedModel:
         return self.forest.predict(self.feature_matrix(requests)).tolist()
 
 
-def _hot_path(model: ServedModel) -> Callable[[Any], float]:
-    """`ServedModel.score` for a model whose re-coding (if any) touches only the Index* features.
+def _pack(*features: float) -> tuple[float, ...]:
+    return features
+
+
+def _hot_path(model: ServedModel, emit: Callable[..., Any]) -> Callable[[Any], Any]:
+    """`emit(*features)` of a raw request, for a model whose re-coding touches only the Index* features.
 
     The reference rules (`aik.request_features`) inlined into one closure over local lookups: each
     index column a dict of label -> feature (re-coded already); the common case of each field (a known
     str label, a str user agent within the bound, an int day, an "HH" hour) is tested first, anything
-    else goes through the reference functions. Property-tested against `ServedModel.features`.
+    else goes through the reference functions. With `emit` the forest's `predict7` it is
+    `ServedModel.score`; with `_pack`, the batch path's features. Property-tested against
+    `ServedModel.features`.
     """
     indexer = model.indexer
     recode = model.recode
@@ -214,12 +227,11 @@ def _hot_path(model: ServedModel) -> Callable[[Any], float]:
     dom_get, dom_unseen = tables["domainId"][0].get, tables["domainId"][1]
     reg_get, reg_unseen = tables["regionId"][0].get, tables["regionId"][1]
     city_get, city_unseen = tables["cityId"][0].get, tables["cityId"][1]
-    predict = model.forest.predict7
     check = model.check
     miss = _MISS
     max_string = model.max_string
 
-    def score(request: Any) -> float:
+    def specialised(request: Any) -> Any:
         if request is None:
             raise BadRequest("the request struct is missing")
         dow = request.dayOfWeek
@@ -248,9 +260,9 @@ def _hot_path(model: ServedModel) -> Callable[[Any], float]:
             hour = float(int(hour))
         else:
             hour = hour_feature(hour)
-        return predict(dow, hour, adv, dom, reg, city, dev)
+        return emit(dow, hour, adv, dom, reg, city, dev)
 
-    return score
+    return specialised
 
 
 # ------------------------------------------------------------------------------------------------

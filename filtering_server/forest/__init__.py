@@ -9,7 +9,7 @@ A pipeline of stages behind a thin front (`Forest`, `forest_from_json`, `warm_up
 - `_kernel`: what the kernels share.
 
 Why not xgboost itself on the hot path: even `inplace_predict` is a C API round trip with thread
-dispatch per row, an order of magnitude above these kernels (bench/bench_serving.py measures both).
+dispatch per row, far above these kernels (bench/bench_serving.py measures both).
 Why numba and not treelite/tl2cgen or a C extension: numba ships as manylinux wheels (llvmlite bundles
 LLVM), so the slim Docker image needs no compiler, and the kernels are compiled once and cached on disk
 (NUMBA_CACHE_DIR).

@@ -1,4 +1,4 @@
-"""The feature job end to end on a small synthetic dataset: every artifact of DESIGN.md, exactly."""
+"""The feature job end to end on a small synthetic dataset: every artifact docs/pipeline.md names, exactly."""
 
 from __future__ import annotations
 

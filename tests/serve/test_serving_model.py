@@ -195,7 +195,9 @@ def test_the_hot_path_scores_the_reference_features(
         return
     score = model.score(request)
     assert 0.0 <= score <= 1.0
-    assert score == expected or (math.isnan(score) and math.isnan(expected))
+    assert score == expected
+    reference = np.asarray(model.recoded(request_features(request, model.indexer)), dtype=np.float32)
+    np.testing.assert_array_equal(model.feature_matrix([request])[0], reference)  # the batch path's
 
 
 def test_version_is_the_short_sha256_of_the_booster_bytes(
