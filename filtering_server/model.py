@@ -56,7 +56,7 @@ class BadRequest(AikError):
 
 @dataclass(frozen=True)
 class ModelSources:
-    """The URIs of the three artifacts: a release's files, or the three original parameters' values."""
+    """The URIs of the three artifacts: a release's files, or the values of the three model parameters."""
 
     model_uri: str
     bundle_uri: str
@@ -69,7 +69,7 @@ class ModelSources:
 
     @classmethod
     def from_store(cls, store: Any) -> ModelSources:
-        """The live release when `/aik/release/live` is set, else the three original parameters."""
+        """The live release when `/aik/release/live` is set, else the three model parameters."""
         pointer = releases.live_uri(store)
         if pointer is None:
             return cls(*(store.get(name) for name in MODEL_PARAMETERS))
@@ -309,8 +309,8 @@ def _check_digests(sources: ModelSources, contents: tuple[bytes, bytes, bytes]) 
 def _check_binding(doc: Mapping[str, Any], indexer: FeatureIndexer, sources: ModelSources) -> None:
     """Refuse a bundle the booster was not trained on (its codes would mean other values to the trees).
 
-    A release's booster must carry the binding; a booster from the original flow without one is served
-    with a warning, as before.
+    A release's booster must carry the binding; a booster named by the model parameters without one is
+    served with a warning.
     """
     attributes = (doc.get("learner") or {}).get("attributes") or {}
     bound = attributes.get(releases.BOOSTER_ATTRIBUTE)
