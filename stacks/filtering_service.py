@@ -19,6 +19,7 @@ from constructs import Construct
 
 from aik import dashboard, params
 from stacks import nag
+from stacks.network import VPC_CIDR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_NAME = "advertising-server"
@@ -114,7 +115,8 @@ class FilteringService(Construct):
     `cloudwatch` receives its StatsD metrics on 8125 and publishes them. The service runs `min_tasks`
     tasks over the private subnets of both AZs, scales on CPU up to `max_tasks`, and deploys by
     starting new tasks before stopping old ones (100 % / 200 %). Bidders in the VPC reach it at
-    `endpoint` (the NLB's DNS name, TCP 9090): the NLB admits 9090 from the VPC's CIDR, the tasks only
+    `endpoint` (the NLB's DNS name, TCP 9090): the NLB admits 9090 from the kit VPC's CIDR
+    (`VPC_CIDR`, a literal so that the rule is readable in the template and by cdk-nag), the tasks only
     from the NLB. The task role may put metrics into namespace `aik`, read the data bucket and get
     exactly the parameters the server reads. Exposes `cluster`, `task_definition`, `service`,
     `task_role`, `load_balancer`, `target_group`, `endpoint`, `monitoring_config`, `current_region`,
@@ -241,7 +243,7 @@ class FilteringService(Construct):
             security_groups=[self.load_balancer_group],
         )
         self.load_balancer.connections.allow_from(
-            ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(FILTERING_PORT), "Bidders in the VPC"
+            ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(FILTERING_PORT), "Bidders in the VPC"
         )
         listener = self.load_balancer.add_listener(
             "Thrift", port=FILTERING_PORT, protocol=elbv2.Protocol.TCP, tcp_idle_timeout=TCP_IDLE_TIMEOUT
@@ -283,13 +285,6 @@ class FilteringService(Construct):
 
     def _acknowledge(self) -> None:
         acknowledge_task(self.task_definition, self.task_role)
-        nag.acknowledge(
-            self.load_balancer_group,
-            "AwsSolutions-EC23",
-            "The NLB's group admits TCP 9090 from the kit VPC's CIDR only (a token imported from the "
-            "sagemaker-emr stack, which cdk-nag cannot resolve and so treats as open); "
-            "test_load_balancer_admits_thrift_from_the_vpc_only checks the rule.",
-        )
         nag.acknowledge(
             self.load_balancer,
             "AwsSolutions-ELB2",

@@ -23,6 +23,7 @@ from stacks.filtering_service import (
     TASK_FAMILY,
     health_check_command,
 )
+from stacks.network import VPC_CIDR
 
 STACK = "filtering"
 
@@ -382,7 +383,7 @@ def test_load_balancer_admits_thrift_from_the_vpc_only(synth: Synthesized) -> No
     group = synth.resources(STACK, "AWS::EC2::SecurityGroup")[_group_id(synth, "Internal NLB")]
     (rule,) = group["Properties"]["SecurityGroupIngress"]
     assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", FILTERING_PORT, FILTERING_PORT)
-    assert "CidrBlock" in rule["CidrIp"]["Fn::GetStackOutput"]["OutputName"]
+    assert rule["CidrIp"] == VPC_CIDR
 
 
 def test_tasks_admit_thrift_from_the_load_balancer_only(synth: Synthesized) -> None:
