@@ -84,7 +84,8 @@ def secure_bucket(
 class KitBuckets(Construct):
     """The access-log bucket, the data bucket (`/aik/data-bucket`) and the EMR bootstrap bucket.
 
-    Exposes `access_logs`, `data`, `bootstrap` and `data_read_policy` (read-only on the data bucket).
+    Exposes `access_logs`, `data`, `bootstrap`, `data_read_policy` (read-only on the data bucket) and
+    `data_read_write_policy`.
     The scripts of `emr_bootstrap/` and the `aik` sources are deployed under `bootstrap/` in the
     bootstrap bucket; EMR writes its logs under `emr-logs/`.
     """
@@ -136,6 +137,33 @@ class KitBuckets(Construct):
             "The filtering server loads the model and MLeap bundle and the emulator reads the inference "
             "data from keys that notebook 0 and the training step choose; the wildcard is object keys "
             "of the kit's data bucket, read-only.",
+        )
+
+        # Read/write on the data bucket, likewise for roles of other stacks (the retraining loop's
+        # SageMaker jobs read the splits and the bundle and publish the model and its reports).
+        self.data_read_write_policy = iam.ManagedPolicy(
+            self,
+            "DataReadWritePolicy",
+            description="Read and write the kit's data bucket (features, models, reports)",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ListData",
+                    actions=["s3:ListBucket", "s3:GetBucketLocation"],
+                    resources=[self.data.bucket_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadWriteData",
+                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                    resources=[self.data.arn_for_objects("*")],
+                ),
+            ],
+        )
+        nag.acknowledge(
+            self.data_read_write_policy,
+            nag.resource_rule(self, self.data.arn_for_objects("*")),
+            "The retraining loop's jobs read the splits, MLeap bundle and truth file and write the model, "
+            "its reports and candidates under keys that notebook 0 and each run choose; the wildcard is "
+            "object keys of the kit's data bucket.",
         )
 
         deployment = s3deploy.BucketDeployment(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
+
+if TYPE_CHECKING:
+    from stacks.loop import LoopSettings
 
 #: The context keys `cdk deploy -c KEY=VALUE` understands, mapped to `KitConfig` fields.
 CONTEXT_KEYS: Mapping[str, str] = {
@@ -17,6 +20,9 @@ CONTEXT_KEYS: Mapping[str, str] = {
     "aik:emulator": "emulator",
     "aik:latency-alarm-ms": "latency_alarm_ms",
     "aik:log-retention-days": "log_retention_days",
+    "aik:loop-schedule": "loop_schedule",
+    "aik:loop-schedule-expression": "loop_schedule_expression",
+    "aik:release-max-age-hours": "release_max_age_hours",
 }
 #: The retention periods CloudWatch Logs accepts, in days.
 LOG_RETENTION_DAYS = (
@@ -65,6 +71,12 @@ class KitConfig:
     latency_alarm_ms: float = 10.0
     #: How long every log group of the kit (containers, flow log, Lambda handlers) keeps its events.
     log_retention_days: int = 30
+    #: The retraining loop's schedule switch: False (default) deploys the schedule disabled.
+    loop_schedule: bool = False
+    #: When the loop runs (EventBridge Scheduler expression, UTC).
+    loop_schedule_expression: str = "cron(0 3 * * ? *)"
+    #: The staleness alarm fires when no release was published for this many hours (1 to 168).
+    release_max_age_hours: int = 48
 
     def __post_init__(self) -> None:
         if not 1 <= self.nat_gateways <= 2:
@@ -79,6 +91,25 @@ class KitConfig:
             )
         if self.latency_alarm_ms <= 0:
             raise ValueError(f"latency_alarm_ms must be positive, got {self.latency_alarm_ms}")
+        # CloudWatch evaluates an alarm of hourly periods over at most 7 days
+        if not 1 <= self.release_max_age_hours <= 168:
+            raise ValueError(f"release_max_age_hours must be 1 to 168, got {self.release_max_age_hours}")
+        if not self.loop_schedule_expression.startswith(("cron(", "rate(", "at(")):
+            raise ValueError(
+                f"loop_schedule_expression must be cron(...), rate(...) or at(...), got "
+                f"{self.loop_schedule_expression!r}"
+            )
+
+    @property
+    def loop(self) -> LoopSettings:
+        """The retraining loop's settings (stacks/loop.py)."""
+        from stacks.loop import LoopSettings
+
+        return LoopSettings(
+            schedule_enabled=self.loop_schedule,
+            schedule_expression=self.loop_schedule_expression,
+            release_max_age_hours=self.release_max_age_hours,
+        )
 
     @property
     def removal_policy(self) -> cdk.RemovalPolicy:
@@ -117,4 +148,6 @@ def _parse(raw: Any, kind: Any) -> Any:
         return int(raw)
     if kind in (float, "float"):
         return float(raw)
+    if kind in (str, "str"):
+        return str(raw).strip()
     raise ValueError(f"unsupported setting type {kind}")

@@ -41,7 +41,8 @@ class SagemakerEmrStack(TwoAzStack):
     """VPC, buckets, permissions boundary, EMR roles/key/security configuration, the Service Catalog
     EMR product and the Studio domain; exports what the product template imports.
 
-    Exposes `vpc`, `data_bucket`, `data_read_policy` and `boundary` for the filtering stack.
+    Exposes `vpc`, `data_bucket`, `data_read_policy` and `boundary` for the filtering stack, and
+    `data_read_write_policy`, `bootstrap_bucket` and `emr_security` for the loop stack.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: KitConfig, **kwargs: Any) -> None:
@@ -59,6 +60,8 @@ class SagemakerEmrStack(TwoAzStack):
         buckets = KitBuckets(self, "Buckets", removal_policy=config.removal_policy)
         self.data_bucket: s3.IBucket = buckets.data
         self.data_read_policy: iam.IManagedPolicy = buckets.data_read_policy
+        self.data_read_write_policy: iam.IManagedPolicy = buckets.data_read_write_policy
+        self.bootstrap_bucket: s3.IBucket = buckets.bootstrap
         emr_security = EmrSecurity(
             self,
             "EmrSecurity",
@@ -70,6 +73,7 @@ class SagemakerEmrStack(TwoAzStack):
         lifecycle = StudioLifecycle(
             self, "StudioLifecycle", source_bucket=buckets.bootstrap, source_prefix=BOOTSTRAP_PREFIX
         )
+        self.emr_security = emr_security
         studio = StudioDomain(
             self,
             "Studio",

@@ -1,4 +1,4 @@
-"""The `aik` stage: the `sagemaker-emr` and `filtering` stacks, checked by cdk-nag on every synth."""
+"""The `aik` stage: the `sagemaker-emr`, `filtering` and `loop` stacks, checked by cdk-nag on every synth."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from constructs import Construct, IConstruct
 from stacks import nag
 from stacks.config import KitConfig
 from stacks.filtering_stack import FilteringStack
+from stacks.loop import LoopInputs
+from stacks.loop_stack import LoopStack
 from stacks.sagemaker_emr_stack import SagemakerEmrStack
 
 #: The tag every resource of the kit carries (cost allocation, finding what to clean up).
@@ -61,7 +63,23 @@ class AikStage(cdk.Stage):
             description="Advertising Intelligence Kit - bid-filtering service on ECS Fargate (aik/filtering)",
         )
         self.filtering.add_stack_dependency(self.sagemaker_emr)
-        # The cost tag on every taggable resource of both stacks and of the EMR product's template.
+        self.loop = LoopStack(
+            self,
+            "loop",
+            config=config,
+            inputs=LoopInputs(
+                vpc=self.sagemaker_emr.vpc,
+                data_bucket=self.sagemaker_emr.data_bucket,
+                data_policy=self.sagemaker_emr.data_read_write_policy,
+                bootstrap_bucket=self.sagemaker_emr.bootstrap_bucket,
+                emr=self.sagemaker_emr.emr_security,
+            ),
+            boundary=self.sagemaker_emr.boundary,
+            description="Advertising Intelligence Kit - retraining loop: schedule, Step Functions, transient "
+            "EMR, SageMaker (aik/loop)",
+        )
+        self.loop.add_stack_dependency(self.sagemaker_emr)
+        # The cost tag on every taggable resource of the three stacks and of the EMR product's template.
         cdk.Tags.of(self).add(*PROJECT_TAG)
         cdk.Aspects.of(self).add(TagRawResources())
         nag.add_checks(self)

@@ -72,9 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     model.add_argument(
         "--model-file",
+        "--model-uri",
         dest="model_uri",
         metavar="URI",
-        help="evaluate, gate and publish this model file (of the --model family) instead of training one",
+        help="evaluate, gate and publish this model file (of the --model family; for xgboost also a "
+        "SageMaker job's model.tar.gz) instead of training one",
     )
     data = p.add_argument_group("data")
     data.add_argument(

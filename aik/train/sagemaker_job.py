@@ -175,7 +175,8 @@ def run(trainer: Any) -> str:
 
 
 def booster_from_model_tar(data: bytes, uri: str) -> xgb.Booster:
-    """The booster in a job's model.tar.gz, with the contract's feature names set."""
+    """The booster in a job's model.tar.gz, with the contract's feature names (the built-in algorithm's
+    model has none: its columns are numeric; the kit's image names them and keeps their types)."""
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             member = next((m for m in tar.getmembers() if m.name.rsplit("/", 1)[-1] == MODEL_FILE), None)
@@ -191,6 +192,8 @@ def booster_from_model_tar(data: bytes, uri: str) -> xgb.Booster:
         raise ArtifactError(
             uri, f"the model has {booster.num_features()} features, expected {len(FEATURE_COLUMNS)}"
         )
+    if booster.feature_names == list(FEATURE_COLUMNS):
+        return booster  # the kit's image saves names and types (categorical ones too): keep them
     booster.feature_names = list(FEATURE_COLUMNS)
     booster.feature_types = ["q"] * len(FEATURE_COLUMNS)
     return booster

@@ -76,6 +76,12 @@ def obtain_booster(
     """Train locally, run the SageMaker job, or load the given model file; returns it and how it was made."""
     if options.model_uri:
         data = storage.read_bytes(options.model_uri)
+        if options.model_uri.endswith(".tar.gz"):
+            # a SageMaker training job's model.tar.gz (the loop's job, or the built-in algorithm's)
+            from aik.train.sagemaker_job import booster_from_model_tar
+
+            booster = booster_from_model_tar(data, options.model_uri)
+            return booster, {"source": "sagemaker", "model_artifact": options.model_uri}
         booster = family_models.load_model("xgboost", data, options.model_uri)
         if not booster.feature_names and booster.num_features() == len(FEATURE_COLUMNS):
             # a model trained on a bare matrix (as SageMaker's container does): name its columns

@@ -18,14 +18,14 @@ from stacks.stage import AikStage
 
 @dataclass(frozen=True)
 class Synthesized:
-    """One synthesis of the app: its stage, cloud-assembly directory and the three templates."""
+    """One synthesis of the app: its stage, cloud-assembly directory and the four templates."""
 
     stage: AikStage
     assembly_dir: Path
     templates: dict[str, dict[str, Any]]
 
     def template(self, name: str) -> Template:
-        """`sagemaker-emr`, `filtering` or `product` (the Service Catalog EMR template) for assertions."""
+        """`sagemaker-emr`, `filtering`, `loop` or `product` (the Service Catalog EMR template)."""
         return Template.from_json(self.templates[name])
 
     def resources(self, name: str, resource_type: str) -> dict[str, dict[str, Any]]:
@@ -50,6 +50,7 @@ def synthesize(outdir: Path, context: dict[str, Any] | None = None) -> Synthesiz
     templates = {
         "sagemaker-emr": load(f"{stage.sagemaker_emr.artifact_id}.template.json"),
         "filtering": load(f"{stage.filtering.artifact_id}.template.json"),
+        "loop": load(f"{stage.loop.artifact_id}.template.json"),
         "product": load("*.product.template.json"),
     }
     return Synthesized(stage=stage, assembly_dir=outdir, templates=templates)

@@ -19,7 +19,8 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """The app with every switch flipped: retained data, 1-3 tasks, the emulator, 25 ms alarm, 90-day logs."""
+    """The app with every switch flipped: retained data, 1-3 tasks, the emulator, 25 ms alarm, 90-day logs,
+    the loop's schedule on with a 24-hour staleness alarm."""
     return synthesize(
         tmp_path_factory.mktemp("cdk.out-variant"),
         context={
@@ -29,6 +30,8 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
             "aik:emulator": "true",
             "aik:latency-alarm-ms": "25",
             "aik:log-retention-days": "90",
+            "aik:loop-schedule": "true",
+            "aik:release-max-age-hours": "24",
         },
     )
 

@@ -45,7 +45,7 @@ def test_app_synthesizes_offline_without_credentials_identically_to_the_tests(
     result = _run_app(tmp_path, {})
     assert result.returncode == 0, result.stderr[-3000:]
     produced = _templates(tmp_path)
-    assert len(produced) == 3
+    assert len(produced) == 4
     assert produced == _templates(synth.assembly_dir)
 
 

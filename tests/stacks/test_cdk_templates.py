@@ -1,4 +1,4 @@
-"""Whole-template checks: cfn-lint on all three templates, and snapshots with asset hashes normalised."""
+"""Whole-template checks: cfn-lint on all four templates, and snapshots with asset hashes normalised."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from stacks import lint
 
-TEMPLATES = ["sagemaker-emr", "filtering", "product"]
+TEMPLATES = ["sagemaker-emr", "filtering", "loop", "product"]
 #: Asset hashes change with every edit of an asset's files (the code, Dockerfiles, bootstrap scripts);
 #: the snapshots are about the templates, so they see a placeholder.
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
@@ -36,9 +36,9 @@ def test_template_matches_its_snapshot(
     assert normalised(synth.templates[name]) == snapshot_json
 
 
-def test_cfn_lint_checks_all_three_templates(synth: Synthesized) -> None:
+def test_cfn_lint_checks_all_four_templates(synth: Synthesized) -> None:
     names = [p.name for p in lint.templates(synth.assembly_dir)]
-    assert len(names) == 3
+    assert len(names) == 4
     assert any(name.endswith(".product.template.json") for name in names)
 
 

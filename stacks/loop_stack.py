@@ -1,0 +1,36 @@
+"""Stack `aik/loop`: the retraining loop (schedule, state machine, transient EMR, SageMaker jobs, alarm)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from stacks.boundary import PermissionsBoundary
+from stacks.config import KitConfig
+from stacks.loop import LoopInputs, RetrainingLoop
+from stacks.retention import LogGroupRetention
+from stacks.sagemaker_emr_stack import TwoAzStack
+
+
+class LoopStack(TwoAzStack):
+    """The retraining loop over the sagemaker-emr stack's VPC, buckets and EMR roles; its schedule is
+    disabled unless `aik:loop-schedule` is on. Every role is under the kit's permissions boundary.
+    Exposes `loop`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: KitConfig,
+        inputs: LoopInputs,
+        boundary: PermissionsBoundary,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        boundary.apply_to(self)
+        cdk.Aspects.of(self).add(LogGroupRetention(config.log_retention_days, config.removal_policy))
+        self.loop = RetrainingLoop(self, "Loop", inputs=inputs, settings=config.loop)
