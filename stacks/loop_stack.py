@@ -34,3 +34,15 @@ class LoopStack(TwoAzStack):
         boundary.apply_to(self)
         cdk.Aspects.of(self).add(LogGroupRetention(config.log_retention_days, config.removal_policy))
         self.loop = RetrainingLoop(self, "Loop", inputs=inputs, settings=config.loop)
+        cdk.CfnOutput(
+            self,
+            "StateMachineArn",
+            value=self.loop.state_machine.state_machine_arn,
+            description="The retraining loop (aws stepfunctions start-execution --state-machine-arn ...)",
+        )
+        cdk.CfnOutput(
+            self,
+            "NotificationsTopicArn",
+            value=self.loop.topic.topic_arn,
+            description="Failures of the loop and the staleness alarm (subscribe to be told)",
+        )

@@ -416,3 +416,11 @@ def test_the_state_machine_is_created_after_its_policy(synth: Synthesized) -> No
     (machine,) = _resources(synth, "AWS::StepFunctions::StateMachine").values()
     (policy,) = machine["DependsOn"]
     assert synth.templates["loop"]["Resources"][policy]["Type"] == "AWS::IAM::Policy"
+
+
+def test_the_outputs_name_the_state_machine_and_the_topic(synth: Synthesized) -> None:
+    outputs = synth.templates["loop"]["Outputs"]
+    machine = _logical_id(synth, "AWS::StepFunctions::StateMachine", "StateMachine")
+    topic = _logical_id(synth, "AWS::SNS::Topic", "Notifications")
+    assert outputs["StateMachineArn"]["Value"] == {"Ref": machine}
+    assert outputs["NotificationsTopicArn"]["Value"] == {"Ref": topic}
