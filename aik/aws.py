@@ -2,7 +2,7 @@
 
 boto3 alone resolves a region from `AWS_DEFAULT_REGION` and the config file only; on an EMR node (and
 other EC2 hosts without a profile) neither is set, so the region also comes from `AWS_REGION` (what
-ECS, Lambda and SageMaker set) and finally from the instance metadata service (IMDSv2, through
+ECS and Lambda set) and finally from the instance metadata service (IMDSv2, through
 botocore's own `IMDSRegionProvider`, which honours `AWS_EC2_METADATA_SERVICE_ENDPOINT` and
 `AWS_EC2_METADATA_DISABLED`).
 """
