@@ -30,7 +30,8 @@ def test_notebook_3_trains_publishes_and_shows_the_plots(
     images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 4
     text = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
-    assert f"published: {model_path(ws)}" in text
+    live = (ws / "bucket" / "releases").glob("*/release.json")
+    assert [f"published: release {p.parent.name} is live" in text for p in live] == [True]
 
 
 def test_notebook_3_is_committed_without_outputs_and_has_a_parameters_cell() -> None:
