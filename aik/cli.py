@@ -66,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AikError as exc:
         print(f"aik {args.command}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file the command had to read or write: the OS's reason, in one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"aik {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"aik {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -112,6 +112,12 @@ class LocalParameterStore:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
+        except UnicodeDecodeError as exc:
+            raise AikError(f"local parameter store {self.path} is corrupt: not UTF-8 ({exc.reason})") from exc
+        except OSError as exc:
+            raise AikError(
+                f"cannot read the local parameter store {self.path}: {exc.strerror or exc}"
+            ) from exc
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -150,10 +156,15 @@ class LocalParameterStore:
         """Write several parameters in one atomic update."""
         for name in values:
             _check_name(name)
-        with self._locked():
-            data = self._load()
-            data.update({k: str(v) for k, v in values.items()})
-            self._save(data)
+        try:
+            with self._locked():
+                data = self._load()
+                data.update({k: str(v) for k, v in values.items()})
+                self._save(data)
+        except OSError as exc:
+            raise AikError(
+                f"cannot write the local parameter store {self.path}: {exc.strerror or exc}"
+            ) from exc
 
     def get_all(self, prefix: str = PREFIX) -> dict[str, str]:
         """Every parameter whose name starts with `prefix`."""

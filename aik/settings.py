@@ -8,11 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from aik.errors import AikError
+
 Backend = Literal["local", "aws"]
 BACKENDS: tuple[str, ...] = ("local", "aws")
 ENV_BACKEND = "AIK_BACKEND"
 ENV_WORKSPACE = "AIK_WORKSPACE"
 DEFAULT_WORKSPACE = ".aik"
+
+
+class SettingsError(AikError, ValueError):
+    """A backend or workspace setting that cannot be used (a one-line error at every entry point)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class Settings:
         """Explicit values win, then `AIK_BACKEND` / `AIK_WORKSPACE`, then the defaults."""
         chosen = backend or os.environ.get(ENV_BACKEND) or "local"
         if chosen not in BACKENDS:
-            raise ValueError(f"unknown backend {chosen!r} (choose from {', '.join(BACKENDS)})")
+            raise SettingsError(f"unknown backend {chosen!r} (choose from {', '.join(BACKENDS)})")
         ws = workspace or os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE
         return cls(backend=chosen, workspace=Path(ws).expanduser().resolve(), region=region)  # type: ignore[arg-type]
 

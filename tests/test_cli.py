@@ -84,3 +84,52 @@ def test_bad_backend_is_rejected() -> None:
     out = run_cli("--backend", "gcp", "params")
     assert out.returncode == 2
     assert "invalid choice: 'gcp'" in out.stderr
+
+
+def test_bad_backend_in_the_environment_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIK_BACKEND", "gcp")
+    out = subprocess.run([sys.executable, "-m", "aik", "params"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == ["aik params: unknown backend 'gcp' (choose from local, aws)"]
+
+
+def test_a_file_as_workspace_is_a_one_line_error(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "passwd"
+    not_a_dir.write_text("root:x:0:0\n")
+    out = run_cli("--workspace", str(not_a_dir), "configure")
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aik configure: ")
+    assert str(not_a_dir) in lines[0]
+    assert not_a_dir.read_text() == "root:x:0:0\n"
+
+
+def test_a_non_utf8_parameter_file_is_a_one_line_error(workspace: Path) -> None:
+    assert run_cli("--workspace", str(workspace), "configure").returncode == 0
+    path = workspace / "parameters.json"
+    path.write_bytes(b"\xff\xfe" + path.read_bytes())
+    out = run_cli("--workspace", str(workspace), "params")
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"aik params: local parameter store {path} is corrupt")
+
+
+def test_an_unwritable_parameter_file_is_a_one_line_error(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    assert main(["--workspace", str(workspace), "configure"]) == 0
+    capsys.readouterr()
+    before = (workspace / "parameters.json").read_bytes()
+
+    def read_only(src: str, dst: str) -> None:  # what a read-only file system answers (root ignores modes)
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(os, "replace", read_only)
+    assert main(["--workspace", str(workspace), "configure"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("aik configure: cannot write the local parameter store")
+    assert "Permission denied" in err[0]
+    assert (workspace / "parameters.json").read_bytes() == before
+    assert [p.name for p in workspace.iterdir() if p.name.startswith(".parameters.")] == []
