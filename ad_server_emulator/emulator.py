@@ -245,7 +245,7 @@ def run_emulator(
     if config.requests == 0 and config.duration <= 0:
         raise AikError("give a number of requests, a --duration, or both")
     status = wait_until_ready(config.host, config.port, config.wait_ready)
-    log.info("server ready: model %s from %s", status.modelVersion, status.modelUri)
+    log.info("server ready: model %s", status.modelVersion)
     if rows is None:
         if store is None:
             raise AikError("run_emulator needs rows or a parameter store")

@@ -49,7 +49,6 @@ def build_report(
     return {
         "config": cfg,
         "model_version": status.modelVersion,
-        "model_uri": status.modelUri,
         "requests_answered": int(sum(w.done for w in workers)),
         "requests_measured": measured_requests,
         "calls_measured": int(latency.size),

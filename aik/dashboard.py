@@ -24,6 +24,9 @@ FILTERING_COUNT = "filtering_count"  # counter, one per scored request
 FILTERING_LATENCY = "filtering_latency"  # timer, ms
 CLIENT_LATENCY = "adserver_latency_ms"  # timer, ms
 LIKELIHOOD = "likelihood_to_bid"  # gauge
+#: gauge, seconds since the server last read the model's parameters and artifacts successfully (the
+#: staleness alarm's metric: a watcher that cannot see new models keeps serving the old one)
+MODEL_CHECK_AGE = "model_check_age_s"
 
 
 @dataclass(frozen=True)

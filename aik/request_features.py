@@ -65,7 +65,7 @@ def hour_feature(value: object) -> float:
         return math.nan  # int() would also accept non-ASCII digits, which Spark does not
     try:
         return float(int(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # not an integer, or beyond a float (the server refuses both)
         return math.nan
 
 

@@ -40,16 +40,18 @@ struct BidBatchResponse {
 }
 
 /**
- * Readiness and the model being served
+ * Readiness and the model being served. modelCheckAgeSeconds: seconds since the server last read
+ * the model's parameters and artifacts successfully (-1 when it does not watch for new models).
+ * Field 3 (the model's URI) is retired: clients are not told where the model is stored.
  */
 struct HealthStatus {
   1: bool ready,
   2: string modelVersion,
-  3: string modelUri,
   4: string modelLoadedAt,
   5: double modelLoadSeconds,
   6: i64 requestsServed,
-  7: double uptimeSeconds
+  7: double uptimeSeconds,
+  8: double modelCheckAgeSeconds
 }
 
 service BidRequestFilter {

@@ -5,7 +5,8 @@ metrics into each) leave from the flusher thread every `flush_interval` seconds.
 counter is sent as the exact number of requests since the previous flush (`name:N|c`). Timer values are
 sent one per request, in milliseconds; above `max_timings` per flush a uniform random sample of that
 size is sent instead (percentiles stay unbiased; the exact request count is the counter's job).
-A gauge, when configured, is sent once per flush as the mean of the values recorded since the last.
+A gauge, when configured, is sent once per flush as the mean of the values recorded since the last;
+gauges added with `add_gauge` are read from their callable at each flush (e.g. the model check's age).
 The same aggregator logs, every `log_interval` seconds, the request count, rate and latency (average and
 p99).
 """
@@ -17,6 +18,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +100,11 @@ class MetricsAggregator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.extra_log: Any = None  # callable -> str appended to the log line (e.g. the model version)
+        self._polled: dict[str, Callable[[], float | None]] = {}
+
+    def add_gauge(self, name: str, read: Callable[[], float | None]) -> None:
+        """Send `name` as a gauge at every flush with the value `read()` returns (nothing when None)."""
+        self._polled[name] = read
 
     def record(self, count: int, latency_ms: float, gauge: float | None = None) -> None:
         """Count `count` requests served in one call that took `latency_ms`."""
@@ -132,12 +139,14 @@ class MetricsAggregator:
     def flush(self) -> None:
         """Send everything recorded since the last flush (and log the window when it is due)."""
         count, errors, latencies, gauge_sum, gauge_n = self._take()
+        polled = {name: read() for name, read in self._polled.items()}
+        polled = {name: value for name, value in polled.items() if value is not None}
         self.total_count += count
         self.total_errors += errors
         self._window_count += count
         self._window_errors += errors
         self._window_latencies.extend(latencies)
-        if self.client is not None and (count or errors or latencies or gauge_n):
+        if self.client is not None and (count or errors or latencies or gauge_n or polled):
             sample = (
                 latencies
                 if len(latencies) <= self.max_timings
@@ -152,6 +161,8 @@ class MetricsAggregator:
                 pipe.timing(self.names.timer, ms)
             if self.names.gauge and gauge_n:
                 pipe.gauge(self.names.gauge, gauge_sum / gauge_n)
+            for name, value in polled.items():
+                pipe.gauge(name, value)
             pipe.send()
         if time.monotonic() - self._window_start >= self.log_interval:
             self.log_window()

@@ -55,6 +55,14 @@ class Options:
     echo: bool = False
 
 
+def port_number(text: str) -> int:
+    """argparse type of a TCP port: 0 (pick a free one) to 65535; anything else is a usage error."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of the server."""
     defaults = ServerConfig()
@@ -62,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_arguments(p)
     p.add_argument("--host", default=defaults.host, help=f"interface to listen on (default {defaults.host})")
     p.add_argument(
-        "--port", type=int, default=defaults.port, help="Thrift port; 0 picks a free one (default 9090)"
+        "--port",
+        type=port_number,
+        default=defaults.port,
+        help="Thrift port; 0 picks a free one (default 9090)",
     )
     p.add_argument(
         "--watch-interval",
@@ -80,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--statsd-host", default=None, help="StatsD host (env AIK_STATSD_HOST, default localhost)")
     p.add_argument(
-        "--statsd-port", type=int, default=None, help="StatsD UDP port (env AIK_STATSD_PORT, default 8125)"
+        "--statsd-port",
+        type=port_number,
+        default=None,
+        help="StatsD UDP port (env AIK_STATSD_PORT, default 8125)",
     )
     p.add_argument("--no-metrics", action="store_true", help="send no StatsD metrics")
     p.add_argument(
@@ -101,6 +115,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, seconds to let requests in progress finish (default 10)",
     )
     p.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    p.add_argument(
+        "--reserve-connections",
+        type=int,
+        default=defaults.reserve_connections,
+        help="slots kept for new clients: with fewer left, the longest-idle connections are closed "
+        f"(default {defaults.reserve_connections})",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout,
+        metavar="S",
+        help=f"close a connection idle this long between messages (default {defaults.idle_timeout:g})",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=defaults.read_timeout,
+        metavar="S",
+        help=f"a started message must arrive in full within this (default {defaults.read_timeout:g})",
+    )
     p.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes)
     p.add_argument(
         "--max-batch", type=int, default=defaults.max_batch, help="most requests in one filterBatch"
@@ -125,9 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> Options:
     """The parsed command line as `Options` (environment variables fill what the flags leave out)."""
-    for name in ("port", "max_connections", "max_message_bytes", "max_batch", "max_user_agent"):
+    for name in (
+        "max_connections",
+        "reserve_connections",
+        "max_message_bytes",
+        "max_batch",
+        "max_user_agent",
+    ):
         if getattr(args, name) < 0:
             raise AikError(f"--{name.replace('_', '-')} must not be negative")
+    for name in ("idle_timeout", "read_timeout"):
+        if getattr(args, name) <= 0:
+            raise AikError(f"--{name.replace('_', '-')} must be positive")
     try:
         settings = Settings.from_env(args.backend, args.workspace, args.region)
     except ValueError as exc:
@@ -139,6 +183,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
             port=args.port,
             drain_timeout=args.drain_timeout,
             max_connections=args.max_connections,
+            reserve_connections=args.reserve_connections,
+            idle_timeout=args.idle_timeout,
+            read_timeout=args.read_timeout,
             max_message_bytes=args.max_message_bytes,
             max_batch=args.max_batch,
         ),
@@ -194,10 +241,13 @@ def serve(options: Options, stop: threading.Event) -> int:
             logger=logging.getLogger("filtering_server.stats"),
         )
         metrics.extra_log = lambda: f"model {holder.current.version if holder.current else 'none'}"
+        metrics.add_gauge(dashboard.MODEL_CHECK_AGE, watcher.check_age)
         metrics.start()
         log.info("sending StatsD metrics to %s:%d (prefix %s)", host, port, dashboard.SERVER_PREFIX)
 
-    server = FilteringServer(holder, options.server, metrics, echo=options.echo)
+    server = FilteringServer(
+        holder, options.server, metrics, echo=options.echo, model_check_age=watcher.check_age
+    )
     try:
         port = server.bind()
     except OSError as exc:

@@ -47,17 +47,18 @@ class FilteringHandler:
         return BidBatchResponse(likelihoodToBid=model.score_batch(requests), modelVersion=model.version)
 
     def health(self) -> Any:
-        """Readiness, the model served, requests served and uptime."""
+        """Readiness, the model served, requests served, uptime and the age of the last model check."""
         server = self.server
         model = server.holder.current
+        age = server.model_check_age() if server.model_check_age is not None else None
         return HealthStatus(
             ready=server.ready,
             modelVersion=model.version if model else "",
-            modelUri=model.sources.model_uri if model else "",
             modelLoadedAt=model.loaded_at_iso if model else "",
             modelLoadSeconds=float(model.load_seconds) if model else 0.0,
             requestsServed=int(server.requests_served),
             uptimeSeconds=time.monotonic() - server.started,
+            modelCheckAgeSeconds=-1.0 if age is None else float(age),
         )
 
 

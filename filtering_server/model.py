@@ -54,6 +54,27 @@ class BadRequest(AikError):
     """A request the server answers with an error reply (the connection stays open)."""
 
 
+#: Spark's int, which the feature job casts the hour to: an integer hour outside it is refused.
+_INT_MAX = 2**31 - 1
+_INT_DIGITS = 10
+
+
+def check_hour(value: object) -> None:
+    """`BadRequest` for an integer hour outside Spark's int, judged by its digits first (int() of
+    thousands of digits is slow, and refused by Python beyond 4,300)."""
+    text = value.decode("ascii", "replace") if isinstance(value, bytes | bytearray) else value
+    if not isinstance(text, str):
+        return
+    digits = text.strip().lstrip("+-").lstrip("0")
+    if not (digits.isascii() and digits.isdigit()):
+        return  # not an integer: a missing value, not an error
+    if len(digits) > _INT_DIGITS:
+        raise BadRequest(f"hour has {len(digits)} digits (an integer hour is at most {_INT_MAX})")
+    hour = int(text)
+    if not -_INT_MAX - 1 <= hour <= _INT_MAX:
+        raise BadRequest(f"hour {hour} is out of range (at most {_INT_MAX})")
+
+
 @dataclass(frozen=True)
 class ModelSources:
     """The URIs of the three artifacts: a release's files, or the values of the three model parameters."""
@@ -157,12 +178,14 @@ class ServedModel:
         return any(FEATURE_COLUMNS[p] not in INDEXED_COLUMNS.values() for p in self.recode)
 
     def check(self, request: Any) -> None:
-        """The server's bounds on a request (`BadRequest`): present, and its user agent not too long."""
+        """The server's bounds on a request (`BadRequest`): present, its user agent not too long, and an
+        integer hour within Spark's int."""
         if request is None:
             raise BadRequest("the request struct is missing")
         agent = as_text(request.userAgent)
         if agent is not None and len(agent) > self.max_string:
             raise BadRequest(f"userAgent is {len(agent)} characters (limit {self.max_string})")
+        check_hour(request.hour)
 
     def recoded(self, row: Sequence[float]) -> tuple[float, ...]:
         """Pipeline features re-coded to the booster's training categories (unchanged for most models)."""
@@ -256,9 +279,10 @@ def _hot_path(model: ServedModel, emit: Callable[..., Any]) -> Callable[[Any], A
             dev = device_feature(agent, request.deviceTypeId)
         # every argument a float: one compiled kernel signature, never a recompilation
         dow = float(dow) if dow.__class__ is int else integer_feature(dow)
-        if hour.__class__ is str and hour.isascii() and hour.isdigit():
+        if hour.__class__ is str and len(hour) < _INT_DIGITS and hour.isascii() and hour.isdigit():
             hour = float(int(hour))
         else:
+            check_hour(hour)
             hour = hour_feature(hour)
         return emit(dow, hour, adv, dom, reg, city, dev)
 

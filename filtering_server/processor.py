@@ -16,6 +16,7 @@ from typing import Any
 
 from thriftpy2.thrift import TApplicationException, TMessageType
 
+from filtering_server.log_limit import LogLimiter
 from filtering_server.model import BadRequest
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,17 @@ class Processor:
     """Read a call from `iprot`, run `handler.<method>(*args)`, write its result or an error to `oprot`."""
 
     def __init__(
-        self, service: ModuleType, handler: object, on_error: Callable[[], None] | None = None
+        self,
+        service: ModuleType,
+        handler: object,
+        on_error: Callable[[], None] | None = None,
+        limited_log: LogLimiter | None = None,
     ) -> None:
         self.service = service
         self.handler = handler
         self.on_error = on_error
+        #: unexpected failures are logged through it, so a request that always fails cannot flood the log
+        self.limited_log = limited_log
         #: method -> (its args struct, its result struct, the handler's method, argument names in IDL order)
         self._methods: dict[str, tuple[Any, Any, Callable[..., Any], list[str]]] = {}
         for name in service.thrift_services:
@@ -46,15 +53,19 @@ class Processor:
             names = [spec[1] for spec in args.thrift_spec.values()]
             self._methods[name] = (args, getattr(service, f"{name}_result"), getattr(handler, name), names)
 
-    def process(self, iprot: Any, oprot: Any) -> Any:
-        """Handle one message; return the handler's result, or None when an error reply was written."""
+    def process(self, iprot: Any, oprot: Any, check: Callable[[str], None] | None = None) -> Any:
+        """Handle one message; return the handler's result, or None when an error reply was written.
+
+        `check(method)`, when given, runs before the arguments are decoded; a `BadRequest` it raises is
+        an error reply like any other (the transport refuses oversized lists this way).
+        """
         try:
             name, mtype, seqid = iprot.read_message_begin()
         except Exception:  # the transport framed the message, so its header is expected to decode
             log.exception("undecodable message header")
             return None
         try:
-            result, result_struct = self._call(iprot, name, mtype)
+            result, result_struct = self._call(iprot, name, mtype, check)
         except _ErrorReply as err:
             if mtype != TMessageType.ONEWAY:
                 send_exception(oprot, name, seqid, err.kind, err.message)
@@ -67,7 +78,9 @@ class Processor:
             oprot.write_message_end()
         return result
 
-    def _call(self, iprot: Any, name: str, mtype: int) -> tuple[Any, Any]:
+    def _call(
+        self, iprot: Any, name: str, mtype: int, check: Callable[[str], None] | None = None
+    ) -> tuple[Any, Any]:
         """(the handler's result, the method's result struct), or `_ErrorReply`."""
         if mtype not in (TMessageType.CALL, TMessageType.ONEWAY):
             raise _ErrorReply(TApplicationException.INVALID_MESSAGE_TYPE, "expected a call")
@@ -75,6 +88,11 @@ class Processor:
         if method is None:
             raise _ErrorReply(TApplicationException.UNKNOWN_METHOD, f"unknown method {name!r}")
         args_struct, result_struct, handle, arguments = method
+        if check is not None:
+            try:
+                check(name)
+            except BadRequest as exc:
+                raise _ErrorReply(TApplicationException.UNKNOWN, f"invalid request: {exc}") from exc
         args = args_struct()
         try:
             iprot.read_struct(args)
@@ -85,7 +103,10 @@ class Processor:
         except BadRequest as exc:
             raise _ErrorReply(TApplicationException.UNKNOWN, f"invalid request: {exc}") from exc
         except Exception as exc:
-            log.exception("%s failed", name)
+            if self.limited_log is not None:
+                self.limited_log.log("internal-error", logging.ERROR, "%s failed", name, exc_info=True)
+            else:
+                log.exception("%s failed", name)
             message = f"internal error: {type(exc).__name__}: {exc}"
             raise _ErrorReply(TApplicationException.INTERNAL_ERROR, message) from exc
 

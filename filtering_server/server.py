@@ -7,13 +7,18 @@ binary protocol; `wire.scan_message` finds each message's end first and bounds e
 
 - garbage bytes or an oversized/invalid frame get a TApplicationException(PROTOCOL_ERROR) reply when
   the header was readable, then that connection is closed (its byte stream cannot be re-synchronised);
-- a well-framed but bad request (unknown method, missing request struct, an over-long user agent) gets
+- a well-framed but bad request (unknown method, missing request struct, an over-long user agent, a
+  list longer than `max_batch` or of the wrong element type — refused before anything is decoded) gets
   an error reply and the connection stays open; a failure inside scoring gets INTERNAL_ERROR, logged
   (`processor.Processor`: one error-reply path for all of them);
 - a client that disconnects mid-frame only ends its own connection; every other connection keeps going.
 
-Connections are served by one thread each and are never closed for being idle: a load client keeps
-one connection per thread for a whole run. Scoring releases
+Connections are served by one thread each. Bounds (docs/serving.md lists them): a connection idle for
+`idle_timeout` is closed (far longer than a load client waits between calls on its kept-alive
+connection); a started message must arrive within `read_timeout`; once fewer than
+`reserve_connections` slots are left, connections idle for `busy_idle_timeout` make room for new
+clients; message buffers beyond each connection's base buffer share a `max_buffered_bytes` budget;
+warnings a client can trigger are rate-limited (`LogLimiter`). Scoring releases
 the GIL inside the numba kernel, and the GIL is released in every socket call, so connections overlap.
 `shutdown` drains: stop accepting, stop reading new requests, let requests in progress finish and reply,
 close connections, and give up after `drain_timeout` seconds.
@@ -24,8 +29,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,29 +45,59 @@ from filtering_api.idl import BidRequestFilter
 from filtering_api.metrics import MetricsAggregator
 from filtering_server import wire
 from filtering_server.handler import FilteringHandler, requests_scored
+from filtering_server.log_limit import LogLimiter
+from filtering_server.model import BadRequest
 from filtering_server.processor import Processor, send_exception
 from filtering_server.watcher import ModelHolder
 
 log = logging.getLogger(__name__)
 
 _RECV = 65536
+_BASE_BUFFER = 2 * _RECV
+#: Seconds a blocked socket call waits before the connection re-checks its deadlines.
+_TICK = 1.0
+
+READ_TIMEOUT = -100
+OUT_OF_MEMORY = -101
+_REASONS = {
+    READ_TIMEOUT: "the message did not arrive in full within the read timeout",
+    OUT_OF_MEMORY: "the server's message memory is in use by other connections; retry later",
+}
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     """Network and safety settings of the server (filled from the CLI in `__main__`)."""
 
-    host: str = "0.0.0.0"
+    #: Loopback unless told otherwise: the ECS task passes 0.0.0.0 explicitly.
+    host: str = "127.0.0.1"
     port: int = 9090
     backlog: int = 256
     max_connections: int = 1024
+    #: Slots kept for new clients: with fewer left, connections idle for `busy_idle_timeout` are closed.
+    reserve_connections: int = 64
+    #: Seconds a connection may stay idle between messages.
+    idle_timeout: float = 600.0
+    #: Seconds of idleness after which a connection may be closed to admit a new client (reserve in use).
+    busy_idle_timeout: float = 10.0
+    #: Seconds a started message (or a reply being sent) may take.
+    read_timeout: float = 30.0
     #: Largest message accepted (room for a batch of `max_batch` requests); bigger ones close the connection.
     max_message_bytes: int = 16 * 1024 * 1024
+    #: Bytes all connections together may buffer beyond their 128 KiB base buffers.
+    max_buffered_bytes: int = 512 * 1024 * 1024
+    #: Most requests in a filterBatch, and most elements of any list, set or map in a message.
     max_batch: int = 10_000
     max_depth: int = 16
     drain_timeout: float = 10.0
     #: Seconds between accept-loop checks of the stop flag.
     poll_interval: float = 0.25
+    #: After refusing a message, seconds to read and discard what the client still sends, so that it
+    #: reads the error reply instead of a connection reset.
+    linger: float = 2.0
+    #: Warnings of one kind a client can trigger, logged per `log_interval` seconds (the rest counted).
+    log_burst: int = 10
+    log_interval: float = 60.0
 
 
 class _Closed(Exception):
@@ -77,8 +114,11 @@ class FilteringServer:
         metrics: MetricsAggregator | None = None,
         *,
         echo: bool = False,
+        model_check_age: Callable[[], float | None] | None = None,
     ) -> None:
         self.holder = holder
+        #: Seconds since the watcher last checked for a new model successfully (None: not watching).
+        self.model_check_age = model_check_age
         self.config = config or ServerConfig()
         self.metrics = metrics
         #: Reply a constant without scoring (the benchmark's transport baseline on the same stack).
@@ -92,10 +132,15 @@ class FilteringServer:
         self._lock = threading.Lock()
         self._accept_thread: threading.Thread | None = None
         self._next_id = 0
+        self._buffered = 0  # bytes of message buffers beyond the base buffers, all connections
+        self.limited_log = LogLimiter(log, burst=self.config.log_burst, interval=self.config.log_interval)
         self.handler = FilteringHandler(self)
         #: decodes each message, calls `handler`, writes the reply or the error reply
         self.processor = Processor(
-            BidRequestFilter, self.handler, on_error=metrics.record_error if metrics is not None else None
+            BidRequestFilter,
+            self.handler,
+            on_error=metrics.record_error if metrics is not None else None,
+            limited_log=self.limited_log,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -132,15 +177,17 @@ class FilteringServer:
         assert self._listener is not None
         listener = self._listener
         while not self._stopping.is_set():
+            self.limited_log.flush()
             try:
                 conn, addr = listener.accept()
             except TimeoutError:
                 continue
-            except OSError:
+            except OSError as exc:
                 if self._stopping.is_set():
                     break
-                log.exception("accept failed")
-                time.sleep(self.config.poll_interval)
+                # out of file handles (EMFILE) and the like: one line per kind, then wait a second
+                self.limited_log.log("accept", logging.ERROR, "accept failed: %s", exc)
+                self._stopping.wait(max(1.0, self.config.poll_interval))
                 continue
             self._admit(conn, addr)
 
@@ -180,20 +227,62 @@ class FilteringServer:
     # -- connections ------------------------------------------------------------------------------
 
     def _admit(self, conn: socket.socket, addr: Any) -> None:
+        config = self.config
+        victim = None
         with self._lock:
-            if len(self._connections) >= self.config.max_connections or self._draining:
+            open_ = sum(1 for c in self._connections.values() if not c.evicted)
+            if open_ >= config.max_connections - config.reserve_connections and not self._draining:
+                victim = self._idlest(time.monotonic() - config.busy_idle_timeout)
+                if victim is not None:
+                    victim.evicted = True
+                    open_ -= 1
+            if open_ >= config.max_connections or self._draining:
                 full = True
             else:
                 full = False
                 self._next_id += 1
                 connection = _Connection(self, conn, addr, self._next_id)
                 self._connections[connection.id] = connection
+        if victim is not None:
+            self.limited_log.log(
+                "evicted",
+                logging.INFO,
+                "closing connection %s, idle, to keep slots for new clients",
+                victim.addr,
+            )
+            victim.force_close()
         if full:
-            log.warning("refusing a connection from %s: %d connections open", addr, len(self._connections))
+            self.limited_log.warning(
+                "refused", "refusing a connection from %s: %d connections open", addr, open_
+            )
             with contextlib.suppress(OSError):
                 conn.close()
             return
         connection.thread.start()
+
+    def _idlest(self, idle_before: float) -> _Connection | None:
+        """The connection idle the longest, if idle since before `idle_before` (call under the lock)."""
+        idle = [c for c in self._connections.values() if not c.evicted and c.idle_since is not None]
+        idle = [c for c in idle if (c.idle_since or 0.0) < idle_before]
+        return min(idle, key=lambda c: c.idle_since or 0.0, default=None)
+
+    def _reserve_buffer(self, n: int) -> bool:
+        """Take `n` bytes of the shared message-buffer budget; False when it would be exceeded."""
+        with self._lock:
+            if self._buffered + n > self.config.max_buffered_bytes:
+                return False
+            self._buffered += n
+            return True
+
+    def _release_buffer(self, n: int) -> None:
+        with self._lock:
+            self._buffered -= n
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of message buffers beyond the base buffers, over all connections."""
+        with self._lock:
+            return self._buffered
 
     def _forget(self, connection: _Connection) -> None:
         with self._lock:
@@ -222,11 +311,17 @@ class _Connection:
         self.addr = addr
         self.id = conn_id
         self.thread = threading.Thread(target=self.run, name=f"thrift-conn-{conn_id}", daemon=True)
-        self._buf = np.empty(_RECV * 2, dtype=np.uint8)
+        self._buf = np.empty(_BASE_BUFFER, dtype=np.uint8)
         self._start = 0
         self._end = 0
         self._reading = True
+        self._info = wire.new_info()
         self.served = 0  # written only by this connection's thread
+        #: When the connection began waiting for a new message with nothing buffered (None: busy).
+        self.idle_since: float | None = time.monotonic()
+        self._message_started = 0.0
+        #: Chosen to be closed to make room for a new client.
+        self.evicted = False
 
     # -- socket -----------------------------------------------------------------------------------
 
@@ -250,14 +345,41 @@ class _Connection:
                 buf[:pending] = buf[self._start : self._end]
             else:
                 limit = self.server.config.max_message_bytes + _RECV
-                grown = np.empty(min(max(buf.shape[0] * 2, pending + _RECV), limit), dtype=np.uint8)
+                size = min(max(buf.shape[0] * 2, pending + _RECV), limit)
+                if not self.server._reserve_buffer(size - buf.shape[0]):
+                    raise _FrameError(OUT_OF_MEMORY, self._pending_bytes())
+                grown = np.empty(size, dtype=np.uint8)
                 grown[:pending] = buf[self._start : self._end]
                 self._buf = buf = grown
             self._start, self._end = 0, pending
-        n = self.sock.recv_into(memoryview(buf)[self._end :])
+        config = self.server.config
+        while True:
+            try:
+                n = self.sock.recv_into(memoryview(buf)[self._end :])
+                break
+            except (BlockingIOError, TimeoutError):  # SO_RCVTIMEO: check the deadlines, then wait on
+                now = time.monotonic()
+                if self._start == self._end:
+                    if self.idle_since is not None and now - self.idle_since > config.idle_timeout:
+                        log.debug("closing connection %s: idle for %.0f s", self.addr, now - self.idle_since)
+                        raise _Closed from None
+                elif now - self._message_started > config.read_timeout:
+                    raise _FrameError(READ_TIMEOUT, self._pending_bytes()) from None
+                if not self._reading or self.evicted:
+                    raise _Closed from None
         if n == 0:
             raise _Closed
+        if self.idle_since is not None:
+            self.idle_since = None
+            self._message_started = time.monotonic()
         self._end += n
+
+    def _shrink(self) -> None:
+        """Give a grown buffer back once it is empty (its bytes return to the shared budget)."""
+        extra = self._buf.shape[0] - _BASE_BUFFER
+        if extra > 0:
+            self._buf = np.empty(_BASE_BUFFER, dtype=np.uint8)
+            self.server._release_buffer(extra)
 
     def _next_message(self) -> bytes:
         """The next complete message's bytes (blocks); raises `_Closed` at EOF, `_FrameError` if invalid."""
@@ -271,6 +393,7 @@ class _Connection:
                     config.max_message_bytes,
                     config.max_message_bytes,
                     config.max_depth,
+                    self._info,
                 )
                 if n > 0:
                     if n > config.max_message_bytes:
@@ -279,13 +402,20 @@ class _Connection:
                     self._start += n
                     if self._start == self._end:
                         self._start = self._end = 0
+                        self._shrink()
+                    else:
+                        self._message_started = time.monotonic()
                     return data
                 if n != wire.NEED_MORE:
                     raise _FrameError(n, self._pending_bytes())
                 if self._end - self._start > config.max_message_bytes:
                     raise _FrameError(wire.TOO_LONG, self._pending_bytes())
+                if time.monotonic() - self._message_started > config.read_timeout:  # a trickle
+                    raise _FrameError(READ_TIMEOUT, self._pending_bytes())
             if not self._reading:
                 raise _Closed
+            if self._start == self._end and self.idle_since is None:
+                self.idle_since = time.monotonic()
             self._fill()
 
     def _pending_bytes(self) -> bytes:
@@ -301,14 +431,19 @@ class _Connection:
         oprot = TCyBinaryProtocol(outbuf, strict_read=True, strict_write=True)
         processor = server.processor
         sock = self.sock
+        check = self._check_containers
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            # kernel-side timeouts (no per-call cost): a blocked recv wakes every tick to check the
+            # idle and read deadlines; a send blocked for the read timeout ends the connection
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(_TICK))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(server.config.read_timeout))
             while self._reading:
                 data = self._next_message()
                 t0 = time.perf_counter()
                 inbuf.setvalue(data)
-                count = requests_scored(processor.process(iprot, oprot))
+                count = requests_scored(processor.process(iprot, oprot, check))
                 reply = outbuf.getvalue()
                 outbuf.clean()
                 if reply:
@@ -324,15 +459,37 @@ class _Connection:
         except OSError as exc:
             log.debug("connection %s ended: %s", self.addr, exc)
         except Exception:
-            log.exception("connection %s failed", self.addr)
+            server.limited_log.log(
+                "connection-failed", logging.ERROR, "connection %s failed", self.addr, exc_info=True
+            )
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
+            self._shrink()
             server._forget(self)
 
+    def _check_containers(self, method: str) -> None:
+        """Before decoding: refuse a message whose lists are too long or of the wrong element type.
+
+        Decided from `scan_message`'s report on the message's bytes, so no request object is built.
+        """
+        info = self._info
+        limit = self.server.config.max_batch
+        largest = int(info[wire.INFO_MAX_ELEMENTS])
+        element = int(info[wire.INFO_ARG1_ELEMENT_TYPE])
+        if method == "filterBatch":
+            if element not in (-1, wire.T_STRUCT):
+                kind = wire.TYPE_NAMES.get(element, str(element))
+                raise BadRequest(f"requests must be a list of BidRequest structs, not of {kind}")
+            count = int(info[wire.INFO_ARG1_COUNT])
+            if count > limit:
+                raise BadRequest(f"{count} requests in one batch (limit {limit})")
+        if largest > limit:
+            raise BadRequest(f"a list, set or map of {largest} elements (limit {limit})")
+
     def _reject_frame(self, exc: _FrameError) -> None:
-        reason = wire.REASONS.get(exc.code, "invalid message")
-        log.warning("closing connection %s: %s", self.addr, reason)
+        reason = wire.REASONS.get(exc.code) or _REASONS.get(exc.code, "invalid message")
+        self.server.limited_log.warning("bad-message", "closing connection %s: %s", self.addr, reason)
         if self.server.metrics is not None:
             self.server.metrics.record_error()
         header = wire.header_fields(exc.head)
@@ -347,6 +504,21 @@ class _Connection:
         )
         with contextlib.suppress(OSError):
             self.sock.sendall(out.getvalue())
+            self._linger()
+
+    def _linger(self) -> None:
+        """Half-close, then discard what the client still sends for up to `linger` seconds, so that the
+        reply is read instead of being lost to a reset (closing with unread bytes sends one)."""
+        self.sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + self.server.config.linger
+        scratch = bytearray(_RECV)
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                if self.sock.recv_into(scratch) == 0:
+                    return
+            except (TimeoutError, BlockingIOError):
+                return
 
 
 class _FrameError(Exception):
@@ -356,3 +528,9 @@ class _FrameError(Exception):
         super().__init__(code)
         self.code = code
         self.head = head
+
+
+def _timeval(seconds: float) -> bytes:
+    """A `struct timeval` for SO_RCVTIMEO / SO_SNDTIMEO."""
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))

@@ -70,9 +70,44 @@ def _i32(buf, pos):  # type: ignore[no-untyped-def]
     return v - (np.int64(1) << 32) if v >= (np.int64(1) << 31) else v
 
 
+#: `scan_message`'s `info` array: the most elements of any list, set or map in the message, and the
+#: element type and count of the arguments' field 1 when it is a list or set (-1 and 0 otherwise).
+INFO_MAX_ELEMENTS = 0
+INFO_ARG1_ELEMENT_TYPE = 1
+INFO_ARG1_COUNT = 2
+INFO_SIZE = 3
+
+TYPE_NAMES = {
+    T_BOOL: "bool",
+    T_BYTE: "byte",
+    T_DOUBLE: "double",
+    T_I16: "i16",
+    T_I32: "i32",
+    T_I64: "i64",
+    T_STRING: "string",
+    T_STRUCT: "struct",
+    T_MAP: "map",
+    T_SET: "set",
+    T_LIST: "list",
+    T_UUID: "uuid",
+}
+
+
+def new_info() -> np.ndarray:
+    """An `info` array for `scan_message` (one per connection, reused)."""
+    return np.zeros(INFO_SIZE, dtype=np.int64)
+
+
 @njit(nogil=True, cache=CACHE)
-def scan_message(buf, start, end, max_string, max_elements, max_depth):  # type: ignore[no-untyped-def]
-    """Length of the complete message at buf[start:end], NEED_MORE, or a negative error code."""
+def scan_message(buf, start, end, max_string, max_elements, max_depth, info):  # type: ignore[no-untyped-def]
+    """Length of the complete message at buf[start:end], NEED_MORE, or a negative error code.
+
+    Fills `info` (see INFO_*) so the caller can refuse oversized containers before decoding.
+    """
+    info[INFO_MAX_ELEMENTS] = 0
+    info[INFO_ARG1_ELEMENT_TYPE] = -1
+    info[INFO_ARG1_COUNT] = 0
+    field_id = np.int64(0)
     pos = start
     if end - pos < 4:
         return NEED_MORE
@@ -106,7 +141,8 @@ def scan_message(buf, start, end, max_string, max_elements, max_depth):  # type:
                 continue
             if end - pos < 2:
                 return NEED_MORE
-            pos += 2  # field id
+            field_id = (np.int64(buf[pos]) << 8) | buf[pos + 1] if depth == 0 else np.int64(0)
+            pos += 2
         elif kind == _LIST:
             if remaining[depth] == 0:
                 depth -= 1
@@ -157,6 +193,11 @@ def scan_message(buf, start, end, max_string, max_elements, max_depth):  # type:
                 return TOO_MANY
             if depth + 1 > max_depth:
                 return TOO_DEEP
+            if n > info[INFO_MAX_ELEMENTS]:
+                info[INFO_MAX_ELEMENTS] = n
+            if depth == 0 and field_id == 1 and kinds[0] == _STRUCT:
+                info[INFO_ARG1_ELEMENT_TYPE] = et
+                info[INFO_ARG1_COUNT] = n
             depth += 1
             kinds[depth] = _LIST
             remaining[depth] = n
@@ -175,6 +216,8 @@ def scan_message(buf, start, end, max_string, max_elements, max_depth):  # type:
                 return TOO_MANY
             if depth + 1 > max_depth:
                 return TOO_DEEP
+            if n > info[INFO_MAX_ELEMENTS]:
+                info[INFO_MAX_ELEMENTS] = n
             depth += 1
             kinds[depth] = _MAP
             remaining[depth] = 2 * n
@@ -207,4 +250,4 @@ def header_fields(data: bytes) -> tuple[str, int, int] | None:
 def warm_up() -> None:
     """Compile (or load from the disk cache) `scan_message` before the first connection needs it."""
     probe = np.frombuffer(b"\x80\x01\x00\x01\x00\x00\x00\x01f\x00\x00\x00\x01\x00", dtype=np.uint8)
-    scan_message(probe, 0, probe.shape[0], 1024, 1024, 8)
+    scan_message(probe, 0, probe.shape[0], 1024, 1024, 8, new_info())

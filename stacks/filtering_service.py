@@ -184,7 +184,8 @@ class FilteringService(Construct):
             "filtering-server",
             container_name="filtering-server",
             image=image("filtering_server/Dockerfile"),
-            command=["--backend", "aws", "--port", str(FILTERING_PORT)],
+            # the server listens on loopback unless told otherwise; in the task it serves the VPC
+            command=["--backend", "aws", "--host", "0.0.0.0", "--port", str(FILTERING_PORT)],
             cpu=1792,
             memory_limit_mib=3584,
             essential=True,

@@ -14,6 +14,12 @@ from aik.dashboard import MetricSpec, WidgetSpec
 #: multiples of 60 s; a minute smooths single slow requests) over this many periods.
 ALARM_PERIOD = cdk.Duration.minutes(1)
 ALARM_EVALUATION_PERIODS = 5
+#: The server's last successful check for a new model older than this (seconds) is an alarm: above the
+#: watcher's longest retry delay (300 s), so only a lasting failure of SSM or S3 access fires it.
+MODEL_CHECK_AGE_ALARM_S = 900
+MODEL_CHECK_AGE = MetricSpec(
+    dashboard.SERVER_PREFIX, dashboard.MODEL_CHECK_AGE, "gauge", "Maximum", "model check age (s)"
+)
 
 
 def metric(
@@ -84,7 +90,9 @@ class FilteringMonitoring(Construct):
     (no requests, no data: not an alarm, so the end of a replay or a quiet hour raises none).
     `health_alarm`: no healthy filtering task behind the load balancer for five minutes, whatever the
     traffic (the NLB reports its targets every minute; missing data counts as none healthy).
-    Exposes `dashboard`, `latency_alarm`, `health_alarm`.
+    `model_check_alarm`: a server has not been able to check for a new model for
+    `MODEL_CHECK_AGE_ALARM_S` (it keeps serving the old one).
+    Exposes `dashboard`, `latency_alarm`, `health_alarm`, `model_check_alarm`.
     """
 
     def __init__(
@@ -127,4 +135,17 @@ class FilteringMonitoring(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
             evaluation_periods=ALARM_EVALUATION_PERIODS,
             treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+        self.model_check_alarm = cloudwatch.Alarm(
+            self,
+            "ModelCheckAlarm",
+            alarm_description=(
+                f"The filtering server could not check for a new model for {MODEL_CHECK_AGE_ALARM_S} s "
+                "(parameter store or artifact access failing; the old model keeps serving)"
+            ),
+            metric=metric(MODEL_CHECK_AGE, ALARM_PERIOD, "seconds since the last model check"),
+            threshold=MODEL_CHECK_AGE_ALARM_S,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=ALARM_EVALUATION_PERIODS,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )

@@ -55,7 +55,13 @@ def run_server(
     watcher = ModelWatcher(artifacts.store, holder, interval=watch_interval)
     if model is None:
         watcher.load_initial()
-    server = FilteringServer(holder, config or ServerConfig(host="127.0.0.1", port=0), metrics, echo=echo)
+    server = FilteringServer(
+        holder,
+        config or ServerConfig(host="127.0.0.1", port=0),
+        metrics,
+        echo=echo,
+        model_check_age=watcher.check_age,
+    )
     server.start()
     watcher.start()
     live = LiveServer(server, holder, watcher, artifacts, metrics)

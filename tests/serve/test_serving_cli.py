@@ -111,3 +111,19 @@ def test_server_process_reports_a_startup_failure(workspace: Path) -> None:
 
     with pytest.raises(AikError, match="exited with status 1: filtering_server: parameter /aik/xgboost/path"):
         ServerProcess(Settings(workspace=workspace), log_path=workspace / "server.log")
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "65536"])
+def test_a_port_out_of_range_is_refused_at_argument_parsing(port: str) -> None:
+    from filtering_server.__main__ import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["--port", port])
+    assert exit_.value.code == 2
+
+
+def test_the_server_listens_on_loopback_unless_told_otherwise() -> None:
+    from filtering_server.__main__ import build_parser, options_from_args
+
+    assert options_from_args(build_parser().parse_args([])).server.host == "127.0.0.1"
+    assert options_from_args(build_parser().parse_args(["--host", "0.0.0.0"])).server.host == "0.0.0.0"

@@ -143,7 +143,8 @@ def test_pointing_the_parameter_at_another_model_swaps(own_artifacts: Artifacts)
         storage.write_bytes(uri, data)
         own_artifacts.store.put(params.XGBOOST_PATH, uri)
         wait_for_version(live, model_version(data))
-        assert live.client().health().modelUri == uri
+        current = live.holder.current
+        assert current is not None and current.sources.model_uri == uri
 
 
 def test_a_missing_parameter_or_artifact_during_watching_keeps_the_model(own_artifacts: Artifacts) -> None:

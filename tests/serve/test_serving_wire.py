@@ -25,9 +25,10 @@ def encode(name: str, args: object) -> bytes:
     return buf.getvalue()
 
 
-def scan(data: bytes, start: int = 0, end: int | None = None) -> int:
+def scan(data: bytes, start: int = 0, end: int | None = None, info: np.ndarray | None = None) -> int:
     arr = np.frombuffer(data, dtype=np.uint8)
-    return int(wire.scan_message(arr, start, len(data) if end is None else end, *LIMITS))
+    info = wire.new_info() if info is None else info
+    return int(wire.scan_message(arr, start, len(data) if end is None else end, *LIMITS, info))
 
 
 _text = st.one_of(st.none(), st.text(max_size=40))
@@ -65,6 +66,28 @@ def test_a_valid_filter_call_scans_to_its_exact_length_and_every_prefix_needs_mo
 def test_a_batch_call_scans_to_its_exact_length(batch: list[BidRequest]) -> None:
     data = encode("filterBatch", BidRequestFilter.filterBatch_args(requests=batch))
     assert scan(b"junk" + data, 4) == len(data)
+
+
+@settings(max_examples=50, deadline=None)
+@given(batch=st.lists(requests, max_size=30))
+def test_the_scan_reports_the_batch_size_and_element_type(batch: list[BidRequest]) -> None:
+    data = encode("filterBatch", BidRequestFilter.filterBatch_args(requests=batch))
+    info = wire.new_info()
+    assert scan(data, info=info) == len(data)
+    assert info[wire.INFO_ARG1_COUNT] == len(batch)
+    assert info[wire.INFO_MAX_ELEMENTS] == len(batch)
+    assert info[wire.INFO_ARG1_ELEMENT_TYPE] == wire.T_STRUCT
+
+
+def test_the_scan_reports_a_list_of_the_wrong_element_type_and_nested_counts() -> None:
+    head = b"\x80\x01\x00\x01" + b"\x00\x00\x00\x01f" + b"\x00\x00\x00\x01"
+    info = wire.new_info()
+    ints = b"\x0f\x00\x01\x08\x00\x00\x00\x02" + bytes(8) + b"\x00"
+    assert scan(head + ints, info=info) == len(head + ints)
+    assert list(info) == [2, wire.T_I32, 2]
+    nested = b"\x0c\x00\x01" + b"\x0f\x00\x05\x03\x00\x00\x00\x07" + bytes(7) + b"\x00" + b"\x00"
+    assert scan(head + nested, info=info) == len(head + nested)
+    assert list(info) == [7, -1, 0]  # a list inside field 1's struct, not field 1 itself
 
 
 @settings(max_examples=500, deadline=None)

@@ -152,6 +152,11 @@ def test_filtering_server_serves_thrift_on_9090_as_user_8000(synth: Synthesized)
     assert server["Command"][:2] == ["--backend", "aws"]
 
 
+def test_filtering_server_listens_on_every_interface_of_its_task(synth: Synthesized) -> None:
+    command = _containers(synth)["filtering-server"]["Command"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"  # the server's own default is loopback
+
+
 def test_filtering_server_image_is_built_from_its_dockerfile(synth: Synthesized) -> None:
     image = _image_of(synth, "filtering-server")
     assert image["dockerFile"] == "filtering_server/Dockerfile"
@@ -674,3 +679,32 @@ def test_image_context_is_small_and_holds_no_local_state(variant: Synthesized, d
     for excluded in IMAGE_CONTEXT_EXCLUDES:
         assert not list(context.glob(excluded)), excluded
     assert sum(p.stat().st_size for p in files) < 2_000_000
+
+
+def test_model_check_alarm_fires_when_the_watcher_cannot_check(synth: Synthesized) -> None:
+    from stacks.monitoring import MODEL_CHECK_AGE_ALARM_S
+
+    synth.template(STACK).has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "ComparisonOperator": "GreaterThanThreshold",
+            "Threshold": MODEL_CHECK_AGE_ALARM_S,
+            "Metrics": [
+                Match.object_like(
+                    {
+                        "MetricStat": Match.object_like(
+                            {
+                                "Stat": "Maximum",
+                                "Metric": Match.object_like(
+                                    {
+                                        "MetricName": "filtering_server_model_check_age_s",
+                                        "Dimensions": [{"Name": "metric_type", "Value": "gauge"}],
+                                    }
+                                ),
+                            }
+                        )
+                    }
+                )
+            ],
+        },
+    )
