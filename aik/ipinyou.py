@@ -68,8 +68,9 @@ REASON_CLASSES: dict[str, str] = {
 #: Where `aik ingest` points the click logs (the CTR use case's labels).
 CLK_SOURCE = "/aik/clk_source"
 
-#: The dataset's file names: `bid.20130606.txt.bz2`, `imp.20131019.txt`, ...
-FILE_NAME = re.compile(r"^(bid|imp|clk|conv)\.([0-9]{8})\.txt(?:\.(bz2|gz))?$")
+#: The dataset's file names: `bid.20130606.txt.bz2`, `imp.20131019.txt`, and with extra tags between
+#: the day and `.txt`, as per-advertiser samples are published: `imp.20131021.adv2821.txt`.
+FILE_NAME = re.compile(r"^(bid|imp|clk|conv)\.([0-9]{8})((?:\.[A-Za-z0-9_-]+)*?)\.txt(?:\.(bz2|gz))?$")
 
 #: A Timestamp: yyyyMMddHHmmssSSS with month, hour, minute and second in range (days checked apart).
 TIMESTAMP = re.compile(

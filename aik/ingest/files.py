@@ -10,7 +10,7 @@ from typing import Any
 from aik import storage
 from aik.context import Context
 from aik.errors import AikError
-from aik.ingest.raw import point_sources, reset_raw, write_report
+from aik.ingest.raw import final_uris, point_sources, staged, write_report
 from aik.ipinyou import FILE_NAME, KINDS, LogReport, scan_log
 from aik.params import RAW_DATA
 from aik.progress import Progress
@@ -73,14 +73,13 @@ def ingest_from(ctx: Context, directory: str, *, match: str = "*", validate: boo
     if skipped:
         log.info("ingest: skipping %d file(s) that are not iPinYou logs, e.g. %s", len(skipped), skipped[0])
     start = time.monotonic()
-    reset_raw(raw_data)
     reports: list[LogReport] = []
-    with Progress("ingest", unit="lines") as progress:
+    with staged(raw_data) as stage, Progress("ingest", unit="lines") as progress:
         for uri, kind in sorted(files, key=lambda f: f[0]):
             name = uri.rsplit("/", 1)[-1]
-            target = storage.join(raw_data, kind, name)
+            target = storage.join(stage, kind, name)
             if validate:
-                rejects = storage.join(raw_data, "rejects", f"{name}.rejects.tsv")
+                rejects = storage.join(stage, "rejects", f"{name}.rejects.tsv")
                 report = scan_log(uri, kind, rejects_uri=rejects, copy_to=target, progress=progress)
                 log.info(
                     "ingest: %s: %s lines, %s accepted, %s rejected",
@@ -94,6 +93,22 @@ def ingest_from(ctx: Context, directory: str, *, match: str = "*", validate: boo
                 report = LogReport(uri=uri, kind=kind, copied_to=target)
                 log.info("ingest: %s copied without checking", name)
             reports.append(report)
+        report_doc = _report(directory, raw_data, validate, reports, skipped, start)
+        report_doc = final_uris(report_doc, stage, raw_data)
+        write_report(stage, report_doc)  # swapped in with the logs
+    report_doc["sources"] = point_sources(ctx, raw_data)
+    write_report(raw_data, report_doc)
+    return report_doc
+
+
+def _report(
+    directory: str,
+    raw_data: str,
+    validate: bool,
+    reports: list[LogReport],
+    skipped: list[str],
+    start: float,
+) -> dict[str, Any]:
     totals = {
         kind: {
             "files": sum(1 for r in reports if r.kind == kind),
@@ -113,7 +128,5 @@ def ingest_from(ctx: Context, directory: str, *, match: str = "*", validate: boo
         "files": [r.to_dict() for r in reports],
         "skipped": skipped,
         "seconds": round(time.monotonic() - start, 1),
-        "sources": point_sources(ctx, raw_data),
     }
-    write_report(raw_data, report_doc)
     return report_doc

@@ -1,9 +1,22 @@
-"""The raw-data area ingest owns under `/aik/raw_data`: clearing it, its report, and the source parameters."""
+"""The raw-data area ingest owns under `/aik/raw_data`: staging and swapping it, its report, the sources.
+
+An ingest is a transaction: everything (logs, truth, rejects, the report) is written under
+`<raw_data>/.staging/` and swapped in for the previous data only once every input was read; a failure
+removes the staging area and leaves the previous data as it was. Locally the swap is a handful of
+directory renames (the previous entries are moved to `<raw_data>/.previous/` first, then removed). S3
+has no rename: the staged objects are copied over, then the previous objects they did not replace are
+deleted, the report last of all, so a failure during that copy can leave new and old files side by
+side (with the old report) — the one window that is not atomic.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 from aik import storage
@@ -11,9 +24,13 @@ from aik.context import Context
 from aik.ipinyou import CLK_SOURCE, KINDS
 from aik.params import BID_SOURCE, IMP_SOURCE
 
-#: Subdirectories of `/aik/raw_data` that ingest owns (cleared before it writes).
+#: Subdirectories of `/aik/raw_data` that ingest owns (replaced as a whole by each ingest, so runs never mix).
 OWNED = (*KINDS, "truth", "rejects")
 REPORT_NAME = "ingest-report.json"
+STAGING = ".staging"
+PREVIOUS = ".previous"
+
+log = logging.getLogger("aik.ingest")
 
 
 def delete_tree(uri: str) -> None:
@@ -25,11 +42,66 @@ def delete_tree(uri: str) -> None:
         shutil.rmtree(storage.local_path(uri), ignore_errors=True)
 
 
-def reset_raw(raw_data: str) -> None:
-    """Clear what an earlier ingest left (logs, truth, rejects) so runs never mix."""
-    for name in OWNED:
-        delete_tree(storage.join(raw_data, name + "/"))
-    storage.delete(storage.join(raw_data, REPORT_NAME))
+@contextlib.contextmanager
+def staged(raw_data: str) -> Iterator[str]:
+    """Yield a staging root to write a whole ingest into; swap it in on success, discard it on failure."""
+    stage = storage.join(raw_data, STAGING + "/")
+    delete_tree(stage)  # what a killed earlier attempt left
+    try:
+        yield stage
+    except BaseException:
+        delete_tree(stage)
+        log.info("ingest: failed; the previous data under %s is unchanged", raw_data)
+        raise
+    _swap_in(raw_data, stage)
+
+
+def final_uris(value: Any, stage: str, raw_data: str) -> Any:
+    """`value` (a report) with every URI under the staging root rewritten to where it now lives."""
+    if isinstance(value, str) and value.startswith(stage):
+        return storage.join(raw_data, value[len(stage) :])
+    if isinstance(value, dict):
+        return {k: final_uris(v, stage, raw_data) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [final_uris(v, stage, raw_data) for v in value]
+    return value
+
+
+def _swap_in(raw_data: str, stage: str) -> None:
+    names = [*(n + "/" for n in OWNED), REPORT_NAME]
+    if storage.is_s3(raw_data):
+        staged_objects = storage.list_uris(stage)
+        report = storage.join(stage, REPORT_NAME)
+        keep = set()
+        for uri in staged_objects:  # the report last: it marks the new set complete
+            if uri != report:
+                target = storage.join(raw_data, uri[len(stage) :])
+                storage.copy(uri, target)
+                keep.add(target)
+        for name in names[:-1]:
+            for uri in storage.list_uris(storage.join(raw_data, name)):
+                if uri not in keep:
+                    storage.delete(uri)
+        if report in staged_objects:
+            storage.copy(report, storage.join(raw_data, REPORT_NAME))
+        else:
+            storage.delete(storage.join(raw_data, REPORT_NAME))
+        delete_tree(stage)
+        return
+    root, new = storage.local_path(raw_data), storage.local_path(stage)
+    old = root / PREVIOUS
+    shutil.rmtree(old, ignore_errors=True)
+    old.mkdir(parents=True)
+    for name in names:
+        entry = root / name.rstrip("/")
+        if entry.exists():
+            os.rename(entry, old / entry.name)
+    for name in names:
+        entry = new / name.rstrip("/")
+        if entry.exists():
+            os.rename(entry, root / entry.name)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(new, ignore_errors=True)
 
 
 def point_sources(ctx: Context, raw_data: str) -> dict[str, str]:

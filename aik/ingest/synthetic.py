@@ -7,7 +7,7 @@ from typing import Any
 
 from aik.context import Context
 from aik.errors import AikError
-from aik.ingest.raw import point_sources, reset_raw, write_report
+from aik.ingest.raw import final_uris, point_sources, staged, write_report
 from aik.params import RAW_DATA
 
 
@@ -28,13 +28,11 @@ def ingest_synthetic(
         config = SyntheticConfig(rows=rows, seed=seed, days=days, start=start, **overrides)
     except (TypeError, ValueError) as exc:
         raise AikError(f"invalid synthetic settings: {exc}") from exc
-    reset_raw(raw_data)
-    result = generate(raw_data, config)
-    report = {
-        "source": "synthetic",
-        "raw_data": raw_data,
-        **result.to_dict(),
-        "sources": point_sources(ctx, raw_data),
-    }
+    with staged(raw_data) as stage:
+        result = generate(stage, config)
+        report = {"source": "synthetic", "raw_data": raw_data, **result.to_dict()}
+        report = final_uris(report, stage, raw_data)
+        write_report(stage, report)  # swapped in with the logs
+    report["sources"] = point_sources(ctx, raw_data)
     write_report(raw_data, report)
     return report

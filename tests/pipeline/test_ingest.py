@@ -204,3 +204,73 @@ def test_on_the_aws_backend_ingest_writes_to_s3_and_ssm(aws: None, tmp_path: Pat
     assert "raw/ipinyou-data/truth/truth.json" not in keys
     assert "raw/ipinyou-data/rejects/bid.20130606.txt.bz2.rejects.tsv" in keys
     assert again["totals"]["bid"]["rejected"] == 1
+
+
+def _raw_files(raw: Path) -> dict[str, bytes]:
+    """Every file under the raw-data area, relative path -> bytes."""
+    return {str(p.relative_to(raw)): p.read_bytes() for p in sorted(raw.rglob("*")) if p.is_file()}
+
+
+def test_a_truncated_archive_fails_ingest_and_leaves_the_previous_data(ctx: Context, tmp_path: Path) -> None:
+    ingest.ingest_from(ctx, str(_dataset(tmp_path / "good")))
+    raw = Path(ctx.params.get(RAW_DATA))
+    before = _raw_files(raw)
+    sources = ctx.params.get_all()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "imp.20130607.txt").write_text(imp_line() + "\n")
+    whole = bz2.compress(("\n".join([bid_line()] * 2000) + "\n").encode())
+    (bad / "bid.20130607.txt.bz2").write_bytes(whole[: len(whole) // 2])  # cut mid-stream
+    with pytest.raises(AikError, match=r"bid\.20130607\.txt\.bz2"):
+        ingest.ingest_from(ctx, str(bad))
+    assert _raw_files(raw) == before  # nothing of the failed ingest, nothing of the previous lost
+    assert ctx.params.get_all() == sources
+    assert [p.name for p in raw.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
+def test_a_failed_synthetic_ingest_leaves_the_previous_data(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest.ingest_synthetic(ctx, rows=500, seed=1, days=1)
+    raw = Path(ctx.params.get(RAW_DATA))
+    before = _raw_files(raw)
+    import aik.synthetic
+
+    real = aik.synthetic.generate
+
+    def disk_full(root: str, config: Any) -> Any:
+        real(root, config)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(aik.synthetic, "generate", disk_full)
+    with pytest.raises(OSError):
+        ingest.ingest_synthetic(ctx, rows=700, seed=2, days=1)
+    assert _raw_files(raw) == before
+
+
+def test_a_successful_ingest_replaces_the_previous_data_and_names_final_paths(
+    ctx: Context, tmp_path: Path
+) -> None:
+    ingest.ingest_synthetic(ctx, rows=500, seed=1, days=1)
+    report = ingest.ingest_from(ctx, str(_dataset(tmp_path / "dl")))
+    raw = Path(ctx.params.get(RAW_DATA))
+    logs = sorted(p.parent.name for kind in ("bid", "imp", "clk", "conv") for p in raw.glob(f"{kind}/*"))
+    assert logs == ["bid", "clk", "imp"]  # the synthetic logs of the previous ingest are gone
+    assert not (raw / "truth").exists()
+    assert all(f["copied_to"].startswith(f"{raw}/") and "/." not in f["copied_to"] for f in report["files"])
+    assert json.loads((raw / "ingest-report.json").read_text()) == report
+
+
+def test_log_files_with_extra_tags_in_their_names_are_recognised(ctx: Context, tmp_path: Path) -> None:
+    src = tmp_path / "adv"
+    src.mkdir()
+    (src / "imp.20131021.adv2821.txt").write_text(imp_line() + "\n")
+    (src / "imp.20131021.adv3358.txt.bz2").write_bytes(bz2.compress((imp_line() + "\n").encode()))
+    (src / "bid.20131021.txt").write_text(bid_line() + "\n")
+    report = ingest.ingest_from(ctx, str(src))
+    assert report["totals"]["imp"] == {"files": 2, "lines": 2, "accepted": 2, "rejected": 0}
+    raw = Path(ctx.params.get(RAW_DATA))
+    assert sorted(p.name for p in (raw / "imp").iterdir()) == [
+        "imp.20131021.adv2821.txt",
+        "imp.20131021.adv3358.txt.bz2",
+    ]
