@@ -160,7 +160,7 @@ def _world(raw_data: str, options: PipelineOptions) -> dict[str, Any]:
 
 def ingest_synthetic_day(ctx: Context, options: PipelineOptions) -> list[str]:
     """Generate the next day(s) of the drifting world (the first run: enough days for one window)."""
-    from aik.ingest.raw import point_sources, write_report
+    from aik.ingest.raw import final_uris, point_sources, staged, write_report
     from aik.synthetic import SyntheticConfig, generate
 
     raw_data = ctx.params.get(RAW_DATA)
@@ -181,25 +181,24 @@ def ingest_synthetic_day(ctx: Context, options: PipelineOptions) -> list[str]:
         drift=float(world["drift"]),
         world_start=origin,
     )
-    report = generate(raw_data, config)
-    write_report(
-        raw_data,
-        {
+    with staged(raw_data, append=True) as stage:  # a failure adds none of the new days
+        report = generate(stage, config)
+        doc = {
             "source": "synthetic",
             "raw_data": raw_data,
             "appended": True,
             **report.to_dict(),
             "world": world,
-            "sources": point_sources(ctx, raw_data),
-        },
-    )
+        }
+        write_report(stage, final_uris(doc, stage, raw_data))
+    write_report(raw_data, {**final_uris(doc, stage, raw_data), "sources": point_sources(ctx, raw_data)})
     return [f"{first + datetime.timedelta(days=i):%Y%m%d}" for i in range(count)]
 
 
 def ingest_new_files(ctx: Context, directory: str) -> list[str]:
     """Copy (checking every line) the log files under `directory` whose day is not ingested yet."""
     from aik.ingest.files import find_log_files
-    from aik.ingest.raw import point_sources, write_report
+    from aik.ingest.raw import point_sources, staged, write_report
     from aik.ipinyou import scan_log
 
     raw_data = ctx.params.get(RAW_DATA)
@@ -209,14 +208,15 @@ def ingest_new_files(ctx: Context, directory: str) -> list[str]:
     if not files:
         raise AikError(f"no iPinYou log files under {directory} (names like bid.20130606.txt.bz2)")
     new = [(u, k) for u, k in files if not storage.exists(storage.join(raw_data, k, u.rsplit("/", 1)[-1]))]
-    for uri, kind in sorted(new):
-        name = uri.rsplit("/", 1)[-1]
-        scan_log(
-            uri,
-            kind,
-            rejects_uri=storage.join(raw_data, "rejects", f"{name}.rejects.tsv"),
-            copy_to=storage.join(raw_data, kind, name),
-        )
+    with staged(raw_data, append=True) as stage:  # every new file read, or none of them added
+        for uri, kind in sorted(new):
+            name = uri.rsplit("/", 1)[-1]
+            scan_log(
+                uri,
+                kind,
+                rejects_uri=storage.join(stage, "rejects", f"{name}.rejects.tsv"),
+                copy_to=storage.join(stage, kind, name),
+            )
     if new:
         write_report(
             raw_data,

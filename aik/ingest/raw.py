@@ -43,8 +43,12 @@ def delete_tree(uri: str) -> None:
 
 
 @contextlib.contextmanager
-def staged(raw_data: str) -> Iterator[str]:
-    """Yield a staging root to write a whole ingest into; swap it in on success, discard it on failure."""
+def staged(raw_data: str, *, append: bool = False) -> Iterator[str]:
+    """Yield a staging root to write a whole ingest into; swap it in on success, discard it on failure.
+
+    `append`: the staged files join the previous ones (same names replaced) instead of replacing them
+    all, for ingests that add new days (`aik pipeline run`).
+    """
     stage = storage.join(raw_data, STAGING + "/")
     delete_tree(stage)  # what a killed earlier attempt left
     try:
@@ -53,7 +57,10 @@ def staged(raw_data: str) -> Iterator[str]:
         delete_tree(stage)
         log.info("ingest: failed; the previous data under %s is unchanged", raw_data)
         raise
-    _swap_in(raw_data, stage)
+    if append:
+        _merge_in(raw_data, stage)
+    else:
+        _swap_in(raw_data, stage)
 
 
 def final_uris(value: Any, stage: str, raw_data: str) -> Any:
@@ -65,6 +72,21 @@ def final_uris(value: Any, stage: str, raw_data: str) -> Any:
     if isinstance(value, list | tuple):
         return [final_uris(v, stage, raw_data) for v in value]
     return value
+
+
+def _merge_in(raw_data: str, stage: str) -> None:
+    """Move every staged file to its place under `raw_data` (the report last)."""
+    staged_files = storage.list_uris(stage)
+    report = storage.join(stage, REPORT_NAME)
+    for uri in sorted(staged_files, key=lambda u: u == report):
+        target = storage.join(raw_data, uri[len(stage) :])
+        if storage.is_s3(raw_data):
+            storage.copy(uri, target)
+        else:
+            path = storage.local_path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(storage.local_path(uri), path)
+    delete_tree(stage)
 
 
 def _swap_in(raw_data: str, stage: str) -> None:

@@ -274,3 +274,19 @@ def test_log_files_with_extra_tags_in_their_names_are_recognised(ctx: Context, t
         "imp.20131021.adv2821.txt",
         "imp.20131021.adv3358.txt.bz2",
     ]
+
+
+def test_a_failed_appending_ingest_adds_no_day_in_part(ctx: Context, tmp_path: Path) -> None:
+    from aik.pipeline import ingest_new_files
+
+    ingest.ingest_from(ctx, str(_dataset(tmp_path / "good")))
+    raw = Path(ctx.params.get(RAW_DATA))
+    before = _raw_files(raw)
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "bid.20130607.txt").write_text(bid_line() + "\n")  # read first, fine
+    whole = bz2.compress(("\n".join([imp_line()] * 2000) + "\n").encode())
+    (new / "imp.20130607.txt.bz2").write_bytes(whole[: len(whole) // 2])  # the day's impressions, cut
+    with pytest.raises(AikError, match=r"imp\.20130607\.txt\.bz2"):
+        ingest_new_files(ctx, str(new))
+    assert _raw_files(raw) == before  # not the bids of a day without its impressions (all labels 0)
