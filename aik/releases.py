@@ -175,6 +175,7 @@ def write_release(
     model: bytes,
     metrics: Mapping[str, Any],
     model_name: str | None = None,
+    extras: Mapping[str, tuple[str, bytes]] | None = None,
     plots: Mapping[str, bytes] | None = None,
     data: Mapping[str, Any] | None = None,
     gates: Mapping[str, Any] | None = None,
@@ -184,6 +185,7 @@ def write_release(
 
     `model_name` names a model file other than a booster (a PyTorch family's `model.pt`): such a
     release is kept for inspection, and `promote` refuses it while the server serves boosters only.
+    `extras` adds files by role: role -> (file name, bytes), e.g. a neural model's ONNX export.
     """
     created = now or datetime.now(UTC)
     rid = release_id(model, created)
@@ -200,6 +202,9 @@ def write_release(
         storage.write_bytes(storage.join(prefix, REPORTS_DIR, name), png)
     files: dict[str, ReleaseFile] = {}
     names = {**FILE_NAMES, "model": model_name or FILE_NAMES["model"]}
+    for role, (name, payload) in (extras or {}).items():
+        names[role] = name
+        contents[role] = payload
     for role, payload in contents.items():
         storage.write_bytes(storage.join(prefix, names[role]), payload)
         files[role] = ReleaseFile(names[role], sha256(payload), len(payload))

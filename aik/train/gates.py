@@ -112,6 +112,20 @@ def calibration_gate(mean_prediction: float, base_rate: float, rows: int, limits
     )
 
 
+def onnx_parity_gate(max_abs_diff: float, rows: int, tolerance: float) -> GateResult:
+    """The ONNX export scores as PyTorch does: the largest probability difference within the tolerance."""
+    if not max_abs_diff <= tolerance:
+        return GateResult(
+            "onnx_parity",
+            False,
+            f"ONNX Runtime differs from PyTorch by up to {max_abs_diff:.2e} on {rows} rows "
+            f"(allowed {tolerance:.0e})",
+        )
+    return GateResult(
+        "onnx_parity", True, f"ONNX Runtime within {max_abs_diff:.2e} of PyTorch on {rows} rows"
+    )
+
+
 def oracle_gate(ratio: float | None, limits: GateLimits) -> GateResult | None:
     """auc / oracle_auc at or above the optional floor (None when not configured or no truth)."""
     if limits.min_oracle_ratio is None or ratio is None:

@@ -131,6 +131,8 @@ class ModelInfo:
     family: str = "xgboost"
     #: Trainable weights of a neural family.
     parameters: int | None = None
+    #: A neural family's ONNX export: file, size, parity with PyTorch (`OnnxExport.describe`).
+    onnx: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
@@ -141,7 +143,7 @@ class ModelInfo:
 
 
 #: ModelInfo fields metrics.json files written before them lack.
-_LATER_FIELDS = ("family", "parameters")
+_LATER_FIELDS = ("family", "parameters", "onnx")
 
 
 @dataclass(frozen=True)

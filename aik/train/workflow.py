@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aik import releases as R
 from aik import storage
@@ -20,8 +20,9 @@ from aik.context import Context
 from aik.errors import AikError
 from aik.train import evaluate as E
 from aik.train.assess import evaluate_candidate, fit_baselines, judge, make_reports
+from aik.train.families import models as family_models
 from aik.train.families.models import Model
-from aik.train.gates import GateFailed, GateResult
+from aik.train.gates import GateFailed, GateResult, onnx_parity_gate
 from aik.train.metrics import GateReport, Metrics
 from aik.train.options import TrainOptions
 from aik.train.stages import (
@@ -100,6 +101,14 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         fit_baselines(splits, evaluation, options)
     timed("baselines_s", t)
     gates = judge(candidate.model, splits.train.columns, evaluation, options.limits)
+    onnx = None
+    if config is None and evaluation.p_test is not None:
+        # a neural model is exported for ONNX Runtime now, judged by its parity with PyTorch
+        from aik.train.families.onnx_export import export_onnx
+
+        onnx = export_onnx(candidate.model, splits.test.X)
+        gates.append(onnx_parity_gate(onnx.max_abs_diff, onnx.parity_rows, onnx.tolerance))
+        timings["onnx_s"] = round(onnx.seconds, 2)
     passed = all(g.passed for g in gates)
     reports = make_reports(splits, evaluation, pipeline.indexer, options)
     # the filtering server serves boosters: a neural family's release is written but never made live
@@ -114,7 +123,7 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         test=evaluation.test,
         oracle=evaluation.oracle,
         oracle_ratio=evaluation.oracle_ratio,
-        model=model_info(candidate, config, training),
+        model=replace(model_info(candidate, config, training), onnx=onnx.describe() if onnx else None),
         data=split_data(splits),
         calibration=reports.calibration,
         baselines=evaluation.baselines,
@@ -133,6 +142,7 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         schema=pipeline.schema,
         model=candidate.data,
         model_name=candidate.file_name,
+        extras={"onnx": (family_models.ONNX_FILE, onnx.data)} if onnx is not None else None,
         metrics=document,
         plots=reports.plots,
         data=data_window(pipeline.features_report, metrics.data),

@@ -136,3 +136,25 @@ def test_unknown_hyperparameters_and_features_are_refused() -> None:
         parse_crosses("IndexDomain:Domain")
     assert parse_crosses("all") == ALL_PAIRS
     assert resolve_neural("mlp", {"hidden": "32x16"}).hidden == (32, 16)
+
+
+@pytest.mark.parametrize("family", ["logreg", "fm", "mlp", "wide-deep"])
+def test_the_onnx_export_scores_as_pytorch_does_on_the_same_rows(splits, family: str) -> None:
+    from aik.train.families.onnx_export import OnnxScorer, export_onnx
+
+    train, valid, test, cards, _ = splits
+    model = train_neural(train, valid, resolve_neural(family, {**QUICK, "max_epochs": 1}), cards).model
+    X = test.X.copy()
+    X[:5, FEATURE_COLUMNS.index("IndexDomain")] = cards[FEATURE_COLUMNS.index("IndexDomain")]  # unseen
+    X[5:10, FEATURE_COLUMNS.index("hour")] = np.nan  # missing
+    exported = export_onnx(model, X)
+    assert exported.parity_rows == len(X) and exported.within_tolerance
+    np.testing.assert_allclose(OnnxScorer(exported.data).predict(X), model.predict(X), atol=1e-5)
+
+
+def test_the_onnx_parity_gate_fails_beyond_its_tolerance() -> None:
+    from aik.train.gates import onnx_parity_gate
+
+    assert onnx_parity_gate(3e-7, 10_000, 1e-5).passed
+    failed = onnx_parity_gate(2e-4, 10_000, 1e-5)
+    assert not failed.passed and "2.00e-04" in failed.message

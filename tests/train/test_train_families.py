@@ -36,6 +36,10 @@ def test_a_neural_family_is_evaluated_gated_and_kept_as_a_candidate(
     for name in ("roc.png", "calibration.png", "prediction_histogram.png", "confusion_matrix.png"):
         assert (candidate.parent / "reports" / name).read_bytes().startswith(PNG), name
     NeuralModel.from_bytes(candidate.read_bytes())  # the candidate file is the family's model file
+    onnx = candidate.parent / "model.onnx"
+    assert metrics["model"]["onnx"]["max_abs_diff"] <= 1e-5 and metrics["model"]["onnx"]["parity_rows"] > 0
+    assert metrics["model"]["onnx"]["bytes"] == onnx.stat().st_size
+    assert {c["name"]: c["passed"] for c in metrics["gates"]["checks"]}["onnx_parity"] is True
 
 
 def test_a_neural_model_file_is_evaluated_again_from_its_file(make_ws: Callable[..., Path]) -> None:
@@ -93,6 +97,9 @@ def test_a_neural_release_cannot_be_made_live(make_ws: Callable[..., Path]) -> N
         ctx, TrainOptions(family="logreg", overrides={"max_epochs": 1}, baselines=False)
     )
     assert result.release.files["model"].path == "model.pt" and result.release.passed
+    assert result.release.files["onnx"].path == "model.onnx"
+    onnx = Path(result.release.file_uri("onnx")).read_bytes()
+    assert R.sha256(onnx) == result.release.files["onnx"].sha256
     with pytest.raises(R.ReleaseError, match="not a booster"):
         R.promote(ctx.params, result.release)
     assert R.live(ctx.params) is None

@@ -25,6 +25,8 @@ else:
 
 #: The file a neural family's candidate is written to (the booster keeps the published model's name).
 NEURAL_FILE = "model.pt"
+#: The file of a neural model's ONNX export in its release.
+ONNX_FILE = "model.onnx"
 
 
 def check_family(family: str) -> str:

@@ -1,0 +1,106 @@
+"""A neural family's model as ONNX, exported at training time and checked against PyTorch.
+
+The exported graph is the whole model behind the feature transform: it takes the pipeline's float
+rows (FEATURE_COLUMNS order, `features`, any number of rows) and returns the probability of label 1
+(`probability`), so ONNX Runtime scores it from the same rows as the booster. The export uses the
+TorchScript-based exporter: these graphs use only ops it covers, and on a small CPU it exports them in
+seconds where the dynamo exporter takes minutes (docs/training.md). Parity is measured on rows the
+caller gives (the test split, up to `PARITY_ROWS`) through ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aik.errors import ArtifactError
+from aik.train.families.neural import NeuralModel
+
+PARITY_ROWS = 10_000
+#: Largest |ONNX Runtime - PyTorch| probability a servable export may show.
+PARITY_TOLERANCE = 1e-5
+OPSET = 17
+INPUT, OUTPUT = "features", "probability"
+
+
+class _Probability(nn.Module):
+    """The model's logit through the logistic: what a server returns."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.module(x))
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """The ONNX file and how closely ONNX Runtime reproduces PyTorch on the parity rows."""
+
+    data: bytes
+    parity_rows: int
+    max_abs_diff: float
+    seconds: float
+    opset: int = OPSET
+    tolerance: float = PARITY_TOLERANCE
+
+    @property
+    def within_tolerance(self) -> bool:
+        """ONNX Runtime's probabilities are PyTorch's to within the tolerance."""
+        return self.max_abs_diff <= self.tolerance
+
+    def describe(self) -> dict[str, Any]:
+        """What metrics.json records (everything but the bytes)."""
+        out = {k: v for k, v in asdict(self).items() if k != "data"}
+        out["bytes"] = len(self.data)
+        return out
+
+
+class OnnxScorer:
+    """Scores rows with an exported model through ONNX Runtime (what a server would load)."""
+
+    def __init__(self, data: bytes, uri: str = "<bytes>") -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for a bad file
+            raise ArtifactError(uri, f"not an ONNX model ONNX Runtime loads ({exc})") from exc
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities of label 1 for rows in FEATURE_COLUMNS order."""
+        rows = np.ascontiguousarray(X, dtype=np.float32)
+        return np.asarray(self.session.run([OUTPUT], {INPUT: rows})[0], dtype=np.float32)
+
+
+def export_onnx(model: NeuralModel, rows: np.ndarray) -> OnnxExport:
+    """Export the model and measure the parity of ONNX Runtime with PyTorch on `rows` (at most 10k)."""
+    start = time.monotonic()
+    wrapped = _Probability(model.module).eval()
+    sample = torch.from_numpy(np.ascontiguousarray(rows[:2], dtype=np.float32))
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        wrapped,
+        (sample,),
+        buffer,
+        input_names=[INPUT],
+        output_names=[OUTPUT],
+        dynamic_axes={INPUT: {0: "rows"}, OUTPUT: {0: "rows"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    data = buffer.getvalue()
+    check = rows[:PARITY_ROWS]
+    expected = model.predict(check)
+    actual = OnnxScorer(data).predict(check)
+    diff = float(np.max(np.abs(actual.astype(np.float64) - expected))) if len(check) else 0.0
+    return OnnxExport(data, len(check), diff, time.monotonic() - start)
