@@ -71,6 +71,8 @@ def main() -> None:
             print(
                 f"# {world} seed {seed}: load {report['load_before']} -> {report['load_after']}", flush=True
             )
+            # each world and seed as it finishes, so a run cut short still leaves its figures
+            print(json.dumps({"world": world, "seed": seed, **report}), flush=True)
     print(
         f"\nrows {args.rows:,} per world; load average before {load_before}, after {load()}; "
         f"{time.monotonic() - started:.0f} s in all\n"
