@@ -23,7 +23,8 @@ from stacks import studio_lifecycle
 
 from .conftest import ROOT, MotoEndpoint, features_to_s3, s3_keys, ssm_parameters
 
-pytestmark = pytest.mark.slow
+# creating the image venv and running the lifecycle script take minutes on a busy machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
