@@ -255,7 +255,9 @@ def mleap_spark_available(spark: SparkSession) -> bool:
     try:
         from py4j.java_gateway import JavaClass
 
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        jvm = spark.sparkContext._jvm
+        if jvm is None:
+            return False
         return isinstance(jvm.ml.combust.mleap.spark.SimpleSparkSerializer, JavaClass)
     except Exception:  # no JVM view, no py4j: no mleap-spark either
         return False

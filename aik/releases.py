@@ -23,7 +23,7 @@ from typing import Any
 from aik import __version__, storage
 from aik.bundle import FeatureIndexer, indexer_from_specs, parse_bundle
 from aik.errors import AikError, ArtifactError, ArtifactNotFound, ParameterNotFound
-from aik.params import DATA_BUCKET, RELEASE_LIVE, XGBOOST_PATH, bucket_root
+from aik.params import DATA_BUCKET, RELEASE_LIVE, XGBOOST_PATH, ParameterStore, bucket_root
 from aik.schema import INDEXED_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class Release:
             raise ReleaseError(f"{manifest_uri} is not a release manifest (missing or bad {exc})") from exc
 
 
-def releases_root(store: Any) -> str:
+def releases_root(store: ParameterStore) -> str:
     """`<data bucket>/releases/`."""
     return storage.join(bucket_root(store.get(DATA_BUCKET)), RELEASES_DIR) + "/"
 
@@ -254,7 +254,7 @@ def _release_dirs(root: str) -> set[str]:
     return {uri[len(base) :].split("/", 1)[0] for uri in storage.list_uris(root) if uri.startswith(base)}
 
 
-def live_uri(store: Any) -> str | None:
+def live_uri(store: ParameterStore) -> str | None:
     """The pointer's value (the live release's manifest URI), or None when no release was promoted."""
     try:
         return store.get(RELEASE_LIVE)
@@ -262,7 +262,7 @@ def live_uri(store: Any) -> str | None:
         return None
 
 
-def live(store: Any) -> Release | None:
+def live(store: ParameterStore) -> Release | None:
     """The live release, or None."""
     uri = live_uri(store)
     return read_release(uri) if uri else None
@@ -334,7 +334,7 @@ def check_binding(
         )
 
 
-def promote(store: Any, release: Release, *, mirror: bool = True) -> Release:
+def promote(store: ParameterStore, release: Release, *, mirror: bool = True) -> Release:
     """Check a release and switch the pointer to it (the last write); then mirror its booster.
 
     The mirror at `/aik/xgboost/path` keeps the original's flow (a server reading the three original
@@ -363,7 +363,7 @@ def promote(store: Any, release: Release, *, mirror: bool = True) -> Release:
     return release
 
 
-def rollback(store: Any, root: str, to: str | None = None) -> tuple[Release | None, Release]:
+def rollback(store: ParameterStore, root: str, to: str | None = None) -> tuple[Release | None, Release]:
     """Promote `to`, or the newest release older than the live one that passes the checks."""
     current = live(store)
     if to is not None:
@@ -383,7 +383,7 @@ def rollback(store: Any, root: str, to: str | None = None) -> tuple[Release | No
     raise ReleaseError(f"no usable release older than the live one {current.id}{detail}")
 
 
-def prune(store: Any, root: str, keep: int = DEFAULT_KEEP) -> list[str]:
+def prune(store: ParameterStore, root: str, keep: int = DEFAULT_KEEP) -> list[str]:
     """Delete all but the newest `keep` releases (and incomplete ones); never the live release."""
     if keep < 1:
         raise AikError(f"keep at least one release (got {keep})")
@@ -451,7 +451,7 @@ def latest_or_none(root: str) -> Release | None:
     return releases[0] if releases else None
 
 
-def require_live(store: Any) -> Release:
+def require_live(store: ParameterStore) -> Release:
     """The live release, or a one-line error saying none was promoted."""
     release = live(store)
     if release is None:

@@ -15,7 +15,7 @@ alike, so the oracle stays exact.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -60,14 +60,14 @@ class LogitModel:
     #: Interaction terms: "<term>:<term>" -> {"<value>|<value>": effect}; empty for an additive truth.
     pairs: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
-    def logit(self, columns: Mapping[str, object]) -> np.ndarray:
+    def logit(self, columns: Mapping[str, Iterable[object]]) -> np.ndarray:
         """Vectorised logit for columns (name in TERM_COLUMNS -> sequence of values, one per row)."""
         total: np.ndarray | None = None
         for term in TERMS:
             table = getattr(self, term)
             values = columns[TERM_COLUMNS[term]]
             effects = np.fromiter(
-                (table.get(str(v), 0.0) for v in values),  # type: ignore[union-attr]
+                (table.get(str(v), 0.0) for v in values),
                 dtype=np.float64,
             )
             total = effects if total is None else total + effects
@@ -81,7 +81,7 @@ class LogitModel:
             )
         return total + self.intercept
 
-    def probability(self, columns: Mapping[str, object]) -> np.ndarray:
+    def probability(self, columns: Mapping[str, Iterable[object]]) -> np.ndarray:
         """Vectorised probability: the logistic of `logit`."""
         return 1.0 / (1.0 + np.exp(-self.logit(columns)))
 

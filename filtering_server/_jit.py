@@ -28,7 +28,8 @@ def _writable(path: str | os.PathLike[str]) -> bool:
 
 
 def _cache_enabled() -> bool:
-    candidates = [config.CACHE_DIR] if config.CACHE_DIR else []
+    cache_dir = config.CACHE_DIR  # type: ignore[attr-defined]  # numba.config sets its options at import
+    candidates = [cache_dir] if cache_dir else []
     candidates.append(str(Path(__file__).parent / "__pycache__"))
     home = Path.home() if "HOME" in os.environ else None
     if home is not None:

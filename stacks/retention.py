@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import aws_cdk as cdk
 import jsii
 from constructs import IConstruct
@@ -22,6 +24,9 @@ class LogGroupRetention:
 
     def visit(self, node: IConstruct) -> None:
         """Set retention and removal policy on a log group; leave anything else alone."""
-        if cdk.CfnResource.is_cfn_resource(node) and node.cfn_resource_type == "AWS::Logs::LogGroup":
-            node.add_property_override("RetentionInDays", self.days)
-            node.apply_removal_policy(self.removal_policy)
+        if not cdk.CfnResource.is_cfn_resource(node):
+            return
+        resource = cast(cdk.CfnResource, node)  # what is_cfn_resource just checked (jsii has no TypeGuard)
+        if resource.cfn_resource_type == "AWS::Logs::LogGroup":
+            resource.add_property_override("RetentionInDays", self.days)
+            resource.apply_removal_policy(self.removal_policy)

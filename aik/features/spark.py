@@ -96,8 +96,9 @@ def local_session(
     spark.sparkContext.setLogLevel("ERROR")
     # No `.part-*.crc` files beside the outputs: readers of the local artifacts (the emulator, pandas)
     # should only ever see the data. The local filesystem instance is cached, so writers share it.
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None  # a started session always has its JVM view
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     jvm.org.apache.hadoop.fs.FileSystem.getLocal(hadoop_conf).setWriteChecksum(False)
     return spark
 

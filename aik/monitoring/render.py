@@ -42,11 +42,14 @@ class RenderResult:
     summary: DashboardSummary
 
 
-def _times(timestamps: list[float]) -> list[datetime]:
-    return [datetime.fromtimestamp(t, tz=UTC) for t in timestamps]
+def _times(timestamps: list[float]) -> list[float]:
+    """Matplotlib's date numbers of Unix timestamps (what its date axis plots)."""
+    import matplotlib.dates as mdates
+
+    return [float(mdates.date2num(datetime.fromtimestamp(t, tz=UTC))) for t in timestamps]
 
 
-def _gapped(series: SeriesFigures, period_s: int) -> tuple[list[datetime], list[float]]:
+def _gapped(series: SeriesFigures, period_s: int) -> tuple[list[float], list[float]]:
     """The series' points at the middle of their periods (the value describes the whole period), with
     a NaN wherever a period has no datapoint, so the line breaks."""
     xs: list[float] = []

@@ -133,8 +133,10 @@ def judge(
     headline = evaluation.test
     gates.append(finite_gate(evaluation.p_test))
     gates.append(auc_gate(headline.auc, limits))
-    mean_prediction = headline.mean_prediction if headline.mean_prediction is not None else float("nan")
-    gates.append(calibration_gate(mean_prediction, headline.base_rate, headline.rows, limits))
+    nan = float("nan")
+    mean_prediction = headline.mean_prediction if headline.mean_prediction is not None else nan
+    base_rate = headline.base_rate if headline.base_rate is not None else nan
+    gates.append(calibration_gate(mean_prediction, base_rate, headline.rows, limits))
     oracle_check = oracle_gate(evaluation.oracle_ratio, limits)
     if oracle_check is not None:
         gates.append(oracle_check)

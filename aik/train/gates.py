@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from aik.errors import AikError
 
 if TYPE_CHECKING:
-    import xgboost as xgb
+    pass
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,17 @@ class GateFailed(AikError):
         super().__init__(f"model not published, the previous one stays in place ({reasons})")
 
 
-def features_gate(booster: xgb.Booster, pipeline_columns: Sequence[str]) -> GateResult:
-    """The booster's features are the pipeline's, in order (names when the model carries them)."""
+class HasFeatures(Protocol):
+    """What the features gate reads of a model (an xgboost booster or a `NeuralModel`)."""
+
+    @property
+    def feature_names(self) -> Sequence[str] | None: ...
+
+    def num_features(self) -> int: ...
+
+
+def features_gate(booster: HasFeatures, pipeline_columns: Sequence[str]) -> GateResult:
+    """The model's features are the pipeline's, in order (names when the model carries them)."""
     count = booster.num_features()
     names = list(booster.feature_names or [])
     expected = list(pipeline_columns)

@@ -87,7 +87,8 @@ class OracleMetrics:
         """Read the `oracle_*` keys back (None when the run had no oracle)."""
         if "oracle_auc" not in data:
             return None
-        return cls(**{f.name: data.get(f"oracle_{f.name}") for f in fields(cls)})
+        values: dict[str, Any] = {f.name: data.get(f"oracle_{f.name}") for f in fields(cls)}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class BaselineMetrics:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BaselineMetrics:
         """Read back what `asdict` wrote."""
-        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+        values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ the global pyplot backend: the same code runs headless in the CLI and inside a n
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,10 +40,11 @@ def roc_plot(y: np.ndarray, curves: Mapping[str, np.ndarray], aucs: Mapping[str,
             continue
         fpr, tpr, _ = roc_curve(y, p)
         auc = aucs.get(name)
-        style = {"linestyle": "--", "color": "black"} if name == "oracle" else {}
-        ax.plot(
-            fpr, tpr, label=f"{name} (AUC {auc:.4f})" if auc is not None else name, linewidth=1.4, **style
-        )
+        label = f"{name} (AUC {auc:.4f})" if auc is not None else name
+        if name == "oracle":
+            ax.plot(fpr, tpr, label=label, linewidth=1.4, linestyle="--", color="black")
+        else:
+            ax.plot(fpr, tpr, label=label, linewidth=1.4)
     ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="random")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test split)")
     ax.set_xlim(0, 1)
@@ -53,7 +54,7 @@ def roc_plot(y: np.ndarray, curves: Mapping[str, np.ndarray], aucs: Mapping[str,
     return _png(fig)
 
 
-def calibration_plot(curves: Mapping[str, list[Mapping[str, Any]]]) -> bytes:
+def calibration_plot(curves: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
     """Reliability diagram: mean prediction against the actual rate per prediction decile."""
     fig = Figure(figsize=(6.4, 5.6))
     ax = fig.add_subplot()
@@ -84,7 +85,7 @@ def histogram_plot(y: np.ndarray, p: np.ndarray, thresholds: Mapping[str, float]
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
     finite = np.isfinite(p)
-    bins = np.linspace(0.0, 1.0, 51)
+    bins = list(np.linspace(0.0, 1.0, 51))
     for label, color in ((0, "tab:blue"), (1, "tab:orange")):
         ax.hist(p[finite & (y == label)], bins=bins, alpha=0.6, color=color, label=f"label {label}")
     top = ax.get_ylim()[1]

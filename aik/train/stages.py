@@ -32,7 +32,7 @@ from aik.train.metrics import (
     ModelInfo,
     SplitData,
 )
-from aik.train.model import TrainedModel, train_booster
+from aik.train.model import TrainedModel, load_booster, train_booster
 from aik.train.options import TrainOptions
 from aik.train.presets import CATEGORICAL_COLUMNS, TrainConfig, resolve
 from aik.truth import TruthModel, truth_uri
@@ -82,7 +82,7 @@ def obtain_booster(
 
             booster = booster_from_model_tar(data, options.model_uri)
             return booster, {"source": "sagemaker", "model_artifact": options.model_uri}
-        booster = family_models.load_model("xgboost", data, options.model_uri)
+        booster = load_booster(data, options.model_uri)
         if not booster.feature_names and booster.num_features() == len(FEATURE_COLUMNS):
             # a model trained on a bare matrix (as SageMaker's container does): name its columns
             booster.feature_names = list(FEATURE_COLUMNS)
@@ -298,7 +298,7 @@ def make_candidate(
     """Bind a booster to the codes it learnt (a server refuses it beside any other bundle), serialise
     the model and load it back from those bytes."""
     neural = family_models.is_neural(family)
-    if not neural:
+    if family_models.is_booster(model):
         model.set_attr(**{R.BOOSTER_ATTRIBUTE: R.indexer_sha256(indexer)})
     data = family_models.model_bytes(model)
     created = datetime.now(UTC)
@@ -310,15 +310,16 @@ def make_candidate(
 
 def model_info(candidate: Candidate, config: TrainConfig | None, training: dict[str, Any]) -> ModelInfo:
     """The candidate file as metrics.json describes it."""
-    if config is None:
-        described = family_models.describe(candidate.model)
+    model = candidate.model
+    if config is None or not family_models.is_booster(model):
+        described = family_models.describe(model)
         return ModelInfo(
             uri=candidate.uri,
             candidate_uri=candidate.uri,
             sha256=hashlib.sha256(candidate.data).hexdigest(),
             bytes=len(candidate.data),
             format=described["format"],
-            features=list(candidate.model.feature_names),
+            features=list(model.feature_names or []),
             feature_types=[],
             trees=0,
             config=described["config"],
@@ -326,7 +327,6 @@ def model_info(candidate: Candidate, config: TrainConfig | None, training: dict[
             family=candidate.family,
             parameters=described["parameters"],
         )
-    model = candidate.model
     return ModelInfo(
         uri=candidate.uri,
         candidate_uri=candidate.uri,

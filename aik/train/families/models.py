@@ -16,6 +16,7 @@ from aik.train.families import FAMILIES, NEURAL_FAMILIES
 
 if TYPE_CHECKING:
     import xgboost as xgb
+    from typing_extensions import TypeIs
 
     from aik.train.families.neural import NeuralModel
 
@@ -63,7 +64,8 @@ def load_model(family: str, data: bytes, uri: str = "<bytes>") -> Model:
     return load_booster(data, uri)
 
 
-def _is_booster(model: Model) -> bool:
+def is_booster(model: Model) -> TypeIs[xgb.Booster]:
+    """An xgboost booster (the other families' models are `NeuralModel`s)."""
     import xgboost as xgb
 
     return isinstance(model, xgb.Booster)
@@ -71,7 +73,7 @@ def _is_booster(model: Model) -> bool:
 
 def model_bytes(model: Model) -> bytes:
     """The model's file."""
-    if not _is_booster(model):
+    if not is_booster(model):
         return model.to_bytes()
     from aik.train.model import model_bytes as booster_bytes
 
@@ -80,7 +82,7 @@ def model_bytes(model: Model) -> bytes:
 
 def predict(model: Model, X: np.ndarray) -> np.ndarray:
     """Probabilities for rows in FEATURE_COLUMNS order."""
-    if not _is_booster(model):
+    if not is_booster(model):
         return np.asarray(model.predict(X), dtype=np.float32)
     from aik.train.model import predict as booster_predict
 
@@ -89,7 +91,7 @@ def predict(model: Model, X: np.ndarray) -> np.ndarray:
 
 def describe(model: Model) -> dict[str, Any]:
     """What metrics.json's `model` says about the model beyond its file (format, size, structure)."""
-    if not _is_booster(model):
+    if not is_booster(model):
         return {"format": "torch.save (weights_only)", **model.describe()}
     return {
         "family": "xgboost",
@@ -108,7 +110,7 @@ def per_request_seconds(model: Model, rows: np.ndarray, repeat: int = 1) -> floa
     """
     import time
 
-    if _is_booster(model):
+    if is_booster(model):
 
         def score(row: np.ndarray) -> Any:
             return model.inplace_predict(row)
