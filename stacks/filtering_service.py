@@ -30,9 +30,9 @@ EMULATOR_SERVICE_NAME = "aik-emulator"
 FILTERING_PORT = 9090
 STATSD_PORT = 8125
 CONTAINER_USER = "8000"
-#: The CloudWatch agent image, pinned (the original's `:latest` changes under a running service).
+#: The CloudWatch agent image, pinned (`:latest` would change under a running service).
 CLOUDWATCH_AGENT_IMAGE = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300072.0b1766"
-#: The emulator's THREADS REQUESTS, as in the original kit (its HOST is the load balancer's name).
+#: The emulator's THREADS REQUESTS (its HOST is the load balancer's name).
 EMULATOR_LOAD = ("1", "500000")
 #: The original model parameters the server falls back to when no release is live.
 MODEL_PARAMETERS = (params.XGBOOST_PATH, params.PIPELINE_MODEL, params.PIPELINE_SCHEMA)
@@ -297,8 +297,8 @@ class FilteringService(Construct):
 
 class ReplayEmulator(Construct):
     """ECS service `aik-emulator`: one task replaying `/aik/inference_data` against the filtering
-    service's `endpoint`, as the original kit's `advertising-server` container did (`THREADS REQUESTS`
-    = 1 500000), with its own CloudWatch agent for the client-side metrics.
+    service's `endpoint` (`THREADS REQUESTS` = 1 500000), with its own CloudWatch agent for the
+    client-side metrics.
 
     The emulator is not essential: when the replay ends the task keeps running (its agent stays) and
     ECS does not start another replay. Its role may put metrics into `aik`, read the data bucket and

@@ -61,9 +61,8 @@ def _first_per_bid(df: DataFrame, fields: tuple[str, ...]) -> DataFrame:
 def bid_filtering_rows(bids: DataFrame, imps: DataFrame) -> DataFrame:
     """Bid requests left-joined with impressions: label 1 when the BidID has an impression with a price.
 
-    Request fields (user agent included) come from the bid log, so a lost bid keeps its device type;
-    taking the user agent from the impression (as the original kit did) left every label-0 row
-    without one, a label leak.
+    Request fields (user agent included) come from the bid log, so a lost bid keeps its device type
+    (taken from the impression, every label-0 row would lack one: a label leak).
     """
     from pyspark.sql import functions as F
 
@@ -191,7 +190,7 @@ def fit_indexers(df: DataFrame) -> PipelineModel:
     """StringIndexers for AdvertiserID, Domain, RegionID, CityID: descending frequency, handleInvalid=keep.
 
     Fitted as one multi-column indexer (one pass over the data instead of four), then expressed as one
-    single-column model per column, the pipeline shape the bundle and the original kit use.
+    single-column model per column, the pipeline shape the bundle uses.
     """
     from pyspark.ml import PipelineModel
     from pyspark.ml.feature import StringIndexer, StringIndexerModel
