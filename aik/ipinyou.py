@@ -177,7 +177,7 @@ class _Tee(io.RawIOBase):
 
 def _decompressed(raw: IO[bytes], name: str) -> IO[bytes]:
     if name.endswith(".bz2"):
-        return bz2.open(raw, "rb")  # type: ignore[return-value]
+        return bz2.open(raw, "rb")
     if name.endswith(".gz"):
         return gzip.open(raw, "rb")  # type: ignore[return-value]
     return raw
@@ -256,7 +256,7 @@ def scan_log(
         )
         tee = _Tee(raw, copy)
         buffered = io.BufferedReader(tee, buffer_size=1 << 20)
-        stream = _decompressed(buffered, uri)  # type: ignore[arg-type]
+        stream = _decompressed(buffered, uri)
         try:
             for number, line in enumerate(iter_lines(stream), start=1):
                 reason = check_line(line, kind)
@@ -283,7 +283,7 @@ def read_log(uri: str, kind: str | None = None) -> Iterator[dict[str, str | None
     if kind not in COLUMNS:
         raise ValueError(f"cannot tell the log kind of {uri}; name it like bid.20130606.txt.bz2")
     with storage.open_uri(uri, "rb") as raw:
-        stream = _decompressed(io.BufferedReader(_Tee(raw, None), buffer_size=1 << 20), uri)  # type: ignore[arg-type]
+        stream = _decompressed(io.BufferedReader(_Tee(raw, None), buffer_size=1 << 20), uri)
         for line in iter_lines(stream):
             if check_line(line, kind) is None:
                 yield parse_line(line, kind)

@@ -76,7 +76,7 @@ class LogitModel:
             table = self.pairs[name]
             first, second = (columns[TERM_COLUMNS[term]] for term in pair_terms(name))
             total = total + np.fromiter(
-                (table.get(f"{a}|{b}", 0.0) for a, b in zip(first, second, strict=True)),  # type: ignore[call-overload]
+                (table.get(f"{a}|{b}", 0.0) for a, b in zip(first, second, strict=True)),
                 dtype=np.float64,
             )
         return total + self.intercept

@@ -10,7 +10,7 @@ from aik.settings import positive_int
 from demo.run import DemoConfig, run_demo
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the subcommand."""
     p = sub.add_parser(
         "demo",

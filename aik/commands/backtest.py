@@ -8,7 +8,7 @@ from aik.context import Context
 from aik.settings import positive_int
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the subcommand."""
     p = sub.add_parser(
         "backtest",

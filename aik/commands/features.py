@@ -15,7 +15,7 @@ log = logging.getLogger("aik.features")
 USE_CASES = ("bid-filtering", "ctr")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the subcommand."""
     p = sub.add_parser(
         "features",

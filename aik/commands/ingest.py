@@ -13,7 +13,7 @@ from aik.ingest import download_kaggle, ingest_from, ingest_synthetic
 from aik.settings import positive_int
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the subcommand."""
     p = sub.add_parser(
         "ingest",

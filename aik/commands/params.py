@@ -9,7 +9,7 @@ from aik.errors import AikError
 from aik.params import PREFIX
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the subcommand."""
     p = sub.add_parser(
         "params",

@@ -16,7 +16,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the subcommand."""
     from aik.train.families import FAMILIES
     from aik.train.gates import GateLimits

@@ -20,12 +20,12 @@ __all__ = ["CACHE", "row_of7", "sigmoid"]
 
 
 @njit(inline="always", nogil=True)
-def sigmoid(margin):  # type: ignore[no-untyped-def]
+def sigmoid(margin):
     return 1.0 / (1.0 + math.exp(-np.float64(margin)))
 
 
 @njit(inline="always", nogil=True)
-def row_of7(a, b, c, d, e, f, g):  # type: ignore[no-untyped-def]
+def row_of7(a, b, c, d, e, f, g):
     x = np.empty(7, dtype=np.float32)
     x[0], x[1], x[2], x[3], x[4], x[5], x[6] = a, b, c, d, e, f, g
     return x

@@ -113,7 +113,7 @@ def pack(parts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
 
 
 @njit(inline="always", nogil=True)
-def views(i64, thresholds, f64):  # type: ignore[no-untyped-def]
+def views(i64, thresholds, f64):
     nf = i64[0]
     kind = i64[1 : 1 + nf]
     meta = i64[1 + nf : 1 + 5 * nf].reshape((nf, 4))
@@ -122,7 +122,7 @@ def views(i64, thresholds, f64):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=CACHE)
-def margin(v, x):  # type: ignore[no-untyped-def]
+def margin(v, x):
     # the base margin is already in const (with the depth-0 trees); float64 sums of the folded tables
     kind, meta, thresholds, values, nan_values, const = v
     s = const[0]
@@ -152,13 +152,13 @@ def margin(v, x):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=CACHE)
-def predict7(i64, thresholds, f64, base, general, a, b, c, d, e, f, g):  # type: ignore[no-untyped-def]
+def predict7(i64, thresholds, f64, base, general, a, b, c, d, e, f, g):
     v = views(i64, thresholds, f64)
     return sigmoid(margin(v, row_of7(a, b, c, d, e, f, g)))
 
 
 @njit(nogil=True, cache=CACHE)
-def predict_batch(i64, thresholds, f64, base, general, rows, out):  # type: ignore[no-untyped-def]
+def predict_batch(i64, thresholds, f64, base, general, rows, out):
     v = views(i64, thresholds, f64)
     for r in range(rows.shape[0]):
         out[r] = sigmoid(margin(v, rows[r]))

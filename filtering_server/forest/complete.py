@@ -158,7 +158,7 @@ def arrays(trees: Sequence[Tree], weights: np.ndarray, num_feature: int) -> tupl
 
 
 @njit(inline="always", nogil=True)
-def _decision_rows(cat_feature, x, rows, r):  # type: ignore[no-untyped-def]
+def _decision_rows(cat_feature, x, rows, r):
     """rows[r, f]: the first word of x[f]'s decision row (the all-zero row outside every set)."""
     for f in range(cat_feature.shape[0]):
         k = cat_feature[f, 1]
@@ -183,7 +183,7 @@ def pack(parts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
 
 
 @njit(inline="always", nogil=True)
-def views(i64, i32, f32, decisions):  # type: ignore[no-untyped-def]
+def views(i64, i32, f32, decisions):
     n, depth, nf, nodes = i64[0], i64[1], i64[2], i64[3]
     o = 4
     trees = i64[o : o + 3 * n].reshape((n, 3))
@@ -202,7 +202,7 @@ def views(i64, i32, f32, decisions):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=CACHE)
-def margin(v, base, general, x):  # type: ignore[no-untyped-def]
+def margin(v, base, general, x):
     feat, thr, catn, dright, leaf, trees, start, pos, t_node, t_leaf, t_depth, cat_feature, decisions = v
     n = trees.shape[0]
     has_nan = False
@@ -253,7 +253,7 @@ def margin(v, base, general, x):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=CACHE)
-def block(v, base, general, rows, out, lo, hi):  # type: ignore[no-untyped-def]
+def block(v, base, general, rows, out, lo, hi):
     # one tree at a time (tree order) over the block's rows, all rows advancing a level together
     # (independent chains the CPU overlaps), the tree's nodes hot in cache; leaves summed in tree
     # order. The block is copied feature-major first: a level's loads of one feature are contiguous.
@@ -309,13 +309,13 @@ def block(v, base, general, rows, out, lo, hi):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=CACHE)
-def predict7(i64, i32, f32, decisions, base, general, a, b, c, d, e, f, g):  # type: ignore[no-untyped-def]
+def predict7(i64, i32, f32, decisions, base, general, a, b, c, d, e, f, g):
     v = views(i64, i32, f32, decisions)
     return sigmoid(margin(v, base, general, row_of7(a, b, c, d, e, f, g)))
 
 
 @njit(nogil=True, cache=CACHE)
-def predict_batch(i64, i32, f32, decisions, base, general, rows, out):  # type: ignore[no-untyped-def]
+def predict_batch(i64, i32, f32, decisions, base, general, rows, out):
     v = views(i64, i32, f32, decisions)
     nrows = rows.shape[0]
     for lo in range(0, nrows, BLOCK_ROWS):

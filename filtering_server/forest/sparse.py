@@ -123,7 +123,7 @@ def pack(parts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
 
 
 @njit(inline="always", nogil=True)
-def views(i64, i32, value, cat_words):  # type: ignore[no-untyped-def]
+def views(i64, i32, value, cat_words):
     nodes, n, metas = i64[0], i64[1], i64[2]
     first = i64[3 : 3 + nodes]
     roots = i64[3 + nodes : 3 + nodes + n]
@@ -133,7 +133,7 @@ def views(i64, i32, value, cat_words):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=CACHE)
-def margin(v, base, x):  # type: ignore[no-untyped-def]
+def margin(v, base, x):
     feat, value, first, dright, catn, roots, cat_meta, cat_words = v
     s = np.float32(base)
     for t in range(roots.shape[0]):
@@ -160,13 +160,13 @@ def margin(v, base, x):  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=CACHE)
-def predict7(i64, i32, value, cat_words, base, general, a, b, c, d, e, f, g):  # type: ignore[no-untyped-def]
+def predict7(i64, i32, value, cat_words, base, general, a, b, c, d, e, f, g):
     v = views(i64, i32, value, cat_words)
     return sigmoid(margin(v, base, row_of7(a, b, c, d, e, f, g)))
 
 
 @njit(nogil=True, cache=CACHE)
-def predict_batch(i64, i32, value, cat_words, base, general, rows, out):  # type: ignore[no-untyped-def]
+def predict_batch(i64, i32, value, cat_words, base, general, rows, out):
     v = views(i64, i32, value, cat_words)
     for r in range(rows.shape[0]):
         out[r] = sigmoid(margin(v, base, rows[r]))
