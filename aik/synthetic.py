@@ -977,3 +977,46 @@ def generate(raw_data: str, config: SyntheticConfig) -> SyntheticReport:
         bid_truth_uri=bid_truth_uri,
         seconds=time.monotonic() - start,
     )
+
+
+@dataclass
+class Sample:
+    """Synthetic bid requests in memory, as `generate` draws them for its logs (same config, same rows).
+
+    `columns` holds each request's fields as the feature job reads them from the joined logs (raw
+    values; `device_type_id` from the user agent, `dow` as Spark's dayofweek), `p_win` its win
+    probability under the truth and `win` whether it was won (an impression). Tests and benchmarks
+    build their artifacts from it instead of drawing data of their own.
+    """
+
+    columns: dict[str, np.ndarray]
+    p_win: np.ndarray
+    win: np.ndarray
+    truth: TruthModel
+
+
+def sample(config: SyntheticConfig) -> Sample:
+    """Draw `config.rows` requests of the world `config` describes, with their truth and outcomes."""
+    world = build_world(config, np.random.default_rng([config.seed, 0]))
+    win, click = draw_truth(config, world, np.random.default_rng([config.seed, 1]))
+    data = _Generated(config, world, win, click)
+    r = data.rows
+
+    def values(codes: np.ndarray, pool: Sequence[str | None]) -> np.ndarray:
+        return np.array([None if v is None else str(v) for v in pool], dtype=object)[codes]
+
+    columns = {
+        "BidID": data.bid_id.astype(str).astype(object),
+        "AdvertiserID": values(r["advertiser"], world.advertiser_ids),
+        "Domain": values(r["domain"], world.domain_ids),
+        "RegionID": values(world.city_region[r["city"]], world.region_ids),
+        "CityID": values(r["city"], world.city_ids),
+        "UserAgent": values(r["user_agent"], world.user_agents),
+        "device_type_id": world.user_agent_device[r["user_agent"]].astype(np.int64),
+        "hour": r["hour"].astype(np.int64),
+        "dow": world.date_dow[r["date"]].astype(np.int64),
+        "BiddingPrice": world.advertiser_price[r["advertiser"]].astype(np.int64),
+        "PayingPrice": data.paying.astype(np.int64),
+    }
+    truth = TruthModel(win=win.model(world), click=click.model(world), seed=config.seed)
+    return Sample(columns=columns, p_win=data.p_win, win=data.win, truth=truth)

@@ -2,9 +2,9 @@
 
 `build_artifacts` writes what the pipeline and the trainer publish — an MLeap bundle of the four
 StringIndexers, pipeline-schema.json, an xgboost booster trained on the seven features, inference rows
-as JSON lines — and the parameters that name them, into a local workspace. Data are drawn from a
-random logistic model of per-value effects (as the kit's synthetic logs are), so the booster learns
-real structure and its scores spread over [0, 1]. Three booster flavours exercise the evaluator:
+as JSON lines — and the parameters that name them, into a local workspace. The rows and their labels
+come from the kit's synthetic generator (`aik.synthetic.sample`), so the booster learns real structure
+and its scores spread over [0, 1]. Three booster flavours exercise the evaluator:
 numerical splits only, native categorical splits on the index columns (numpy input), and categorical
 splits trained from pandas categoricals (xgboost >= 3 then stores the categories in the model).
 `StatsdLines` collects what a server or client sends to StatsD, raw.
@@ -29,27 +29,9 @@ from aik.bundle import StringIndexerSpec, write_bundle
 from aik.device import device_type_id
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS, RAW_SCHEMA
 from aik.settings import Settings
+from aik.synthetic import SyntheticConfig, sample
 
 Flavour = Literal["numeric", "categorical", "pandas-categorical"]
-
-#: Real user agents of each woothee category (and agents woothee cannot classify).
-USER_AGENTS: tuple[str | None, ...] = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/120.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/17.0 Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Mobile/15E148",
-    "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/120.0 Mobile Safari/537.36",
-    "DoCoMo/2.0 P903i(c100;TB;W24H12)",
-    "Mozilla/5.0 (Nintendo Switch; WifiWebAuthApplet) AppleWebKit/606.4 (KHTML, like Gecko) NF/6.0.1.15.4",
-    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-    "curl/8.4.0",
-    "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; SV1)",
-    "",
-    None,
-)
 
 
 @dataclass
@@ -86,29 +68,27 @@ def _labels_by_frequency(values: Sequence[str | None]) -> tuple[str, ...]:
     return tuple(sorted(counts, key=lambda v: (-counts[v], v)))
 
 
-def random_rows(n: int, rng: np.random.Generator, *, domains: int = 500) -> list[dict[str, Any]]:
-    """Raw joined rows with the fields of pipeline-schema.json (Zipf-distributed domains)."""
-    advertisers = [str(a) for a in (1458, 2259, 2261, 2821, 2997, 3358, 3386, 3427, 3476)]
-    domain_names = [f"trqRTu{i:05d}5Kdl" for i in range(domains)]
-    zipf = 1.0 / np.arange(1, domains + 1) ** 1.1
-    rows = []
-    dom_idx = rng.choice(domains, size=n, p=zipf / zipf.sum())
-    for i in range(n):
-        rows.append(
-            {
-                "BidID": f"bid{i:08x}",
-                "dow": int(rng.integers(1, 8)),
-                "hour": f"{int(rng.integers(0, 24)):02d}",
-                "RegionID": str(int(rng.integers(0, 35)) * 10 + 1),
-                "CityID": str(int(rng.integers(0, 120)) * 3 + 2),
-                "Domain": domain_names[int(dom_idx[i])],
-                "AdvertiserID": advertisers[int(rng.integers(0, len(advertisers)))],
-                "BiddingPrice": int(rng.integers(200, 400)),
-                "PayingPrice": int(rng.integers(0, 300)),
-                "UserAgent": USER_AGENTS[int(rng.integers(0, len(USER_AGENTS)))],
-            }
-        )
-    return rows
+def random_rows(n: int, seed: int, *, domains: int = 500) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Raw joined rows with the fields of pipeline-schema.json, drawn by the kit's synthetic generator,
+    and whether each was won (its label under the generator's truth)."""
+    drawn = sample(SyntheticConfig(rows=n, seed=seed, domains=domains, days=7))
+    c = drawn.columns
+    rows = [
+        {
+            "BidID": c["BidID"][i],
+            "dow": int(c["dow"][i]),
+            "hour": f"{int(c['hour'][i]):02d}",
+            "RegionID": c["RegionID"][i],
+            "CityID": c["CityID"][i],
+            "Domain": c["Domain"][i],
+            "AdvertiserID": c["AdvertiserID"][i],
+            "BiddingPrice": int(c["BiddingPrice"][i]),
+            "PayingPrice": int(c["PayingPrice"][i]),
+            "UserAgent": c["UserAgent"][i],
+        }
+        for i in range(n)
+    ]
+    return rows, drawn.win.astype(np.int32)
 
 
 def index_features(rows: Sequence[dict[str, Any]], specs: Sequence[StringIndexerSpec]) -> np.ndarray:
@@ -194,22 +174,15 @@ def build_artifacts(
     extra: dict[str, Any] | None = None,
 ) -> Artifacts:
     """Write bundle, schema, booster and inference rows where `aik configure` says, in a local workspace."""
-    rng = np.random.default_rng(seed)
     settings = Settings(backend="local", workspace=Path(workspace))
     store = params.LocalParameterStore(settings.workspace / "parameters.json")
     params.configure(store, settings)
-    raw = random_rows(rows, rng, domains=domains)
+    raw, labels = random_rows(rows, seed, domains=domains)
     specs = [
         StringIndexerSpec(column, output, _labels_by_frequency([r[column] for r in raw]))
         for column, output in INDEXED_COLUMNS.items()
     ]
     features = index_features(raw, specs)
-    # the truth: independent random effects per value of every feature
-    logit = np.full(rows, -1.2)
-    for j in range(features.shape[1]):
-        effects = rng.normal(0.0, 0.6, int(np.nanmax(features[:, j])) + 2)
-        logit += effects[features[:, j].astype(np.int64)]
-    labels = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int32)
     booster = train_booster(
         features, labels, specs, flavour=flavour, rounds=rounds, depth=depth, seed=seed, extra=extra
     )
