@@ -296,12 +296,12 @@ def run_pipeline(
                 record("features", False, t, "the window's files are unchanged")
             else:
                 report = run_features(ctx, options.use_case, window=options.window)
-                split = report["split"]
+                split = report.split
                 record(
                     "features",
                     True,
                     t,
-                    f"{report['rows']:,} rows, train {split['first_day']}..{split['last_day']}, "
+                    f"{report.rows:,} rows, train {split['first_day']}..{split['last_day']}, "
                     f"test {', '.join(split['test_days'])}",
                 )
         except Exception as exc:

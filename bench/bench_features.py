@@ -88,7 +88,7 @@ def main() -> int:
         j0 = _tree_cpu_seconds(jvm)
         report = run_features(ctx, spark=spark)
         t2, j1 = time.monotonic(), _tree_cpu_seconds(jvm)
-        assert report["rows"] == rows, report["rows"]
+        assert report.rows == rows, report.rows
         results.append((rows, t1 - t0, c1 - c0, t2 - t1, j1 - j0))
         print(
             f"{rows:>9,} rows: generate {t1 - t0:6.1f} s ({c1 - c0:.1f} CPU s), "

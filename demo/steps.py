@@ -6,7 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -74,10 +74,10 @@ def features(ctx: Context) -> Featured:
 
     report = run_features(ctx, "bid-filtering")
     return Featured(
-        rows=report["rows"],
-        positive_rate=report.get("positive_rate"),
-        split_rows={name: split["rows"] for name, split in report["splits"].items()},
-        outputs=dict(report["outputs"]),
+        rows=report.rows,
+        positive_rate=report.positive_rate,
+        split_rows={name: split.rows for name, split in report.splits.items()},
+        outputs=asdict(report.outputs),
     )
 
 

@@ -99,20 +99,20 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         log.debug("the feature job failed", exc_info=True)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AikError(f"the Spark job failed: {reason} (run with -v for the trace)") from exc
-    for kind, counts in report["inputs"].items():
+    for kind, counts in report.inputs.items():
         print(
-            f"features: {kind} logs: {counts['lines']:,} lines, {counts['accepted']:,} accepted, "
-            f"{counts['rejected']:,} rejected"
+            f"features: {kind} logs: {counts.lines:,} lines, {counts.accepted:,} accepted, "
+            f"{counts.rejected:,} rejected"
         )
     print(
-        f"features: {report['rows']:,} rows, {report['positives']:,} positive "
-        f"({100 * (report['positive_rate'] or 0):.1f} %) in {report['seconds']:.1f} s"
+        f"features: {report.rows:,} rows, {report.positives:,} positive "
+        f"({100 * (report.positive_rate or 0):.1f} %) in {report.seconds:.1f} s"
     )
-    for name, split in report["splits"].items():
-        print(f"features: {name}: {split['rows']:,} rows -> {split['uri']}")
-    outputs = report["outputs"]
-    print(f"features: bundle ({report['bundle_writer']}) -> {outputs['bundle']}")
-    print(f"features: schema -> {outputs['schema']}")
-    print(f"features: inference data -> {outputs['inference']}")
-    print(f"features: report -> {outputs['report']}")
+    for name, split in report.splits.items():
+        print(f"features: {name}: {split.rows:,} rows -> {split.uri}")
+    outputs = report.outputs
+    print(f"features: bundle ({report.bundle_writer}) -> {outputs.bundle}")
+    print(f"features: schema -> {outputs.schema}")
+    print(f"features: inference data -> {outputs.inference}")
+    print(f"features: report -> {outputs.report}")
     return 0

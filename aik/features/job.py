@@ -24,11 +24,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import reduce
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aik import storage
 from aik.bundle import write_spark_bundle
 from aik.errors import AikError, ParameterNotFound
+from aik.features.report import FeaturesReport, LineCounts, SplitCount
 from aik.features.transforms import (
     BID_FILTERING,
     DEFAULT_SPLIT_SEED,
@@ -66,6 +67,7 @@ from aik.params import (
 from aik.schema import LABEL, RAW_SCHEMA
 
 if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
     from pyspark.sql import Column, DataFrame, Observation, SparkSession
 
     from aik.context import Context
@@ -154,7 +156,7 @@ def _line_metrics(reason: Column) -> list[Column]:
     return metrics
 
 
-def _input_counts(observation: Observation, parsed: DataFrame) -> dict[str, Any]:
+def _input_counts(observation: Observation, parsed: DataFrame) -> LineCounts:
     """Lines, accepted, rejected and rejects per reason class of one kind of log, as observed in pass 1.
 
     Should the metrics be missing (an optimiser that skipped the observed plan), they are counted in a
@@ -171,14 +173,150 @@ def _input_counts(observation: Observation, parsed: DataFrame) -> dict[str, Any]
     if not metrics:
         log.info("features: counting the lines in a separate pass")
         metrics = parsed.select(*_line_metrics(F.col(REASON))).first().asDict()  # type: ignore[union-attr]
-    return {
-        "lines": metrics["lines"],
-        "accepted": metrics["lines"] - metrics["rejected"],
-        "rejected": metrics["rejected"],
-        "reasons": {
+    return LineCounts(
+        lines=metrics["lines"],
+        accepted=metrics["lines"] - metrics["rejected"],
+        rejected=metrics["rejected"],
+        reasons={
             name: metrics[f"reason{i}"] for i, name in enumerate(REASON_CLASSES) if metrics[f"reason{i}"]
         },
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which logs the job reads: the kinds of the use case, their sources and files, the window's days."""
+
+    use_case: str
+    kinds: tuple[str, ...]
+    uris: dict[str, str]
+    files: dict[str, list[str]]
+    chosen: Chosen | None
+
+
+def plan(sources: Sources, use_case: str, window: Window | None) -> Plan:
+    """The kinds of logs the use case joins and their files (only the window's days with a window)."""
+    if use_case not in USE_CASES:
+        raise AikError(f"unknown use case {use_case!r} (choose from {', '.join(USE_CASES)})")
+    kinds = (BID, IMP) if use_case == BID_FILTERING else (IMP, CLK)
+    uris = {BID: sources.bid, IMP: sources.imp, CLK: sources.clk}
+    files = {kind: log_files(uris[kind], kind) for kind in kinds}
+    chosen: Chosen | None = None
+    if window is not None:
+        files, chosen = select_files(files, kinds[0], window)
+        log.info(
+            "features: temporal split: train on %s..%s, test on %s",
+            chosen.train_days[0],
+            chosen.train_days[-1],
+            ", ".join(chosen.test_days),
+        )
+    for kind in kinds:
+        if not files[kind]:
+            raise AikError(f"no {kind} logs of the window's days under {uris[kind]}")
+    return Plan(use_case, kinds, uris, files, chosen)
+
+
+def read_and_check(
+    spark: SparkSession, plan: Plan, rejects_uri: str
+) -> tuple[dict[str, DataFrame], dict[str, LineCounts]]:
+    """Pass 1 over the logs: the parsed lines of each kind, the rejects written aside, every line counted.
+
+    The lines are counted on the way (`observe`), so the input is neither cached nor scanned again just
+    to be counted. No shuffle before the write: with one, adaptive execution drops the observed branch
+    when no line is rejected, and the counts with it. The rejects are always written, so those of an
+    earlier run never linger beside this run's output.
+    """
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    from aik.features.logs import LINE, REASON, SOURCE, read_logs
+
+    parsed: dict[str, DataFrame] = {}
+    observed: dict[str, Observation] = {}
+    for kind in plan.kinds:
+        log.info("features: reading %d %s file(s) under %s", len(plan.files[kind]), kind, plan.uris[kind])
+        parsed[kind] = read_logs(spark, plan.files[kind], kind)
+        observed[kind] = Observation(f"aik-{kind}-lines-{uuid.uuid4().hex[:8]}")  # unique per session
+    rejects = reduce(
+        lambda a, b: a.unionByName(b),
+        [
+            df.observe(observed[kind], *_line_metrics(F.col(REASON)))
+            .where(F.col(REASON).isNotNull())
+            .select(F.lit(kind).alias("kind"), SOURCE, REASON, LINE)
+            for kind, df in parsed.items()
+        ],
+    )
+    rejects.write.mode("overwrite").partitionBy("kind", SOURCE).json(rejects_uri)
+    counts = {kind: _input_counts(observed[kind], parsed[kind]) for kind in plan.kinds}
+    for kind, c in counts.items():
+        log.info(
+            "features: %s logs: %s lines, %s accepted, %s rejected",
+            kind,
+            f"{c.lines:,}",
+            f"{c.accepted:,}",
+            f"{c.rejected:,}",
+        )
+        if c.accepted == 0:
+            raise AikError(
+                f"no accepted {kind} log lines under {plan.uris[kind]} (see the rejects in {rejects_uri})"
+            )
+    return parsed, counts
+
+
+def labelled_rows(parsed: dict[str, DataFrame], plan: Plan, seed: int) -> DataFrame:
+    """Pass 2: the accepted lines joined and labelled, with dow, hour, device type and split (cached for
+    the fit and the writes that follow)."""
+    from pyspark import StorageLevel
+
+    keep = {
+        BID: ("BidID", *REQUEST_FIELDS),
+        IMP: ("BidID", "PayingPrice")
+        if plan.use_case == BID_FILTERING
+        else ("BidID", *REQUEST_FIELDS, "PayingPrice"),
+        CLK: ("BidID",),
     }
+    narrow = {kind: accepted(parsed[kind]).select(*keep[kind]) for kind in plan.kinds}
+    if plan.use_case == BID_FILTERING:
+        rows = bid_filtering_rows(narrow[BID], narrow[IMP])
+    else:
+        rows = ctr_rows(narrow[IMP], narrow[CLK])
+    first_test_day = plan.chosen.first_test_day if plan.chosen is not None else None
+    return prepare(rows, seed, first_test_day).persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def write_rows(prepared: DataFrame, outputs: Outputs) -> None:
+    """The joined rows (with their label) and the inference data (without), in the schema's fields."""
+    raw_schema_rows(prepared, with_label=True).write.mode("overwrite").parquet(outputs.transformed)
+    log.info("features: joined rows written to %s", outputs.transformed)
+    raw_schema_rows(prepared).write.mode("overwrite").option("ignoreNullFields", "false").json(
+        outputs.inference
+    )
+    log.info("features: inference data written to %s", outputs.inference)
+
+
+def write_splits(prepared: DataFrame, model: PipelineModel, outputs: Outputs) -> dict[str, SplitCount]:
+    """The train/valid/test splits in index space, and each one's rows and positives."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    # Only ints: cheap to cache, and the three writes and the counts then share one transform.
+    features = split_features(prepared, model).persist(StorageLevel.MEMORY_AND_DISK)
+    targets = (("train", TRAIN, outputs.train), ("valid", VALID, outputs.valid), ("test", TEST, outputs.test))
+    for _, split, uri in targets:
+        features.where(F.col(SPLIT) == split).drop(SPLIT).write.mode("overwrite").parquet(uri)
+    sizes = {
+        row[SPLIT]: (row["rows"], row["positives"])
+        for row in features.groupBy(SPLIT)
+        .agg(F.count("*").alias("rows"), F.sum(LABEL).alias("positives"))
+        .collect()
+    }
+    features.unpersist()
+    counts = {
+        name: SplitCount(uri, sizes.get(split, (0, 0))[0], int(sizes.get(split, (0, 0))[1] or 0))
+        for name, split, uri in targets
+    }
+    log.info("features: splits written: %s", ", ".join(f"{k} {v.rows:,} rows" for k, v in counts.items()))
+    return counts
 
 
 def run_job(
@@ -188,156 +326,52 @@ def run_job(
     use_case: str = BID_FILTERING,
     seed: int = DEFAULT_SPLIT_SEED,
     window: Window | None = None,
-) -> dict[str, Any]:
+) -> FeaturesReport:
     """Run the feature job on explicit URIs and return its report (also written to `outputs.report`).
 
     With a `window`, only the files of its days are read and the split is temporal (`aik.features.window`).
     """
-    from pyspark import StorageLevel
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
-    from aik.features.logs import LINE, REASON, SOURCE, read_logs
     from aik.features.spark import StageProgress
 
-    if use_case not in USE_CASES:
-        raise AikError(f"unknown use case {use_case!r} (choose from {', '.join(USE_CASES)})")
     start = time.monotonic()
-    kinds = (BID, IMP) if use_case == BID_FILTERING else (IMP, CLK)
-    uris = {BID: sources.bid, IMP: sources.imp, CLK: sources.clk}
-    keep = {
-        BID: ("BidID", *REQUEST_FIELDS),
-        IMP: ("BidID", "PayingPrice")
-        if use_case == BID_FILTERING
-        else ("BidID", *REQUEST_FIELDS, "PayingPrice"),
-        CLK: ("BidID",),
-    }
-
-    def step(message: str, *args: object) -> None:
-        log.info("features: " + message + " (%.1f s)", *args, time.monotonic() - start)
-
-    files_of = {kind: log_files(uris[kind], kind) for kind in kinds}
-    chosen: Chosen | None = None
-    if window is not None:
-        files_of, chosen = select_files(files_of, kinds[0], window)
-        step(
-            "temporal split: train on %s..%s, test on %s",
-            chosen.train_days[0],
-            chosen.train_days[-1],
-            ", ".join(chosen.test_days),
-        )
+    chosen_plan = plan(sources, use_case, window)
     with StageProgress(spark, "features"):
-        parsed: dict[str, DataFrame] = {}
-        observed: dict[str, Observation] = {}
-        for kind in kinds:
-            files = files_of[kind]
-            if not files:
-                raise AikError(f"no {kind} logs of the window's days under {uris[kind]}")
-            step("reading %d %s file(s) under %s", len(files), kind, uris[kind])
-            parsed[kind] = read_logs(spark, files, kind)
-            observed[kind] = Observation(f"aik-{kind}-lines-{uuid.uuid4().hex[:8]}")  # unique per session
-        # Pass 1 over the logs: write the rejects (a directory per input) and count every line on the way
-        # (`observe`), so the input is neither cached nor scanned again just to be counted. No shuffle
-        # before the write: with one, adaptive execution drops the observed branch when no line is
-        # rejected, and the counts with it. Always written, so the rejects of an earlier run never
-        # linger beside this run's output.
-        rejects = reduce(
-            lambda a, b: a.unionByName(b),
-            [
-                df.observe(observed[kind], *_line_metrics(F.col(REASON)))
-                .where(F.col(REASON).isNotNull())
-                .select(F.lit(kind).alias("kind"), SOURCE, REASON, LINE)
-                for kind, df in parsed.items()
-            ],
-        )
-        rejects.write.mode("overwrite").partitionBy("kind", SOURCE).json(outputs.rejects)
-        inputs = {kind: _input_counts(observed[kind], parsed[kind]) for kind in kinds}
-        for kind in kinds:
-            counts = inputs[kind]
-            step(
-                "%s logs: %s lines, %s accepted, %s rejected",
-                kind,
-                *(f"{counts[k]:,}" for k in ("lines", "accepted", "rejected")),
-            )
-            if counts["accepted"] == 0:
-                raise AikError(
-                    f"no accepted {kind} log lines under {uris[kind]} (see the rejects in {outputs.rejects})"
-                )
-        narrow = {kind: accepted(parsed[kind]).select(*keep[kind]) for kind in kinds}
-
-        # Pass 2: the joined, labelled rows, cached for the fit and the five writes that follow.
-        if use_case == BID_FILTERING:
-            rows = bid_filtering_rows(narrow[BID], narrow[IMP])
-        else:
-            rows = ctr_rows(narrow[IMP], narrow[CLK])
-        first_test_day = chosen.first_test_day if chosen is not None else None
-        prepared = prepare(rows, seed, first_test_day).persist(StorageLevel.MEMORY_AND_DISK)
+        parsed, inputs = read_and_check(spark, chosen_plan, outputs.rejects)
+        prepared = labelled_rows(parsed, chosen_plan, seed)
         model = fit_indexers(prepared)
         labels = indexer_labels(model)
-        step("indexers fitted: %s", ", ".join(f"{c} {len(v):,} labels" for c, v in labels.items()))
-
-        raw_schema_rows(prepared, with_label=True).write.mode("overwrite").parquet(outputs.transformed)
-        step("joined rows written to %s", outputs.transformed)
-        raw_schema_rows(prepared).write.mode("overwrite").option("ignoreNullFields", "false").json(
-            outputs.inference
+        log.info(
+            "features: indexers fitted: %s", ", ".join(f"{c} {len(v):,} labels" for c, v in labels.items())
         )
-        step("inference data written to %s", outputs.inference)
-
-        # Only ints: cheap to cache, and the three writes and the counts then share one transform.
-        features = split_features(prepared, model).persist(StorageLevel.MEMORY_AND_DISK)
-        for split, uri in ((TRAIN, outputs.train), (VALID, outputs.valid), (TEST, outputs.test)):
-            features.where(F.col(SPLIT) == split).drop(SPLIT).write.mode("overwrite").parquet(uri)
-        sizes = {
-            row[SPLIT]: (row["rows"], row["positives"])
-            for row in features.groupBy(SPLIT)
-            .agg(F.count("*").alias("rows"), F.sum(LABEL).alias("positives"))
-            .collect()
-        }
-        split_report = {
-            name: {
-                "uri": uri,
-                "rows": sizes.get(split, (0, 0))[0],
-                "positives": int(sizes.get(split, (0, 0))[1] or 0),
-            }
-            for name, split, uri in (
-                ("train", TRAIN, outputs.train),
-                ("valid", VALID, outputs.valid),
-                ("test", TEST, outputs.test),
-            )
-        }
-        step("splits written: %s", ", ".join(f"{k} {v['rows']:,} rows" for k, v in split_report.items()))
-
+        write_rows(prepared, outputs)
+        splits = write_splits(prepared, model, outputs)
         writer = write_spark_bundle(spark, model, prepared, outputs.bundle)
         storage.write_text(outputs.schema, json.dumps(RAW_SCHEMA, indent=2) + "\n")
-        step("bundle (%s) and schema written to %s, %s", writer, outputs.bundle, outputs.schema)
+        log.info("features: bundle (%s) and schema written to %s, %s", writer, outputs.bundle, outputs.schema)
         prepared.unpersist()
-        features.unpersist()
-
-    total = sum(v["rows"] for v in split_report.values())
-    positives = sum(v["positives"] for v in split_report.values())
-    report: dict[str, Any] = {
-        "use_case": use_case,
-        "seed": seed,
-        "split": chosen.as_dict() if chosen is not None else {"split": "random"},
-        "input_files": {u: storage.fingerprint(u) for kind in kinds for u in files_of[kind]},
-        "inputs": inputs,
-        "rows": total,
-        "positives": positives,
-        "positive_rate": positives / total if total else None,
-        "splits": split_report,
-        "labels": {column: len(values) for column, values in labels.items()},
-        "bundle_writer": writer,
-        "sources": asdict(sources),
-        "outputs": asdict(outputs),
-        "seconds": round(time.monotonic() - start, 1),
-    }
-    storage.write_text(outputs.report, json.dumps(report, indent=2) + "\n")
+    chosen = chosen_plan.chosen
+    report = FeaturesReport(
+        use_case=use_case,
+        seed=seed,
+        split=chosen.as_dict() if chosen is not None else {"split": "random"},
+        input_files={
+            u: storage.fingerprint(u) for kind in chosen_plan.kinds for u in chosen_plan.files[kind]
+        },
+        inputs=inputs,
+        splits=splits,
+        labels={column: len(values) for column, values in labels.items()},
+        bundle_writer=writer,
+        sources=sources,
+        outputs=outputs,
+        seconds=round(time.monotonic() - start, 1),
+    )
+    storage.write_text(outputs.report, json.dumps(report.to_dict(), indent=2) + "\n")
     log.info(
         "features: %s rows (%.1f %% positive) in %.1f s, %s rows/s",
-        f"{total:,}",
-        100.0 * positives / total if total else 0.0,
-        report["seconds"],
-        f"{total / max(report['seconds'], 1e-9):,.0f}",
+        f"{report.rows:,}",
+        100.0 * (report.positive_rate or 0.0),
+        report.seconds,
+        f"{report.rows / max(report.seconds, 1e-9):,.0f}",
     )
     return report
 
@@ -349,7 +383,7 @@ def run_features(
     spark: SparkSession | None = None,
     seed: int = DEFAULT_SPLIT_SEED,
     window: Window | None = None,
-) -> dict[str, Any]:
+) -> FeaturesReport:
     """Notebook 2 / `aik features`: run the job on the URIs in the parameter store."""
     from aik.features.spark import get_session
 
@@ -387,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AikError as exc:
         print(f"aik-features-job: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report.to_dict(), indent=2))
     return 0
 
 

@@ -178,9 +178,9 @@ def test_real_sample_goes_through_ingest_and_the_ctr_job(
     for path in ipinyou_season2.glob("clk.*.txt"):
         clicks |= {line.split("\t", 1)[0] for line in path.read_text().splitlines()}
     result = run_features(ctx, "ctr", spark=spark)
-    assert result["rows"] == len(imps)
-    assert result["positives"] == len(imps & clicks) > 0
-    assert result["labels"]["AdvertiserID"] >= 5
+    assert result.rows == len(imps)
+    assert result.positives == len(imps & clicks) > 0
+    assert result.labels["AdvertiserID"] >= 5
 
 
 def test_on_the_aws_backend_ingest_writes_to_s3_and_ssm(aws: None, tmp_path: Path) -> None:

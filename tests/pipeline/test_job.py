@@ -21,6 +21,7 @@ from aik.context import Context
 from aik.errors import AikError, ArtifactError
 from aik.features import job
 from aik.features.job import outputs_from_params, run_features
+from aik.features.report import FeaturesReport
 from aik.features.transforms import fit_indexers, indexer_labels
 from aik.ingest import ingest_synthetic
 from aik.params import BID_SOURCE, RAW_DATA
@@ -48,7 +49,7 @@ def _json_rows(uri: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def synthetic_run(spark: SparkSession, module_workspace: Path) -> tuple[Context, dict[str, Any]]:
+def synthetic_run(spark: SparkSession, module_workspace: Path) -> tuple[Context, FeaturesReport]:
     """Ingest 3,000 synthetic bid requests plus a file of malformed lines, then run the job once."""
     ctx = make_context(module_workspace)
     ingest_synthetic(ctx, rows=ROWS, seed=21, days=3)
@@ -58,7 +59,7 @@ def synthetic_run(spark: SparkSession, module_workspace: Path) -> tuple[Context,
 
 
 def test_every_artifact_is_written_where_the_parameters_say(
-    synthetic_run: tuple[Context, dict[str, Any]],
+    synthetic_run: tuple[Context, FeaturesReport],
 ) -> None:
     ctx, report = synthetic_run
     out = outputs_from_params(ctx.params)
@@ -67,11 +68,11 @@ def test_every_artifact_is_written_where_the_parameters_say(
         assert not list(Path(uri).glob(".*.crc")), uri  # only data beside the data
     assert json.loads(Path(out.schema).read_text()) == RAW_SCHEMA
     assert zipfile.is_zipfile(out.bundle)
-    assert json.loads(Path(out.report).read_text()) == json.loads(json.dumps(report))
+    assert json.loads(Path(out.report).read_text()) == json.loads(json.dumps(report.to_dict()))
 
 
 def test_splits_have_the_exact_columns_types_and_80_10_10_sizes(
-    synthetic_run: tuple[Context, dict[str, Any]],
+    synthetic_run: tuple[Context, FeaturesReport],
 ) -> None:
     ctx, report = synthetic_run
     out = outputs_from_params(ctx.params)
@@ -80,23 +81,23 @@ def test_splits_have_the_exact_columns_types_and_80_10_10_sizes(
         table = _table(uri)
         assert table.column_names == list(SPLIT_COLUMNS)
         assert {str(f.type) for f in table.schema} == {"int32"}
-        assert table.num_rows == report["splits"][name]["rows"]
+        assert table.num_rows == report.splits[name].rows
         sizes[name] = table.num_rows
-    assert sum(sizes.values()) == report["rows"] == ROWS
+    assert sum(sizes.values()) == report.rows == ROWS
     assert abs(sizes["train"] / ROWS - 0.8) < 0.03 and abs(sizes["test"] / ROWS - 0.1) < 0.02
-    assert 0.15 <= report["positive_rate"] <= 0.25
+    assert report.positive_rate is not None and 0.15 <= report.positive_rate <= 0.25
 
 
 def test_rejects_are_counted_and_written_with_their_reason(
-    synthetic_run: tuple[Context, dict[str, Any]],
+    synthetic_run: tuple[Context, FeaturesReport],
 ) -> None:
     ctx, report = synthetic_run
-    bids = report["inputs"]["bid"]
-    assert (bids["lines"], bids["accepted"], bids["rejected"]) == (ROWS + 3, ROWS, 3)
+    bids = report.inputs["bid"]
+    assert (bids.lines, bids.accepted, bids.rejected) == (ROWS + 3, ROWS, 3)
     assert (
         Path(outputs_from_params(ctx.params).rejects) / "kind=bid" / "source=bid.20130609.txt.bz2"
     ).is_dir()
-    assert bids["reasons"] == {"bad Timestamp": 1, "wrong field count": 1, "missing BidID": 1}
+    assert bids.reasons == {"bad Timestamp": 1, "wrong field count": 1, "missing BidID": 1}
     rejects = outputs_from_params(ctx.params).rejects
     rows = _json_rows(str(Path(rejects) / "kind=bid" / "source=bid.20130609.txt.bz2"))
     assert sorted(r["line"] for r in rows) == sorted(MALFORMED)
@@ -109,7 +110,7 @@ def _server_features(row: dict[str, Any], indexer: Any) -> tuple[int, ...]:
 
 
 def test_server_features_of_inference_rows_equal_the_splits_rows(
-    synthetic_run: tuple[Context, dict[str, Any]],
+    synthetic_run: tuple[Context, FeaturesReport],
 ) -> None:
     ctx, _ = synthetic_run
     out = outputs_from_params(ctx.params)
@@ -127,7 +128,7 @@ def test_server_features_of_inference_rows_equal_the_splits_rows(
 
 
 def test_the_servers_scores_of_inference_rows_are_the_boosters_on_the_split_rows(
-    synthetic_run: tuple[Context, dict[str, Any]], tmp_path: Path
+    synthetic_run: tuple[Context, FeaturesReport], tmp_path: Path
 ) -> None:
     """The contract across the pipeline and serving: a booster trained on the splits, served from the
     job's bundle and schema, scores each inference row (as the emulator sends it) as xgboost scores
@@ -160,7 +161,7 @@ def test_the_servers_scores_of_inference_rows_are_the_boosters_on_the_split_rows
 
 
 def test_the_truth_of_the_rows_the_job_wrote_is_the_generators(
-    synthetic_run: tuple[Context, dict[str, Any]],
+    synthetic_run: tuple[Context, FeaturesReport],
 ) -> None:
     """The trainer's oracle: de-index the splits with the bundle's labels, score with the truth."""
     ctx, _ = synthetic_run
@@ -182,9 +183,9 @@ def test_ctr_use_case_labels_impressions_by_clicks(spark: SparkSession, tmp_path
     ctx = make_context(tmp_path / "ctr")
     generated = ingest_synthetic(ctx, rows=4_000, seed=5, days=2)
     report = run_features(ctx, "ctr", spark=spark)
-    assert report["rows"] == generated["impressions"]
-    assert report["positives"] == generated["clicks"]
-    assert set(report["inputs"]) == {"imp", "clk"}
+    assert report.rows == generated["impressions"]
+    assert report.positives == generated["clicks"]
+    assert set(report.inputs) == {"imp", "clk"}
 
 
 def test_bid_filtering_without_bid_logs_says_to_use_ctr(spark: SparkSession, ctx: Context) -> None:
