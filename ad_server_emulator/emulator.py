@@ -80,7 +80,7 @@ def _integer(value: object) -> int | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        return int(value)  # type: ignore[call-overload]
+        return int(value)  # type: ignore[call-overload]  # whatever int() refuses is caught below
     except (TypeError, ValueError, OverflowError):
         return None
 
@@ -237,7 +237,9 @@ def _split(total: int, parts: int) -> list[int]:
 
 
 def run_emulator(
-    config: EmulatorConfig, rows: Sequence[Mapping[str, Any]] | None = None, store: Any = None
+    config: EmulatorConfig,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    store: params.ParameterStore | None = None,
 ) -> dict[str, Any]:
     """Run one load test and return its report (also written as JSON + PNG when `output_dir` is set)."""
     if config.threads < 1 or config.requests < 0 or config.batch_size < 1:

@@ -23,13 +23,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aik import storage
 from aik.errors import ArtifactError
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import StringIndexerModel
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -270,12 +271,10 @@ def specs_from_pipeline(model: PipelineModel) -> list[StringIndexerSpec]:
         labels = getattr(stage, "labels", None)
         if labels is None or not stage.hasParam("inputCol") or not stage.isSet("inputCol"):
             raise ValueError(f"stage {stage.uid} is not a single-column StringIndexerModel")
+        indexer = cast("StringIndexerModel", stage)  # checked above; the stages are typed as Transformers
         specs.append(
             StringIndexerSpec(
-                stage.getInputCol(),  # type: ignore[attr-defined]
-                stage.getOutputCol(),  # type: ignore[attr-defined]
-                tuple(labels),
-                stage.getHandleInvalid(),  # type: ignore[attr-defined]
+                indexer.getInputCol(), indexer.getOutputCol(), tuple(labels), indexer.getHandleInvalid()
             )
         )
     return specs

@@ -179,7 +179,7 @@ def _decompressed(raw: IO[bytes], name: str) -> IO[bytes]:
     if name.endswith(".bz2"):
         return bz2.open(raw, "rb")
     if name.endswith(".gz"):
-        return gzip.open(raw, "rb")  # type: ignore[return-value]
+        return gzip.open(raw, "rb")  # type: ignore[return-value]  # a GzipFile is read as IO[bytes]
     return raw
 
 

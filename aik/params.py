@@ -9,7 +9,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aik.errors import AikError, ParameterNotFound
 from aik.settings import Settings
@@ -176,19 +176,19 @@ class SsmParameterStore:
 
     backend = "aws"
 
-    def __init__(self, client: object | None = None, region: str | None = None) -> None:
+    def __init__(self, client: Any | None = None, region: str | None = None) -> None:
         if client is None:
             from aik import aws
 
             client = aws.client("ssm", region)
-        self._ssm = client
+        self._ssm: Any = client  # a boto3 client (untyped: the kit does not install boto3-stubs)
 
     def get(self, name: str) -> str:
         """Return the value, or raise `ParameterNotFound` with how to create it."""
         _check_name(name)
         try:
-            return self._ssm.get_parameter(Name=name)["Parameter"]["Value"]  # type: ignore[attr-defined]
-        except self._ssm.exceptions.ParameterNotFound as exc:  # type: ignore[attr-defined]
+            return self._ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        except self._ssm.exceptions.ParameterNotFound as exc:
             hint = (
                 "deploy the aik/sagemaker-emr stack"
                 if name == DATA_BUCKET
@@ -201,9 +201,7 @@ class SsmParameterStore:
     def put(self, name: str, value: str) -> None:
         """Create or overwrite a String parameter in the Standard tier."""
         _check_name(name)
-        self._ssm.put_parameter(  # type: ignore[attr-defined]
-            Name=name, Value=value, Type="String", Overwrite=True, Tier="Standard"
-        )
+        self._ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True, Tier="Standard")
 
     def put_many(self, values: Mapping[str, str]) -> None:
         """Write several parameters (SSM has no batch put)."""
@@ -212,7 +210,7 @@ class SsmParameterStore:
 
     def get_all(self, prefix: str = PREFIX) -> dict[str, str]:
         """Every parameter under `prefix`, recursively."""
-        paginator = self._ssm.get_paginator("get_parameters_by_path")  # type: ignore[attr-defined]
+        paginator = self._ssm.get_paginator("get_parameters_by_path")
         out: dict[str, str] = {}
         for page in paginator.paginate(Path=prefix.rstrip("/") or "/", Recursive=True):
             for p in page["Parameters"]:

@@ -51,7 +51,7 @@ def integer_feature(value: object) -> float:
     if value is None:
         return math.nan
     try:
-        return float(int(value))  # type: ignore[call-overload]
+        return float(int(value))  # type: ignore[call-overload]  # whatever int() refuses is caught below
     except (TypeError, ValueError, OverflowError):
         return math.nan
 

@@ -6,7 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from aik.errors import AikError
 
@@ -41,7 +41,7 @@ class Settings:
         if chosen not in BACKENDS:
             raise SettingsError(f"unknown backend {chosen!r} (choose from {', '.join(BACKENDS)})")
         ws = workspace or os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE
-        return cls(backend=chosen, workspace=Path(ws).expanduser().resolve(), region=region)  # type: ignore[arg-type]
+        return cls(backend=cast(Backend, chosen), workspace=Path(ws).expanduser().resolve(), region=region)
 
 
 def positive_int(text: str) -> int:

@@ -520,10 +520,10 @@ def build_world(config: SyntheticConfig, rng: np.random.Generator) -> World:
     agent_weights: list[float] = []
     for category, share in CATEGORY_SHARES.items():
         entries = USER_AGENTS[category]
-        total = sum(w for _, w in entries)
-        for ua, w in entries:
+        category_weight = sum(weight for _, weight in entries)
+        for ua, weight in entries:
             agents.append(ua)
-            agent_weights.append(share * w / total)
+            agent_weights.append(share * weight / category_weight)
 
     profile_tags = np.sort(rng.choice(np.arange(10_000, 16_800), size=48, replace=False))
     profiles: list[str | None] = [None]

@@ -26,6 +26,7 @@ from aik import params, releases, storage
 from aik.bundle import FeatureIndexer, indexer_from_specs, parse_bundle
 from aik.device import device_type_id
 from aik.errors import AikError, ArtifactError
+from aik.params import ParameterStore
 from aik.request_features import (
     REQUEST_COLUMNS,
     as_text,
@@ -89,18 +90,21 @@ class ModelSources:
     digests: tuple[str, str, str] | None = None
 
     @classmethod
-    def from_store(cls, store: Any) -> ModelSources:
+    def from_store(cls, store: ParameterStore) -> ModelSources:
         """The live release when `/aik/release/live` is set, else the three model parameters."""
         pointer = releases.live_uri(store)
         if pointer is None:
-            return cls(*(store.get(name) for name in MODEL_PARAMETERS))
+            model, bundle, schema = (store.get(name) for name in MODEL_PARAMETERS)
+            return cls(model, bundle, schema)
         release = releases.read_release(pointer)
-        roles = ("model", "bundle", "schema")
+        files = release.files
         return cls(
-            *(release.file_uri(role) for role in roles),
+            release.file_uri("model"),
+            release.file_uri("bundle"),
+            release.file_uri("schema"),
             release_uri=pointer,
             release_id=release.id,
-            digests=tuple(release.files[role].sha256 for role in roles),  # type: ignore[arg-type]
+            digests=(files["model"].sha256, files["bundle"].sha256, files["schema"].sha256),
         )
 
     def uris(self) -> tuple[str, str, str]:

@@ -355,7 +355,8 @@ class _Connection:
         config = self.server.config
         while True:
             try:
-                n = self.sock.recv_into(memoryview(buf)[self._end :])
+                # an ndarray is a buffer; numpy's stubs declare it only for Python 3.12+ (__buffer__)
+                n = self.sock.recv_into(memoryview(buf)[self._end :])  # type: ignore[arg-type]
                 break
             except (BlockingIOError, TimeoutError):  # SO_RCVTIMEO: check the deadlines, then wait on
                 now = time.monotonic()

@@ -21,9 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from aik.errors import AikError
+from aik.params import ParameterStore
 from filtering_server.model import DEFAULT_MAX_STRING, ModelSources, ServedModel, fingerprints, load_model
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class ModelWatcher:
 
     def __init__(
         self,
-        store: Any,
+        store: ParameterStore,
         holder: ModelHolder,
         *,
         interval: float = 30.0,

@@ -60,7 +60,7 @@ _MAP = 2
 
 
 @njit(inline="always")
-def _i32(buf, pos):  # type: ignore[no-untyped-def]
+def _i32(buf, pos):
     v = (
         (np.int64(buf[pos]) << 24)
         | (np.int64(buf[pos + 1]) << 16)
@@ -99,7 +99,7 @@ def new_info() -> np.ndarray:
 
 
 @njit(nogil=True, cache=CACHE)
-def scan_message(buf, start, end, max_string, max_elements, max_depth, info):  # type: ignore[no-untyped-def]
+def scan_message(buf, start, end, max_string, max_elements, max_depth, info):
     """Length of the complete message at buf[start:end], NEED_MORE, or a negative error code.
 
     Fills `info` (see INFO_*) so the caller can refuse oversized containers before decoding.

@@ -71,7 +71,8 @@ class BoosterInspector:
         if proc is None:
             return
         with contextlib.suppress(OSError):
-            proc.stdin.close()  # type: ignore[union-attr]
+            if proc.stdin is not None:
+                proc.stdin.close()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -92,12 +93,13 @@ class BoosterInspector:
     def _call(self, command: str, payload: Any) -> Any:
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
         result: list[Any] = []
 
         def exchange() -> None:
             try:
-                write_message(proc.stdin, (command, payload))  # type: ignore[arg-type]
-                result.append(read_message(proc.stdout))  # type: ignore[arg-type]
+                write_message(stdin, (command, payload))
+                result.append(read_message(stdout))
             except (EOFError, OSError) as exc:
                 result.append(exc)
 

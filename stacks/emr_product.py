@@ -225,6 +225,7 @@ class EmrClusterTemplate(servicecatalog.ProductStack):
                 "constraint_description": "a whole number of seconds from 60 to 604800",
             },
         }
+        # each spec holds only CfnParameter's keyword arguments, all strings
         return {name: cdk.CfnParameter(self, name, type="String", **spec) for name, spec in specs.items()}  # type: ignore[arg-type]
 
     def _security_group(self, construct_id: str, description: str, vpc_id: str) -> ec2.CfnSecurityGroup:

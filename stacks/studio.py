@@ -336,7 +336,9 @@ class StudioDomain(Construct):
             "The provider framework may invoke any version or alias of the kit's cleanup function "
             "(the wildcard is the qualifier of that one function's ARN).",
         )
-        function_policy = self.cleanup_function.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
+        role = self.cleanup_function.role
+        assert role is not None  # a Function made without a role gets its own
+        function_policy = role.node.find_child("DefaultPolicy")
         nag.acknowledge(
             function_policy,
             "AwsSolutions-IAM5[Resource::*]",

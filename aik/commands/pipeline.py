@@ -38,7 +38,7 @@ def _drift(text: str) -> float:
     return value
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add `pipeline run`."""
     p = sub.add_parser(
         "pipeline",

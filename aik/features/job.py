@@ -172,7 +172,9 @@ def _input_counts(observation: Observation, parsed: DataFrame) -> LineCounts:
         metrics = {}
     if not metrics:
         log.info("features: counting the lines in a separate pass")
-        metrics = parsed.select(*_line_metrics(F.col(REASON))).first().asDict()  # type: ignore[union-attr]
+        row = parsed.select(*_line_metrics(F.col(REASON))).first()
+        assert row is not None  # an aggregation without grouping has exactly one row
+        metrics = row.asDict()
     return LineCounts(
         lines=metrics["lines"],
         accepted=metrics["lines"] - metrics["rejected"],
@@ -391,7 +393,7 @@ def run_features(
     outputs = outputs_from_params(ctx.params)
     session = spark or get_session()
     uris = [*asdict(sources).values(), *asdict(outputs).values()]
-    if session.sparkContext.master.startswith("local") and any(storage.is_s3(u) for u in uris):
+    if (session.sparkContext.master or "").startswith("local") and any(storage.is_s3(u) for u in uris):
         raise AikError(
             "the parameters point at S3 but Spark runs in local mode here: run the job on EMR "
             "(notebook 2 attached to the cluster, or an EMR step with spark-submit; see docs/pipeline.md)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,7 +17,8 @@ from aik.device import device_type_id
 from aik.schema import INDEXED_COLUMNS, LABEL, RAW_SCHEMA, SPLIT_COLUMNS
 
 if TYPE_CHECKING:
-    from pyspark.ml import PipelineModel
+    from pyspark.ml import PipelineModel, Transformer
+    from pyspark.ml.feature import StringIndexerModel
     from pyspark.sql import DataFrame
 
 BID_FILTERING, CTR = "bid-filtering", "ctr"
@@ -134,7 +135,8 @@ def with_device_type(
         warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
         if arrow_udf:
             # Spark reads the UDF's kind from its type hints (pa.Array -> pa.Array: scalar).
-            devices = F.arrow_udf(device_type_array, IntegerType())  # type: ignore[attr-defined]
+            # pyspark's overloads want the kind as an argument; Spark reads it from the hints at run time
+            devices = F.arrow_udf(device_type_array, IntegerType())  # type: ignore[call-overload]
             return df.withColumn("device_type_id", devices(F.col(user_agent)))
         column = df.columns.index(user_agent)
         schema = StructType([*df.schema.fields, StructField("device_type_id", IntegerType(), False)])
@@ -202,18 +204,19 @@ def fit_indexers(df: DataFrame) -> PipelineModel:
         handleInvalid="keep",
         stringOrderType="frequencyDesc",
     ).fit(df)
-    stages = [
+    stages: list[Transformer] = [
         StringIndexerModel.from_labels(
             list(labels), inputCol=column, outputCol=INDEXED_COLUMNS[column], handleInvalid="keep"
         )
         for column, labels in zip(inputs, fitted.labelsArray, strict=True)
     ]
-    return PipelineModel(stages=stages)  # type: ignore[arg-type]
+    return PipelineModel(stages=stages)
 
 
 def indexer_labels(model: PipelineModel) -> dict[str, list[str]]:
     """input column -> labels in index order, from a fitted `fit_indexers` pipeline."""
-    return {stage.getInputCol(): list(stage.labels) for stage in model.stages}  # type: ignore[attr-defined]
+    indexers = cast("list[StringIndexerModel]", model.stages)  # what fit_indexers builds
+    return {stage.getInputCol(): list(stage.labels) for stage in indexers}
 
 
 def split_features(prepared: DataFrame, model: PipelineModel) -> DataFrame:

@@ -252,8 +252,8 @@ class WindowAggregator:
         value = sample.value
         if sample.metric_type == "gauge":
             if sample.delta:
-                value = self._levels.get(key, 0.0) + value  # type: ignore[operator]
-            self._levels[key] = value  # type: ignore[assignment]
+                value = self._levels.get(key, 0.0) + value  # type: ignore[operator]  # gauges are numbers
+            self._levels[key] = value  # type: ignore[assignment]  # gauges are numbers (the parser checked)
         acc.add(value, sample.weight)
 
     def add_line(self, line: str, now: float) -> None:

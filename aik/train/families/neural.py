@@ -53,6 +53,8 @@ _HASH = 2_654_435_761
 class FieldIds(nn.Module):
     """Float rows -> per-field ids: values in [0, cardinality) floored, anything else -> cardinality."""
 
+    cards: torch.Tensor  # a registered buffer (declared so its type is known)
+
     def __init__(self, cards: Sequence[int]) -> None:
         super().__init__()
         self.register_buffer("cards", torch.tensor(list(cards), dtype=torch.float32))
@@ -64,6 +66,8 @@ class FieldIds(nn.Module):
 
 class Crosses(nn.Module):
     """Pairs of per-field ids -> ids into one table of all crosses (exact, or hashed into buckets)."""
+
+    offsets: torch.Tensor  # a registered buffer (declared so its type is known)
 
     def __init__(self, sizes: Sequence[int], pairs: Sequence[tuple[int, int]], buckets: int) -> None:
         super().__init__()
@@ -93,6 +97,8 @@ class Crosses(nn.Module):
 
 class Tables(nn.Module):
     """One embedding table per field, stored as one table with per-field offsets."""
+
+    offsets: torch.Tensor  # a registered buffer (declared so its type is known)
 
     def __init__(self, sizes: Sequence[int], dim: int, init_std: float) -> None:
         super().__init__()

@@ -91,7 +91,7 @@ def export_onnx(model: NeuralModel, rows: np.ndarray) -> OnnxExport:
     torch.onnx.export(
         wrapped,
         (sample,),
-        buffer,
+        buffer,  # type: ignore[arg-type]  # export writes to a file-like object too; its hints name paths
         input_names=[INPUT],
         output_names=[OUTPUT],
         dynamic_axes={INPUT: {0: "rows"}, OUTPUT: {0: "rows"}},
