@@ -21,7 +21,7 @@ from aik.context import Context
 from aik.errors import AikError, ArtifactError
 from aik.features import job
 from aik.features.job import outputs_from_params, run_features
-from aik.features.report import FeaturesReport
+from aik.features.report import FeaturesReport, LineCounts
 from aik.features.transforms import fit_indexers, indexer_labels
 from aik.ingest import ingest_synthetic
 from aik.params import BID_SOURCE, RAW_DATA
@@ -302,7 +302,7 @@ def test_counts_fall_back_to_a_counting_pass_when_metrics_are_missing(spark: Spa
     frame = spark.createDataFrame([(bid_line(), "f"), ("junk", "f")], "value string, source string")
     never_run = Observation("aik-test-never-run")
     counts = job._input_counts(never_run, parse_lines(frame, "bid"))
-    assert counts == {"lines": 2, "accepted": 1, "rejected": 1, "reasons": {"wrong field count": 1}}
+    assert counts == LineCounts(lines=2, accepted=1, rejected=1, reasons={"wrong field count": 1})
 
 
 def test_cli_reports_a_spark_failure_in_one_line(
