@@ -66,7 +66,7 @@ class ParameterCleanup(Construct):
             properties={"Prefix": prefix, "Keep": list(keep)},
         )
         nag.acknowledge(
-            function.role.node.find_child("DefaultPolicy"),  # type: ignore[union-attr]
+            function.role.node.find_child("DefaultPolicy"),  # type: ignore[union-attr]  # a Function always has its role
             nag.resource_rule(self, self._parameters),
             "The notebooks choose the names of the parameters they write under /aik/ (notebook 0's, "
             "training's, the release pointer); deletion covers that path only, never the stacks' own.",
