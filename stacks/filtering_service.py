@@ -1,6 +1,9 @@
 """The bid-filtering service on ECS Fargate behind an internal Network Load Balancer, and the optional
 ad-server emulator service that replays the inference data against it; each task has a CloudWatch agent
-that turns the StatsD metrics into CloudWatch metrics."""
+that turns the StatsD metrics into CloudWatch metrics.
+
+One module for both services: they share the task helpers at its end (log group, task role,
+agent container, acknowledgements)."""
 
 from __future__ import annotations
 
@@ -107,6 +110,9 @@ def parameter_arn(scope: Construct, name: str) -> str:
     return cdk.Stack.of(scope).format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
 
 
+PRIVATE = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+
+
 class FilteringService(Construct):
     """ECS cluster `advertising-server` and Fargate service `aik-application` behind an internal NLB.
 
@@ -134,6 +140,16 @@ class FilteringService(Construct):
         max_tasks: int,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._parameters()
+        self._task(vpc, data_read_policy)
+        self._server_container()
+        self._service(min_tasks)
+        self._load_balancer(vpc)
+        self._scaling(min_tasks, max_tasks)
+        self._acknowledge()
+
+    def _parameters(self) -> None:
+        """The agent's configuration and the region, as the stack-owned parameters."""
         self.monitoring_config = ssm.StringParameter(
             self,
             "MonitoringConfig",
@@ -150,6 +166,9 @@ class FilteringService(Construct):
             description="The region the kit's filtering stack is deployed in",
             tier=ssm.ParameterTier.STANDARD,
         )
+
+    def _task(self, vpc: ec2.IVpc, data_read_policy: iam.IManagedPolicy) -> None:
+        """Task role, cluster, task definition and the CloudWatch agent container."""
         self.task_role = task_role(
             self,
             "TaskRole",
@@ -180,6 +199,9 @@ class FilteringService(Construct):
             region=self.current_region,
             agent_log_group=self.agent_log_group,
         )
+
+    def _server_container(self) -> None:
+        """The filtering-server container, started after its agent."""
         self.filtering_server = self.task_definition.add_container(
             "filtering-server",
             container_name="filtering-server",
@@ -210,7 +232,8 @@ class FilteringService(Construct):
             )
         )
 
-        private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+    def _service(self, min_tasks: int) -> None:
+        """The Fargate service over the private subnets, rolling 100 % / 200 %."""
         self.service = ecs.FargateService(
             self,
             "Service",
@@ -223,10 +246,12 @@ class FilteringService(Construct):
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
             health_check_grace_period=HEALTH_CHECK_GRACE,
-            vpc_subnets=private,
+            vpc_subnets=PRIVATE,
             assign_public_ip=False,
         )
 
+    def _load_balancer(self, vpc: ec2.IVpc) -> None:
+        """The internal NLB on 9090 (from the VPC's CIDR) and the tasks as its targets."""
         self.load_balancer_group = ec2.SecurityGroup(
             self,
             "LoadBalancerSecurityGroup",
@@ -239,7 +264,7 @@ class FilteringService(Construct):
             "LoadBalancer",
             vpc=vpc,
             internet_facing=False,
-            vpc_subnets=private,
+            vpc_subnets=PRIVATE,
             cross_zone_enabled=True,
             security_groups=[self.load_balancer_group],
         )
@@ -274,6 +299,8 @@ class FilteringService(Construct):
         )
         self.endpoint: str = self.load_balancer.load_balancer_dns_name
 
+    def _scaling(self, min_tasks: int, max_tasks: int) -> None:
+        """CPU target tracking between min and max tasks."""
         if max_tasks > min_tasks:
             scaling = self.service.auto_scale_task_count(min_capacity=min_tasks, max_capacity=max_tasks)
             scaling.scale_on_cpu_utilization(
@@ -282,7 +309,6 @@ class FilteringService(Construct):
                 scale_out_cooldown=cdk.Duration.seconds(60),
                 scale_in_cooldown=cdk.Duration.seconds(300),
             )
-        self._acknowledge()
 
     def _acknowledge(self) -> None:
         acknowledge_task(self.task_definition, self.task_role)
