@@ -4,6 +4,9 @@ A release is written once under `<data bucket>/releases/<id>/`, its manifest `re
 goes live when the pointer parameter `/aik/release/live` is switched to the manifest's URI (always the
 last write of a publish). The server follows the pointer and loads whole releases only. docs/releases.md
 has the layout and the reasons (and why not MLflow's or SageMaker's registry).
+
+Over 400 lines on purpose: writing, listing, promoting and pruning releases share the manifest
+format, which has one owner here.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ scores them with the flattened forest. The server adds a bound (a user agent lon
 characters is a `BadRequest`) and, when the booster was trained on pandas categoricals (xgboost >= 3
 stores their categories in the model), re-codes a feature to its position among the training
 categories; a value the training data never had becomes missing (xgboost itself refuses such a row).
+
+Over 400 lines on purpose: loading, validating and scoring share the served model's recoding state.
 """
 
 from __future__ import annotations

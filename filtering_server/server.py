@@ -22,6 +22,9 @@ warnings a client can trigger are rate-limited (`LogLimiter`). Scoring releases
 the GIL inside the numba kernel, and the GIL is released in every socket call, so connections overlap.
 `shutdown` drains: stop accepting, stop reading new requests, let requests in progress finish and reply,
 close connections, and give up after `drain_timeout` seconds.
+
+Over 400 lines on purpose: the accept loop and the connection reader share the slot reserve and the
+buffer budget; one module keeps those internals private.
 """
 
 from __future__ import annotations

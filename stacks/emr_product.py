@@ -4,6 +4,9 @@ The product's template is a `ProductStack`: Service Catalog deploys it as its ow
 so it cannot hold object references to the parent stack. Everything it needs from the parent (VPC,
 subnet, Studio security group, bootstrap bucket, EMR roles, security configuration) reaches it as
 CloudFormation exports of the parent, imported by name.
+
+Over 400 lines on purpose: the product template's imports must match the parent's exports by name;
+one module keeps both sides together.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ nothing before the publish step changes what the servers load.
 The cluster's request and step come from aik/features/emr_job.py, the same functions `aik --backend aws
 features --on emr` submits from a laptop; the stack writes where the cluster runs (subnet, roles,
 groups) to the parameter `/aik/loop/emr` for that command.
+
+Over 400 lines on purpose: one construct whose states, job requests and the IAM each state needs
+are read together.
 """
 
 from __future__ import annotations

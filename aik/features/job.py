@@ -11,6 +11,9 @@ joins bids with impressions (left, on BidID) or impressions with clicks (`ctr`),
 device_type_id, fits the StringIndexers, and writes every artifact to its parameter's URI. The logs
 are read twice: pass 1 writes the rejects and counts the lines, pass 2 builds the joined rows, which
 are cached for the fit and the writes (caching the raw input instead costs more than reading it again).
+
+Over 400 lines on purpose: the job's five stages and its spark-submit entry point, read top to
+bottom; the pure DataFrame transforms live in transforms.py.
 """
 
 from __future__ import annotations
