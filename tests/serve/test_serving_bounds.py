@@ -62,7 +62,7 @@ def peak_rss_bytes() -> int:
 
 
 def test_a_huge_batch_of_empty_structs_is_refused_without_building_them(live: LiveServer) -> None:
-    count = 4_000_000  # 4 MB on the wire; decoded, millions of request objects
+    count = 4_000_000  # one stop byte each on the wire; decoded, one request object each
     with raw_socket(live) as sock:
         rss = peak_rss_bytes()
         peak_rss_reset()
@@ -121,7 +121,7 @@ def test_a_client_still_sending_an_oversized_message_reads_the_error_instead_of_
 ) -> None:
     config = ServerConfig(host="127.0.0.1", port=0, max_message_bytes=64 * 1024)
     with run_server(numeric_artifacts, config=config, model=numeric_model) as live, raw_socket(live) as sock:
-        rows = tb.bid_request(hour="3", domainId="d" * 200) * 5000  # ~1.1 MB
+        rows = tb.bid_request(hour="3", domainId="d" * 200) * 5000  # over the message limit
         data = batch_call(6, tb.T_STRUCT, 5000, rows)
         sent: list[BaseException] = []
 
@@ -165,7 +165,7 @@ def test_idle_connections_are_closed_after_the_idle_timeout(
     config = ServerConfig(host="127.0.0.1", port=0, idle_timeout=0.3)
     with run_server(numeric_artifacts, config=config, model=numeric_model) as live, raw_socket(live) as sock:
         assert_connection_still_serves(sock, live)
-        assert sock.recv(1) == b""  # closed by the server (the socket's own timeout is 30 s)
+        assert sock.recv(1) == b""  # closed by the server, not by the socket's own timeout
 
 
 def test_a_message_trickling_in_is_cut_at_the_read_timeout(
