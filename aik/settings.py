@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,14 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def iso_date(text: str) -> datetime.date:
+    """argparse type for a day given as YYYY-MM-DD (a bad value is a usage error, exit 2)."""
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text}") from exc
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:

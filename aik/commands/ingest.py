@@ -10,7 +10,7 @@ from aik import storage
 from aik.context import Context
 from aik.errors import AikError
 from aik.ingest import download_kaggle, ingest_from, ingest_synthetic
-from aik.settings import positive_int
+from aik.settings import iso_date, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     synthetic.add_argument("--days", type=positive_int, default=7, help="days of logs (default 7)")
     synthetic.add_argument(
         "--start",
-        type=_date,
+        type=iso_date,
         default=datetime.date(2013, 6, 6),
         help="first day, YYYY-MM-DD (default 2013-06-06)",
     )
@@ -75,13 +75,6 @@ def _interactions(text: str) -> tuple[tuple[str, str, float], ...]:
         return parse_interactions(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _date(text: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text}") from exc
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

@@ -10,7 +10,7 @@ import time
 from aik.context import Context
 from aik.errors import AikError
 from aik.features.window import Window
-from aik.settings import positive_int
+from aik.settings import iso_date, positive_int
 
 log = logging.getLogger("aik.pipeline")
 
@@ -22,13 +22,6 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _date(text: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text}") from exc
 
 
 def _drift(text: str) -> float:
@@ -85,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--drift", type=_drift, default=0.05, help="truth drift, radians per day (default 0.05)"
     )
     world.add_argument(
-        "--start", type=_date, default=datetime.date(2013, 6, 6), help="first day (default 2013-06-06)"
+        "--start", type=iso_date, default=datetime.date(2013, 6, 6), help="first day (default 2013-06-06)"
     )
     world.add_argument(
         "--initial-days",

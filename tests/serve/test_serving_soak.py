@@ -123,7 +123,7 @@ class Hostile:
     def slowloris(self) -> None:
         call = tb.filter_call(6, tb.bid_request(hour="3"))
         with self.sock() as s:
-            for byte in call[:6]:  # a byte every 0.5 s: never silent for a whole tick
+            for byte in call[:6]:  # paced below the read timeout: never silent for a whole tick
                 s.sendall(bytes([byte]))
                 time.sleep(0.5)
             mtype, _, _, body = tb.read_reply(s)  # cut at the read timeout
