@@ -70,7 +70,7 @@ def test_script_refuses_a_source_without_the_kit(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_script_installs_the_kit_and_moves_no_preinstalled_package(tmp_path: Path, kit_source: Path) -> None:
-    # the numpy that SageMaker Distribution 4.x ships; the kit accepts it, and must keep it.
+    # the numpy that the v4 SageMaker Distribution images ship; the kit accepts it, and must keep it.
     python = image_env(tmp_path / "image", "numpy==1.26.4")
     before = versions(python)
     result = run({"AIK_PYTHON": str(python), "AIK_EXTRAS": ""}, str(kit_source))
