@@ -51,7 +51,8 @@ class Job:
     out_dir: str
     seed: int
     max_rows: int | None
-    threads: int
+    #: None: every core (a SageMaker job's instance).
+    threads: int | None
 
 
 @dataclass
@@ -152,7 +153,8 @@ def run_candidate(job: Job) -> CandidateResult:
     try:
         indexer = read_bundle(job.uris.pipeline_model)
         train, valid, test = read_splits(job.uris, job.seed, job.max_rows)
-        train = apply_window(mask_features(train, candidate.features), candidate)
+        # the window first: it reads the day of the week, which a feature subset may set to missing
+        train = mask_features(apply_window(train, candidate), candidate.features)
         valid = mask_features(valid, candidate.features)
         test = mask_features(test, candidate.features)
         start = time.monotonic()
@@ -219,7 +221,7 @@ def run_all(
             if on_done:
                 on_done(result)
     else:
-        threads = jobs[0].threads if jobs else 1
+        threads = (jobs[0].threads if jobs else None) or 1
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
             max_workers=processes, mp_context=context, initializer=_init_worker, initargs=(threads,)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
+import pyarrow.parquet as pq
 import pytest
 from train_fixture_data import FixtureSpec
 
@@ -101,3 +102,24 @@ def test_a_bad_experiments_file_is_a_one_line_error(
     assert _run(ws, "candidates:\n  - model: catboost\n", tmp_path) == 1
     err = capsys.readouterr().err.strip()
     assert "model must be one of xgboost, logreg, fm, mlp, wide-deep" in err and len(err.splitlines()) == 1
+
+
+def test_a_window_of_days_keeps_its_days_when_the_feature_subset_leaves_out_dow(
+    make_ws: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ws = make_ws(TINY)
+    experiments = """
+candidates:
+  - name: weekdays-no-dow
+    model: xgboost
+    params: {num_round: 10}
+    features: [IndexAdvertiserID, IndexDomain]
+    window: {days: [2, 3, 4, 5, 6]}
+"""
+    assert _run(ws, experiments, tmp_path, "--no-mlflow") == 0
+    out = capsys.readouterr().out
+    lines = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and "|" not in line)
+    (row,) = json.loads(Path(lines["report.json"]).read_text())["candidates"]
+    train = pq.read_table(json.loads((ws / "parameters.json").read_text())["/aik/output_train"])
+    weekdays = sum(1 for day in train.column("dow").to_pylist() if 2 <= day <= 6)
+    assert row["ok"] and row["train_rows"] == weekdays < train.num_rows
