@@ -32,6 +32,8 @@ MONITORING_CONFIG = "/aik/monitoring/config"
 CURRENT_REGION = "/aik/current-region"
 #: The pointer: URI of the live release's manifest (`aik promote` and `aik train` switch it).
 RELEASE_LIVE = "/aik/release/live"
+#: The running A/B experiment (JSON: name, salt, arms of release and share); aik.experiments owns it.
+EXPERIMENT = "/aik/experiment"
 
 #: The iPinYou dataset on Kaggle (notebook 1 downloads it with the user's Kaggle credentials).
 DEFAULT_DOWNLOAD_URL = "https://www.kaggle.com/datasets/lastsummer/ipinyou"
