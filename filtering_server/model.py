@@ -2,10 +2,11 @@
 
 A `ServedModel` turns a raw BidRequest into the seven features the booster was trained on — by the
 rules of `aik.request_features`, the one reference the Spark job's features are tested against — and
-scores them with the flattened forest. The server adds a bound (a user agent longer than `max_string`
-characters is a `BadRequest`) and, when the booster was trained on pandas categoricals (xgboost >= 3
-stores their categories in the model), re-codes a feature to its position among the training
-categories; a value the training data never had becomes missing (xgboost itself refuses such a row).
+scores them with its release's `Scorer` (the flattened forest for a booster). The server adds a bound
+(a user agent longer than `max_string` characters is a `BadRequest`) and, when the booster was trained
+on pandas categoricals (xgboost >= 3 stores their categories in the model), re-codes a feature to its
+position among the training categories; a value the training data never had becomes missing
+(xgboost itself refuses such a row).
 
 Over 400 lines on purpose: loading, validating and scoring share the served model's recoding state.
 """
@@ -39,6 +40,7 @@ from aik.request_features import (
 )
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS
 from filtering_server.forest import Forest, forest_from_json
+from filtering_server.scorer import Scorer
 from filtering_server.xgboost_child import BoosterInspector
 
 log = logging.getLogger(__name__)
@@ -147,11 +149,12 @@ def _recoder(categories: Sequence[Any]) -> Callable[[float], float]:
 
 @dataclass
 class ServedModel:
-    """A validated model ready to score: features from raw requests, then the forest."""
+    """A validated model ready to score: features from raw requests, then its scorer."""
 
     version: str
     sources: ModelSources
-    forest: Forest
+    #: what scores the feature rows: the compiled forest of a booster
+    scorer: Scorer
     indexer: FeatureIndexer
     schema: dict[str, str]
     fingerprints: tuple[str, ...] = ()
@@ -167,13 +170,20 @@ class ServedModel:
     fast_features: Callable[[Any], tuple[float, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        encodings = self.forest.category_encodings
+        encodings = self.scorer.category_encodings
         self.recode = {position: _recoder(categories) for position, categories in encodings.items()}
         if self._recodes_non_index():  # rare (categorical dow/hour/device): the reference path
             self.score, self.fast_features = self._score_general, self.features
         else:
-            self.score = _hot_path(self, self.forest.predict7)
+            self.score = _hot_path(self, self.scorer.predict7)
             self.fast_features = _hot_path(self, _pack)
+
+    @property
+    def forest(self) -> Forest:
+        """The scorer as the compiled forest (TypeError for a release another runtime scores)."""
+        if not isinstance(self.scorer, Forest):
+            raise TypeError(f"model {self.version} is scored by {self.scorer.describe()}, not a forest")
+        return self.scorer
 
     @property
     def loaded_at_iso(self) -> str:
@@ -208,7 +218,7 @@ class ServedModel:
         return self.recoded(request_features(request, self.indexer))
 
     def _score_general(self, request: Any) -> float:
-        return self.forest.predict7(*self.features(request))
+        return self.scorer.predict7(*self.features(request))
 
     def feature_matrix(self, requests: Sequence[Any]) -> np.ndarray:
         """Features of many requests as a float32 matrix (the batch kernel's input)."""
@@ -222,7 +232,7 @@ class ServedModel:
         """Likelihoods for many requests with the batch kernel (the same numbers as `score`)."""
         if len(requests) == 0:
             return []
-        return self.forest.predict(self.feature_matrix(requests)).tolist()
+        return self.scorer.predict(self.feature_matrix(requests)).tolist()
 
 
 def _pack(*features: float) -> tuple[float, ...]:
@@ -235,7 +245,7 @@ def _hot_path(model: ServedModel, emit: Callable[..., Any]) -> Callable[[Any], A
     The reference rules (`aik.request_features`) inlined into one closure over local lookups: each
     index column a dict of label -> feature (re-coded already); the common case of each field (a known
     str label, a str user agent within the bound, an int day, an "HH" hour) is tested first, anything
-    else goes through the reference functions. With `emit` the forest's `predict7` it is
+    else goes through the reference functions. With `emit` the scorer's `predict7` it is
     `ServedModel.score`; with `_pack`, the batch path's features. Property-tested against
     `ServedModel.features`.
     """
@@ -403,17 +413,19 @@ def probe_features(model: ServedModel, rows: int = PROBE_ROWS) -> np.ndarray:
     return np.asarray([model.recoded(row) for row in raw.tolist()], dtype=np.float64)
 
 
-def validate(model: ServedModel, reference: Callable[[np.ndarray], np.ndarray]) -> None:
-    """Reject a model that scores the probe set outside [0, 1], or differently from xgboost itself."""
+def validate(model: ServedModel, reference: Callable[[np.ndarray], np.ndarray] | None) -> None:
+    """Reject a model that scores the probe set outside [0, 1], or differently from its `reference`
+    (xgboost itself, for the compiled trees)."""
     uri = model.sources.model_uri
     x = probe_features(model)
-    ours = model.forest.predict(x)
+    ours = model.scorer.predict(x)
     if not np.all(np.isfinite(ours)) or ours.min() < 0.0 or ours.max() > 1.0:
         raise ArtifactError(uri, "the model scores the probe set outside [0, 1]")
-    theirs = reference(x)
-    diff = float(np.max(np.abs(theirs - ours)))
-    if not diff <= PROBE_TOLERANCE:
-        raise ArtifactError(uri, f"the compiled trees differ from xgboost by {diff:.2e} on the probe set")
+    if reference is not None:
+        theirs = reference(x)
+        diff = float(np.max(np.abs(theirs - ours)))
+        if not diff <= PROBE_TOLERANCE:
+            raise ArtifactError(uri, f"the compiled trees differ from xgboost by {diff:.2e} on the probe set")
     one = model.score(_probe_request(model))
     if not 0.0 <= one <= 1.0:
         raise ArtifactError(uri, f"a probe request scores {one}")
@@ -457,7 +469,7 @@ def load_model(
         model = ServedModel(
             version=model_version(model_bytes),
             sources=sources,
-            forest=forest,
+            scorer=forest,
             indexer=indexer,
             schema=schema,
             fingerprints=prints,

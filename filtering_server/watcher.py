@@ -43,10 +43,9 @@ class ModelHolder:
 
 
 def describe(model: ServedModel) -> str:
-    """One line naming the model: version, trees, load time and where it came from."""
+    """One line naming the model: version, what scores it, load time and where it came from."""
     return (
-        f"model {model.version} ({model.forest.num_trees} trees, {model.forest.layout} layout"
-        f"{', categorical splits' if model.forest.has_categorical_splits else ''}) from "
+        f"model {model.version} ({model.scorer.describe()}) from "
         f"{'release ' + model.sources.release_id + ' ' if model.sources.release_id else ''}"
         f"{model.sources.model_uri}, loaded in {model.load_seconds:.2f} s at {model.loaded_at_iso}"
     )

@@ -44,7 +44,10 @@ LAYOUTS = tuple(_LAYOUT_MODULES)
 
 @dataclass(frozen=True)
 class Forest:
-    """A binary-logistic tree ensemble as flat arrays; `predict7` and `predict` score like xgboost."""
+    """A binary-logistic tree ensemble as flat arrays; `predict7` and `predict` score like xgboost.
+
+    The server's `Scorer` for an xgboost release.
+    """
 
     num_feature: int
     base_margin: np.float32
@@ -71,6 +74,16 @@ class Forest:
         args = (*self.arrays, self.base_margin, self.has_categorical_splits)
         object.__setattr__(self, "kernel_args", args)
         object.__setattr__(self, "predict7", functools.partial(_LAYOUT_MODULES[self.layout].predict7, *args))
+
+    @property
+    def family(self) -> str:
+        """The model family (a `filtering_server.scorer.Scorer`)."""
+        return "xgboost"
+
+    def describe(self) -> str:
+        """Trees, layout and whether any split is categorical."""
+        categorical = ", categorical splits" if self.has_categorical_splits else ""
+        return f"{self.num_trees} trees, {self.layout} layout{categorical}"
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities for a 2-D array of rows (float64 out; inputs are used as float32, like xgboost)."""

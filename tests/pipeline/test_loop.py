@@ -97,7 +97,7 @@ def _scorers(ctx: Context, made: list[releases.Release]) -> tuple[dict[str, Any]
         f"{a}+{b}": ServedModel(
             version="mixed",
             sources=ModelSources("m", "m", "m"),
-            forest=load_forest(parts[b][1]),
+            scorer=load_forest(parts[b][1]),
             indexer=parts[a][0],
             schema={},
         )

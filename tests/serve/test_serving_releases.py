@@ -70,7 +70,7 @@ def mixed_model(bundle_of: Built, booster_of: Built) -> ServedModel:
     return ServedModel(
         version="mixed",
         sources=ModelSources(uri, uri, uri),
-        forest=load_forest(booster_of.model, uri),
+        scorer=load_forest(booster_of.model, uri),
         indexer=indexer_from_specs(bundle_of.specs),
         schema=dict(RAW_SCHEMA),
     )
