@@ -196,38 +196,15 @@ def ingest_synthetic_day(ctx: Context, options: PipelineOptions) -> list[str]:
 
 
 def ingest_new_files(ctx: Context, directory: str) -> list[str]:
-    """Copy (checking every line) the log files under `directory` whose day is not ingested yet."""
-    from aik.ingest.files import find_log_files
-    from aik.ingest.raw import point_sources, staged, write_report
-    from aik.ipinyou import scan_log
+    """Copy (checking every line) the log files under `directory` whose day is not ingested yet.
 
-    raw_data = ctx.params.get(RAW_DATA)
-    if not storage.is_s3(directory) and not storage.local_path(directory).is_dir():
-        raise AikError(f"not a directory: {directory}")
-    files, _ = find_log_files(directory)
-    if not files:
-        raise AikError(f"no iPinYou log files under {directory} (names like bid.20130606.txt.bz2)")
-    new = [(u, k) for u, k in files if not storage.exists(storage.join(raw_data, k, u.rsplit("/", 1)[-1]))]
-    with staged(raw_data, append=True) as stage:  # every new file read, or none of them added
-        for uri, kind in sorted(new):
-            name = uri.rsplit("/", 1)[-1]
-            scan_log(
-                uri,
-                kind,
-                rejects_uri=storage.join(stage, "rejects", f"{name}.rejects.tsv"),
-                copy_to=storage.join(stage, kind, name),
-            )
-    if new:
-        write_report(
-            raw_data,
-            {
-                "source": "files",
-                "from": directory,
-                "appended": [u for u, _ in new],
-                "sources": point_sources(ctx, raw_data),
-            },
-        )
-    return sorted({d for u, _ in new if (d := file_day(u))})
+    The standalone ingest's append (`aik.ingest.ingest_from`): a day already ingested with the same
+    size is skipped, one with other contents fails the step.
+    """
+    from aik.ingest.files import ingest_from
+
+    report = ingest_from(ctx, directory)
+    return sorted({d for f in report["files"] if (d := file_day(f["uri"]))})
 
 
 # ------------------------------------------------------------------------------------------------

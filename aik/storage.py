@@ -212,6 +212,23 @@ def delete(uri: str) -> None:
         local_path(uri).unlink()
 
 
+def size(uri: str) -> int:
+    """Bytes of one object/file (ArtifactNotFound when missing)."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        client = _s3_client()
+        try:
+            return int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise ArtifactNotFound(uri) from exc
+            raise
+    try:
+        return local_path(uri).stat().st_size
+    except FileNotFoundError as exc:
+        raise ArtifactNotFound(uri) from exc
+
+
 def fingerprint(uri: str) -> str:
     """A cheap change marker of one object (S3 ETag; local inode, mtime_ns and size), for polling watchers.
 

@@ -75,7 +75,7 @@ def main() -> int:
     spark = local_session("aik-bench")
     print(f"local SparkSession started in {time.monotonic() - start:.1f} s (not counted below)")
     warm = _context(root / "warmup")
-    ingest_synthetic(warm, rows=20_000, seed=args.seed, days=2)
+    ingest_synthetic(warm, rows=20_000, seed=args.seed, days=2, replace=True)
     run_features(warm, spark=spark)
 
     jvm = spark.sparkContext._gateway.proc.pid  # type: ignore[attr-defined]
@@ -83,7 +83,7 @@ def main() -> int:
     for rows in sizes:
         ctx = _context(root / f"rows-{rows}")
         t0, c0 = time.monotonic(), time.process_time()
-        ingest_synthetic(ctx, rows=rows, seed=args.seed)
+        ingest_synthetic(ctx, rows=rows, seed=args.seed, replace=True)
         t1, c1 = time.monotonic(), time.process_time()
         j0 = _tree_cpu_seconds(jvm)
         report = run_features(ctx, spark=spark)

@@ -49,7 +49,7 @@ def ingest(ctx: Context, rows: int, seed: int) -> Ingested:
     """Notebook 1: synthetic iPinYou logs with a known truth."""
     from aik.ingest import REPORT_NAME, ingest_synthetic
 
-    report = ingest_synthetic(ctx, rows=rows, seed=seed)
+    report = ingest_synthetic(ctx, rows=rows, seed=seed, replace=True)  # the demo's own dataset
     return Ingested(storage.join(ctx.params.get(params.RAW_DATA), REPORT_NAME), report)
 
 

@@ -10,6 +10,7 @@ from aik import storage
 from aik.context import Context
 from aik.errors import AikError
 from aik.ingest import download_kaggle, ingest_from, ingest_synthetic
+from aik.ingest.raw import day_key
 from aik.settings import iso_date, positive_int
 
 
@@ -20,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="generate or load iPinYou logs (notebook 1)",
         description="Put iPinYou logs under /aik/raw_data and point /aik/bid_source, /aik/imp_source and "
         "/aik/clk_source at them: synthetic logs with a known truth, dataset files already on disk, or the "
-        "real dataset downloaded from Kaggle. Malformed lines are counted and written aside, never fatal.",
+        "real dataset downloaded from Kaggle. Malformed lines are counted and written aside, never fatal. "
+        "New days are appended: a day already ingested with the same size is skipped (and said so), one "
+        "with other contents is refused; --replace replaces the whole raw data instead.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--synthetic", action="store_true", help="generate synthetic logs")
@@ -29,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--download",
         action="store_true",
         help="download the real dataset from Kaggle (opendatasets; needs Kaggle credentials), then ingest it",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace everything under /aik/raw_data instead of appending new days",
     )
     synthetic = p.add_argument_group("synthetic data")
     synthetic.add_argument("--rows", type=positive_int, default=200_000, help="bid requests (default 200000)")
@@ -89,27 +97,52 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             days=args.days,
             start=args.start,
             interactions=args.interactions,
+            replace=args.replace,
         )
-        print(
-            f"ingest: {report['rows']:,} bid requests, {report['impressions']:,} impressions, "
-            f"{report['clicks']:,} clicks (win rate {100 * report['win_rate']:.1f} %, "
-            f"CTR {100 * (report['ctr'] or 0):.2f} %) in {report['seconds']:.1f} s"
-        )
-        print(
-            f"ingest: oracle AUC over all rows: win {report['oracle_auc_win']:.3f}, "
-            f"click {report['oracle_auc_click']:.3f} (truth in {report['truth_uri']})"
-        )
+        if not _said_nothing_new(report):
+            _print_synthetic(report)
     elif args.from_dir:
-        report = ingest_from(ctx, args.from_dir, match=match, validate=validate)
-        _print_files(report)
+        report = ingest_from(ctx, args.from_dir, match=match, validate=validate, replace=args.replace)
+        if not _said_nothing_new(report):
+            _print_files(report)
     elif args.download:
-        report = download_kaggle(ctx, url=args.url, dest=args.dest, match=match, validate=validate)
-        _print_files(report)
+        report = download_kaggle(
+            ctx, url=args.url, dest=args.dest, match=match, validate=validate, replace=args.replace
+        )
+        if not _said_nothing_new(report):
+            _print_files(report)
     else:
         raise AikError("choose --synthetic, --from DIR or --download")
     for name, value in report["sources"].items():
         print(f"{name}={value}")
     return 0
+
+
+def _said_nothing_new(report: dict[str, Any]) -> bool:
+    """Say which offered files were already ingested; True when that was all of them (nothing changed)."""
+    present = report.get("already_ingested") or []
+    if report.get("files") or not present:
+        if present:
+            print(f"ingest: {len(present)} file(s) already ingested, skipped")
+        return False
+    days = sorted({day_key(uri) for uri in present})
+    print(
+        f"ingest: nothing new: {len(present)} file(s) already ingested "
+        f"({', '.join(days[:4])}{', ...' if len(days) > 4 else ''}); the raw data is unchanged"
+    )
+    return True
+
+
+def _print_synthetic(report: dict[str, Any]) -> None:
+    print(
+        f"ingest: {report['rows']:,} bid requests, {report['impressions']:,} impressions, "
+        f"{report['clicks']:,} clicks (win rate {100 * report['win_rate']:.1f} %, "
+        f"CTR {100 * (report['ctr'] or 0):.2f} %) in {report['seconds']:.1f} s"
+    )
+    print(
+        f"ingest: oracle AUC over all rows: win {report['oracle_auc_win']:.3f}, "
+        f"click {report['oracle_auc_click']:.3f} (truth in {report['truth_uri']})"
+    )
 
 
 def _print_files(report: dict[str, Any]) -> None:

@@ -6,7 +6,9 @@ disk or under an S3 prefix), `--download` (the real dataset from Kaggle through 
 copying, every line is checked (`aik.ipinyou`) and malformed ones are written to
 `<raw_data>/rejects/<file>.rejects.tsv` with their line number and reason. `/aik/bid_source`,
 `/aik/imp_source` and `/aik/clk_source` then point at the kind directories, and
-`<raw_data>/ingest-report.json` records what was done.
+`<raw_data>/ingest-report.json` records what was done. An ingest appends the days not ingested yet;
+a day already there with the same size is skipped and reported (`already_ingested`), and `replace`
+(`aik ingest --replace`) replaces the whole raw data instead (`aik.ingest.raw`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ __all__ = [
 ]
 
 
-def ingest_source(ctx: Context, source: str, *, rows: int = 200_000, seed: int = 7) -> dict[str, Any]:
+def ingest_source(
+    ctx: Context, source: str, *, rows: int = 200_000, seed: int = 7, replace: bool = False
+) -> dict[str, Any]:
     """Notebook 1's one call: `synthetic`, `kaggle` (the real download) or a directory of dataset files."""
     if source == "synthetic":
-        return ingest_synthetic(ctx, rows=rows, seed=seed)
+        return ingest_synthetic(ctx, rows=rows, seed=seed, replace=replace)
     if source == "kaggle":
-        return download_kaggle(ctx)
-    return ingest_from(ctx, source)
+        return download_kaggle(ctx, replace=replace)
+    return ingest_from(ctx, source, replace=replace)

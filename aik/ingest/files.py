@@ -10,7 +10,16 @@ from typing import Any
 from aik import storage
 from aik.context import Context
 from aik.errors import AikError
-from aik.ingest.raw import final_uris, point_sources, staged, write_report
+from aik.ingest.raw import (
+    day_key,
+    final_uris,
+    holds_truth,
+    ingested_logs,
+    plan_append,
+    point_sources,
+    staged,
+    write_report,
+)
 from aik.ipinyou import FILE_NAME, KINDS, LogReport, scan_log
 from aik.params import RAW_DATA
 from aik.progress import Progress
@@ -56,8 +65,14 @@ def _outside(directory: str, raw_data: str) -> None:
         )
 
 
-def ingest_from(ctx: Context, directory: str, *, match: str = "*", validate: bool = True) -> dict[str, Any]:
-    """Copy iPinYou log files found under `directory` into `/aik/raw_data`, checking every line."""
+def ingest_from(
+    ctx: Context, directory: str, *, match: str = "*", validate: bool = True, replace: bool = False
+) -> dict[str, Any]:
+    """Copy iPinYou log files found under `directory` into `/aik/raw_data`, checking every line.
+
+    Appends the days not ingested yet (the report's `files`; `already_ingested` lists the files skipped
+    as the same day with the same size); `replace`, or raw data without logs, replaces the whole area.
+    """
     raw_data = ctx.params.get(RAW_DATA)
     if not storage.is_s3(directory) and not storage.local_path(directory).is_dir():
         raise AikError(f"not a directory: {directory}")
@@ -72,9 +87,27 @@ def ingest_from(ctx: Context, directory: str, *, match: str = "*", validate: boo
     _check_unique(files)
     if skipped:
         log.info("ingest: skipping %d file(s) that are not iPinYou logs, e.g. %s", len(skipped), skipped[0])
+    present: list[tuple[str, str]] = []
+    appending = not replace and bool(ingested_logs(raw_data))
+    if appending:
+        if holds_truth(raw_data):
+            raise AikError(
+                f"the raw data under {raw_data} is a synthetic world (its truth is under truth/): appending "
+                "real logs would mix them; ingest with --replace to replace it"
+            )
+        plan = plan_append(raw_data, files)
+        files, present = plan.new, plan.present
+        if present:
+            log.info(
+                "ingest: %d file(s) already ingested, skipped: %s",
+                len(present),
+                ", ".join(day_key(u) for u, _ in present),
+            )
+        if not files:
+            return _nothing_new(ctx, directory, raw_data, present)
     start = time.monotonic()
     reports: list[LogReport] = []
-    with staged(raw_data) as stage, Progress("ingest", unit="lines") as progress:
+    with staged(raw_data, append=appending) as stage, Progress("ingest", unit="lines") as progress:
         for uri, kind in sorted(files, key=lambda f: f[0]):
             name = uri.rsplit("/", 1)[-1]
             target = storage.join(stage, kind, name)
@@ -94,11 +127,31 @@ def ingest_from(ctx: Context, directory: str, *, match: str = "*", validate: boo
                 log.info("ingest: %s copied without checking", name)
             reports.append(report)
         report_doc = _report(directory, raw_data, validate, reports, skipped, start)
+        report_doc["appended"] = appending
+        report_doc["already_ingested"] = [u for u, _ in present]
         report_doc = final_uris(report_doc, stage, raw_data)
         write_report(stage, report_doc)  # swapped in with the logs
     report_doc["sources"] = point_sources(ctx, raw_data)
     write_report(raw_data, report_doc)
     return report_doc
+
+
+def _nothing_new(
+    ctx: Context, directory: str, raw_data: str, present: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The report of an ingest that found every day already ingested (nothing written but the sources)."""
+    return {
+        "source": "files",
+        "from": directory,
+        "raw_data": raw_data,
+        "validated": False,
+        "appended": True,
+        "totals": {},
+        "files": [],
+        "skipped": [],
+        "already_ingested": [u for u, _ in present],
+        "sources": point_sources(ctx, raw_data),
+    }
 
 
 def _report(

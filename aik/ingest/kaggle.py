@@ -29,6 +29,7 @@ def download_kaggle(
     dest: str | os.PathLike[str] | None = None,
     match: str = "*",
     validate: bool = True,
+    replace: bool = False,
 ) -> dict[str, Any]:
     """Download the iPinYou dataset from Kaggle with opendatasets (notebook 1), then ingest it."""
     if url is None:
@@ -52,7 +53,7 @@ def download_kaggle(
         opendatasets.download(url, data_dir=str(target))
     except Exception as exc:  # network, authentication, disk: one line, the cause chained
         raise AikError(f"download of {url} failed: {exc}") from exc
-    report = ingest_from(ctx, str(target), match=match, validate=validate)
+    report = ingest_from(ctx, str(target), match=match, validate=validate, replace=replace)
     report["source"] = "kaggle"
     report["download_url"] = url
     write_report(report["raw_data"], report)

@@ -1,5 +1,10 @@
 """The raw-data area ingest owns under `/aik/raw_data`: staging and swapping it, its report, the sources.
 
+Ingest appends by day: a log file whose day (its name before `.txt`, e.g. `bid.20130606`) is already
+under `/aik/raw_data` with the same size is skipped as already ingested (re-ingesting is idempotent),
+one with another size is refused, and only the new days are added (`plan_append`). `replace=True`
+(`aik ingest --replace`) replaces the whole area instead.
+
 An ingest is a transaction: everything (logs, truth, rejects, the report) is written under
 `<raw_data>/.staging/` and swapped in for the previous data only once every input was read; a failure
 removes the staging area and leaves the previous data as it was. Locally the swap is a handful of
@@ -16,15 +21,17 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aik import storage
 from aik.context import Context
+from aik.errors import AikError
 from aik.ipinyou import CLK_SOURCE, KINDS
 from aik.params import BID_SOURCE, IMP_SOURCE
 
-#: Subdirectories of `/aik/raw_data` that ingest owns (replaced as a whole by each ingest, so runs never mix).
+#: Subdirectories of `/aik/raw_data` that ingest owns (replaced as a whole by a replacing ingest).
 OWNED = (*KINDS, "truth", "rejects")
 REPORT_NAME = "ingest-report.json"
 STAGING = ".staging"
@@ -124,6 +131,60 @@ def _swap_in(raw_data: str, stage: str) -> None:
             os.rename(entry, root / entry.name)
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(new, ignore_errors=True)
+
+
+def day_key(name: str) -> str:
+    """What names one day's log of a kind: the file name before `.txt` (`bid.20130606`,
+    `imp.20131021.adv2821`), whether the file is plain or compressed."""
+    return name.rsplit("/", 1)[-1].split(".txt", 1)[0]
+
+
+def ingested_logs(raw_data: str) -> dict[tuple[str, str], str]:
+    """(kind, day key) -> URI of every log file already under `raw_data`."""
+    return {
+        (kind, day_key(uri)): uri
+        for kind in KINDS
+        for uri in storage.list_uris(storage.join(raw_data, kind + "/"))
+    }
+
+
+def holds_truth(raw_data: str) -> bool:
+    """Whether `raw_data` holds a synthetic world's truth (its logs are generated, not real)."""
+    return storage.exists(storage.join(raw_data, "truth/"))
+
+
+@dataclass
+class AppendPlan:
+    """Which of the offered log files are new days and which are already ingested."""
+
+    new: list[tuple[str, str]] = field(default_factory=list)
+    #: (offered URI, the ingested file it matches)
+    present: list[tuple[str, str]] = field(default_factory=list)
+
+
+def plan_append(raw_data: str, files: Sequence[tuple[str, str]]) -> AppendPlan:
+    """Split (uri, kind) files into new days and days already ingested with the same size.
+
+    Name and size are the identity (rsync's quick check without the time, which a copy changes):
+    reading every byte of every ingested day again on each run would cost more than the ingest.
+    A day already ingested with another size is refused (AikError naming both files).
+    """
+    have = ingested_logs(raw_data)
+    plan = AppendPlan()
+    for uri, kind in files:
+        key = day_key(uri)
+        existing = have.get((kind, key))
+        if existing is None:
+            plan.new.append((uri, kind))
+            continue
+        offered, kept = storage.size(uri), storage.size(existing)
+        if offered != kept:
+            raise AikError(
+                f"{uri} is {key}, already ingested as {existing} with other contents ({offered:,} bytes, "
+                f"ingested {kept:,}); ingest with --replace to replace the raw data"
+            )
+        plan.present.append((uri, existing))
+    return plan
 
 
 def point_sources(ctx: Context, raw_data: str) -> dict[str, str]:

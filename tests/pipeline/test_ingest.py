@@ -62,11 +62,20 @@ def test_from_dir_copies_checks_and_points_the_sources(ctx: Context, tmp_path: P
     assert json.loads((raw / "ingest-report.json").read_text())["totals"] == report["totals"]
 
 
-def test_reingesting_real_files_removes_a_stale_synthetic_truth(ctx: Context, tmp_path: Path) -> None:
+def test_real_files_are_not_appended_to_a_synthetic_world(ctx: Context, tmp_path: Path) -> None:
+    ingest.ingest_synthetic(ctx, rows=500, seed=1, days=1)
+    raw = Path(ctx.params.get(RAW_DATA))
+    before = _raw_files(raw)
+    with pytest.raises(AikError, match=r"is a synthetic world .* --replace"):
+        ingest.ingest_from(ctx, str(_dataset(tmp_path / "dl")))
+    assert _raw_files(raw) == before
+
+
+def test_replacing_with_real_files_removes_a_stale_synthetic_truth(ctx: Context, tmp_path: Path) -> None:
     ingest.ingest_synthetic(ctx, rows=500, seed=1, days=1)
     raw = ctx.params.get(RAW_DATA)
     assert Path(truth_uri(raw)).is_file()
-    ingest.ingest_from(ctx, str(_dataset(tmp_path / "dl")))
+    ingest.ingest_from(ctx, str(_dataset(tmp_path / "dl")), replace=True)
     assert not Path(truth_uri(raw)).exists()
     assert not list(Path(raw).glob("bid/bid.2013060[7-9]*"))  # no synthetic day left behind
 
@@ -199,7 +208,7 @@ def test_on_the_aws_backend_ingest_writes_to_s3_and_ssm(aws: None, tmp_path: Pat
     assert "raw/ipinyou-data/bid/bid.20130606.txt.bz2" in keys
     assert "raw/ipinyou-data/truth/truth.json" in keys and "raw/ipinyou-data/ingest-report.json" in keys
     assert report["rows"] == 800
-    again = ingest.ingest_from(ctx, str(_dataset(tmp_path / "dl")))  # replaces the synthetic data in S3
+    again = ingest.ingest_from(ctx, str(_dataset(tmp_path / "dl")), replace=True)  # the synthetic data goes
     keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="aik-data")["Contents"]}
     assert "raw/ipinyou-data/truth/truth.json" not in keys
     assert "raw/ipinyou-data/rejects/bid.20130606.txt.bz2.rejects.tsv" in keys
@@ -248,11 +257,11 @@ def test_a_failed_synthetic_ingest_leaves_the_previous_data(
     assert _raw_files(raw) == before
 
 
-def test_a_successful_ingest_replaces_the_previous_data_and_names_final_paths(
+def test_a_replacing_ingest_replaces_the_previous_data_and_names_final_paths(
     ctx: Context, tmp_path: Path
 ) -> None:
     ingest.ingest_synthetic(ctx, rows=500, seed=1, days=1)
-    report = ingest.ingest_from(ctx, str(_dataset(tmp_path / "dl")))
+    report = ingest.ingest_from(ctx, str(_dataset(tmp_path / "dl")), replace=True)
     raw = Path(ctx.params.get(RAW_DATA))
     logs = sorted(p.parent.name for kind in ("bid", "imp", "clk", "conv") for p in raw.glob(f"{kind}/*"))
     assert logs == ["bid", "clk", "imp"]  # the synthetic logs of the previous ingest are gone
@@ -290,3 +299,75 @@ def test_a_failed_appending_ingest_adds_no_day_in_part(ctx: Context, tmp_path: P
     with pytest.raises(AikError, match=r"imp\.20130607\.txt\.bz2"):
         ingest_new_files(ctx, str(new))
     assert _raw_files(raw) == before  # not the bids of a day without its impressions (all labels 0)
+
+
+def _day(root: Path, day: str) -> Path:
+    """A directory with one day's bid and impression logs."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"bid.{day}.txt").write_text(bid_line() + "\n")
+    (root / f"imp.{day}.txt").write_text(imp_line() + "\n")
+    return root
+
+
+def test_a_new_day_is_appended_beside_the_days_already_ingested(ctx: Context, tmp_path: Path) -> None:
+    ingest.ingest_from(ctx, str(_day(tmp_path / "landing", "20130606")))
+    raw = Path(ctx.params.get(RAW_DATA))
+    first = _raw_files(raw)
+    report = ingest.ingest_from(ctx, str(_day(tmp_path / "landing", "20130607")))  # day 6 still there
+    assert sorted(p.name for p in (raw / "bid").iterdir()) == ["bid.20130606.txt", "bid.20130607.txt"]
+    assert [Path(f["uri"]).name for f in report["files"]] == ["bid.20130607.txt", "imp.20130607.txt"]
+    assert [Path(u).name for u in report["already_ingested"]] == ["bid.20130606.txt", "imp.20130606.txt"]
+    assert all(_raw_files(raw)[name] == data for name, data in first.items() if "/" in name)
+
+
+def test_reingesting_the_same_days_changes_nothing_and_says_so(workspace: Path, tmp_path: Path) -> None:
+    landing = _day(tmp_path / "landing", "20130606")
+    args = ["--workspace", str(workspace), "ingest", "--from", str(landing)]
+    assert main(["--workspace", str(workspace), "configure"]) == 0
+    assert main(args) == 0
+    raw = workspace / "bucket" / "raw" / "ipinyou-data"
+    before = _raw_files(raw)
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "nothing new: 2 file(s) already ingested (bid.20130606, imp.20130606)" in result.stdout
+    assert _raw_files(raw) == before
+
+
+def test_a_day_ingested_with_other_contents_is_refused_naming_it(ctx: Context, tmp_path: Path) -> None:
+    ingest.ingest_from(ctx, str(_day(tmp_path / "landing", "20130606")))
+    raw = Path(ctx.params.get(RAW_DATA))
+    before = _raw_files(raw)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "bid.20130606.txt.bz2").write_bytes(bz2.compress((bid_line() + "\n").encode()))
+    named = r"bid\.20130606\.txt\.bz2 is bid\.20130606, already ingested as .*--replace"
+    with pytest.raises(AikError, match=named):
+        ingest.ingest_from(ctx, str(other))
+    assert _raw_files(raw) == before
+
+
+def test_replace_replaces_the_days_already_ingested(ctx: Context, tmp_path: Path) -> None:
+    ingest.ingest_from(ctx, str(_day(tmp_path / "a", "20130606")))
+    ingest.ingest_from(ctx, str(_day(tmp_path / "b", "20130607")), replace=True)
+    raw = Path(ctx.params.get(RAW_DATA))
+    assert sorted(p.name for p in (raw / "bid").iterdir()) == ["bid.20130607.txt"]
+
+
+def test_the_same_synthetic_world_again_is_already_ingested(ctx: Context) -> None:
+    ingest.ingest_synthetic(ctx, rows=600, seed=3, days=2)
+    raw = Path(ctx.params.get(RAW_DATA))
+    before = _raw_files(raw)
+    report = ingest.ingest_synthetic(ctx, rows=600, seed=3, days=2)
+    assert report["files"] == [] and len(report["already_ingested"]) == 6  # bid, imp, clk of two days
+    assert _raw_files(raw) == before
+
+
+def test_another_synthetic_world_is_refused_without_replace(ctx: Context) -> None:
+    ingest.ingest_synthetic(ctx, rows=600, seed=3, days=2)
+    raw = Path(ctx.params.get(RAW_DATA))
+    before = _raw_files(raw)
+    with pytest.raises(AikError, match="--replace"):
+        ingest.ingest_synthetic(ctx, rows=600, seed=4, days=2)
+    assert _raw_files(raw) == before
+    report = ingest.ingest_synthetic(ctx, rows=600, seed=4, days=2, replace=True)
+    assert report["rows"] == 600 and _raw_files(raw) != before
