@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=positive_int, default=1, help="requests per call; >1 uses filterBatch"
     )
+    p.add_argument(
+        "--columns",
+        action="store_true",
+        help="send each batch as columns (filterColumns), from a fixed set of batches built first",
+    )
     p.add_argument("--max-rows", type=positive_int, default=d.max_rows, help="inference rows to load")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the row choice")
     p.add_argument("--timeout-ms", type=positive_int, default=d.timeout_ms, help="socket timeout per call")
@@ -93,6 +98,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         duration=args.duration,
         warmup=args.warmup,
         batch_size=args.batch_size,
+        columns=args.columns,
         max_rows=args.max_rows,
         seed=args.seed,
         timeout_ms=args.timeout_ms,

@@ -4,10 +4,10 @@
 from `/aik/inference_data` (JSON lines written by the pipeline), turns each into a BidRequest (device
 type from the shared `aik.device` function), and sends `requests` of them over `threads` connections
 (one per thread, kept open for the whole run), optionally paced to a target rate and batched with
-`filterBatch`. It returns a report — throughput, latency percentiles, errors, the likelihood
-distribution — and, with an output directory, writes it as JSON and draws latency over time and the
-distributions as a PNG. Latency is measured around each call on the client (in milliseconds); calls
-during the warm-up are not counted.
+`filterBatch` (or `filterColumns`, with `columns`). It returns a report — throughput, latency
+percentiles, errors, the likelihood distribution — and, with an output directory, writes it as JSON and
+draws latency over time and the distributions as a PNG. Latency is measured around each call on the
+client (in milliseconds); calls during the warm-up are not counted.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from aik import dashboard, params, storage
 from aik.device import device_type_id
 from aik.errors import AikError
 from aik.progress import Progress
-from filtering_api.client import connect, wait_until_ready
+from filtering_api.client import bid_columns_of, connect, likelihoods, wait_until_ready
 from filtering_api.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ class EmulatorConfig:
     duration: float = 0.0  # seconds; 0 = until `requests` are sent
     warmup: int = 100  # calls per thread sent first and not measured
     batch_size: int = 1  # 1 = `filter`; more = `filterBatch`
+    #: send batches as `filterColumns`: a fixed set of column batches built before the run, cycled
+    columns: bool = False
     max_rows: int = 100_000
     seed: int = 7
     timeout_ms: int = 10_000
@@ -176,6 +178,7 @@ def _run_worker(
     started: threading.Barrier,
     t0: list[float],
     metrics: MetricsAggregator | None,
+    column_batches: Sequence[Any] = (),
 ) -> None:
     from thriftpy2.thrift import TApplicationException
 
@@ -201,7 +204,10 @@ def _run_worker(
             if client is None:
                 client = connect(config.host, config.port, config.timeout_ms)
             start = time.perf_counter()
-            if batch == 1:
+            if column_batches:
+                reply = client.filterColumns(column_batches[call % len(column_batches)])
+                values = likelihoods(reply).tolist()
+            elif batch == 1:
                 values = [client.filter(requests[picks[0]]).likelihoodToBid]
             else:
                 values = client.filterBatch([requests[i] for i in picks]).likelihoodToBid
@@ -231,6 +237,16 @@ def _run_worker(
         client.close()
 
 
+#: Column batches built before a `columns` run (building one costs more than the call it makes).
+COLUMN_BATCHES = 32
+
+
+def _column_batches(requests: Sequence[Any], config: EmulatorConfig) -> list[Any]:
+    rng = np.random.default_rng(config.seed)
+    picks = [rng.integers(0, len(requests), config.batch_size) for _ in range(COLUMN_BATCHES)]
+    return [bid_columns_of([requests[i] for i in chosen]) for chosen in picks]
+
+
 def _split(total: int, parts: int) -> list[int]:
     base, extra = divmod(total, parts)
     return [base + (1 if i < extra else 0) for i in range(parts)]
@@ -255,6 +271,7 @@ def run_emulator(
         rows = load_rows(uri, config.max_rows)
         log.info("loaded %d inference rows from %s", len(rows), uri)
     requests = [bid_request(r, config.send_user_agent) for r in rows]
+    column_batches = _column_batches(requests, config) if config.columns else []
 
     metrics = None
     if config.statsd:
@@ -282,7 +299,7 @@ def run_emulator(
     threads = [
         threading.Thread(
             target=_run_worker,
-            args=(w, config, requests, stop, started, t0, metrics),
+            args=(w, config, requests, stop, started, t0, metrics, column_batches),
             name=f"emulator-{w.index}",
         )
         for w in workers

@@ -40,6 +40,45 @@ struct BidBatchResponse {
 }
 
 /**
+ * One string field of many requests, dictionary-encoded: row i's value is values[codes[i]]. codes
+ * holds one little-endian i32 per row; -1 marks a row whose field is missing.
+ */
+struct StringColumn {
+  1: list<string> values,
+  2: binary codes
+}
+
+/**
+ * Many BidRequests as columns, field ids as in BidRequest. Integer fields are little-endian arrays
+ * (i32: 4 bytes per row, i64: 8), in which the type's smallest value (-2^31, -2^63) marks a missing
+ * value (as R's NA_integer_); string fields are StringColumns. rows is the number of requests; every
+ * column sent has exactly one entry per row, and a column left out is missing in every row.
+ */
+struct BidColumns {
+  1: StringColumn bidId,
+  2: binary dayOfWeek,
+  3: StringColumn hour,
+  4: StringColumn regionId,
+  5: StringColumn cityId,
+  6: StringColumn domainId,
+  7: StringColumn advertiserId,
+  8: binary biddingPrice,
+  9: binary payingPrice,
+  10: StringColumn userAgent,
+  11: binary deviceTypeId,
+  12: i32 rows
+}
+
+/**
+ * Likelihoods of a BidColumns call: one little-endian float64 per row, in row order, all scored by
+ * the model named by modelVersion
+ */
+struct BidColumnsResponse {
+  1: binary likelihoodToBid,
+  2: string modelVersion
+}
+
+/**
  * Readiness and the model being served. modelCheckAgeSeconds: seconds since the server last read
  * the model's parameters and artifacts successfully (-1 when it does not watch for new models).
  * Field 3 (the model's URI) is retired: clients are not told where the model is stored.
@@ -65,6 +104,17 @@ service BidRequestFilter {
    * Likelihoods for many requests in one round trip
    */
   BidBatchResponse filterBatch(1: list<BidRequest> requests)
+
+  /**
+   * Likelihoods for many requests sent as columns (decoded without an object per request)
+   */
+  BidColumnsResponse filterColumns(1: BidColumns columns)
+
+  /**
+   * One request scored once per candidate advertiser: likelihoodToBid[i] is what filter answers for
+   * the request with advertiserId = advertiserIds[i] (the request's own advertiserId is not used)
+   */
+  BidBatchResponse filterAdvertisers(1: BidRequest request, 2: list<string> advertiserIds)
 
   /**
    * Cheap readiness check: ready is false while the server drains on shutdown

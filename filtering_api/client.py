@@ -1,10 +1,18 @@
-"""A thriftpy2 client of the filtering server, and a wait until the server reports itself ready."""
+"""A thriftpy2 client of the filtering server, a wait until it reports itself ready, and columnar calls.
+
+`bid_columns` builds the `BidColumns` of a `filterColumns` call from one sequence per BidRequest field
+(integer fields as little-endian arrays, string fields dictionary-encoded), `likelihoods` reads its
+reply as a numpy array.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from aik.errors import AikError
 
@@ -46,3 +54,54 @@ def wait_until_ready(host: str, port: int, timeout: float, timeout_ms: int = 5_0
             log.info("waiting for the filtering server at %s:%d (%s)", host, port, last)
             next_log = now + 5.0
         time.sleep(min(0.5, max(0.0, deadline - now)))
+
+
+#: BidRequest's integer fields and their byte widths in a `BidColumns`; every other field is a string.
+INTEGER_FIELDS: dict[str, int] = {"dayOfWeek": 4, "biddingPrice": 8, "payingPrice": 8, "deviceTypeId": 4}
+STRING_FIELDS = ("bidId", "hour", "regionId", "cityId", "domainId", "advertiserId", "userAgent")
+
+
+def string_column(values: Sequence[str | bytes | None] | np.ndarray) -> Any:
+    """A dictionary-encoded `StringColumn`: each distinct value once, one i32 code per row (-1: None)."""
+    from filtering_api.idl import StringColumn
+
+    table: dict[str | bytes, int] = {}
+    codes = [-1 if v is None else table.setdefault(v, len(table)) for v in values]
+    return StringColumn(values=list(table), codes=np.asarray(codes, dtype="<i4").tobytes())
+
+
+def integer_column(values: Sequence[int | None] | np.ndarray, width: int) -> bytes:
+    """Little-endian integers of `width` bytes; None becomes the type's smallest value (missing)."""
+    dtype = np.dtype(f"<i{width}")
+    if isinstance(values, np.ndarray):
+        return values.astype(dtype).tobytes()
+    missing = int(np.iinfo(dtype).min)
+    return np.asarray([missing if v is None else v for v in values], dtype=dtype).tobytes()
+
+
+def bid_columns(columns: Mapping[str, Sequence[Any] | np.ndarray]) -> Any:
+    """The `BidColumns` of equally long sequences named as BidRequest's fields (fields left out: missing)."""
+    from filtering_api.idl import BidColumns
+
+    unknown = set(columns) - set(INTEGER_FIELDS) - set(STRING_FIELDS)
+    if unknown:
+        raise ValueError(f"not BidRequest fields: {', '.join(sorted(unknown))}")
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"columns of different lengths: {sorted(lengths)}")
+    fields: dict[str, Any] = {"rows": lengths.pop() if lengths else 0}
+    for name, values in columns.items():
+        width = INTEGER_FIELDS.get(name)
+        fields[name] = string_column(values) if width is None else integer_column(values, width)
+    return BidColumns(**fields)
+
+
+def bid_columns_of(requests: Sequence[Any]) -> Any:
+    """The `BidColumns` of BidRequest objects (every field of theirs, in order)."""
+    names = (*STRING_FIELDS, *INTEGER_FIELDS)
+    return bid_columns({name: [getattr(r, name) for r in requests] for name in names})
+
+
+def likelihoods(response: Any) -> np.ndarray:
+    """The likelihoods of a `filterColumns` reply (a `BidColumnsResponse`), one float64 per row."""
+    return np.frombuffer(response.likelihoodToBid, dtype="<f8")

@@ -14,5 +14,8 @@ api = thriftpy2.load(str(IDL_PATH), module_name="aik_filterapi_thrift")
 BidRequest = api.BidRequest
 BidResponse = api.BidResponse
 BidBatchResponse = api.BidBatchResponse
+StringColumn = api.StringColumn
+BidColumns = api.BidColumns
+BidColumnsResponse = api.BidColumnsResponse
 HealthStatus = api.HealthStatus
 BidRequestFilter = api.BidRequestFilter

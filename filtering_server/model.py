@@ -13,6 +13,7 @@ Over 400 lines on purpose: loading, validating and scoring share the served mode
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -232,11 +233,36 @@ class ServedModel:
         """Likelihoods for many requests with the batch kernel (the same numbers as `score`)."""
         if len(requests) == 0:
             return []
-        return self.scorer.predict(self.feature_matrix(requests)).tolist()
+        return self.score_features(self.feature_matrix(requests)).tolist()
+
+    def score_features(self, rows: np.ndarray) -> np.ndarray:
+        """Likelihoods of a matrix of feature rows (`feature_matrix`'s layout) with the batch path."""
+        return self.scorer.predict(rows)
 
 
 def _pack(*features: float) -> tuple[float, ...]:
     return features
+
+
+#: BidRequest attribute -> (label -> its feature value, the feature value of an unseen label)
+IndexTables = dict[str, tuple[dict[str, float], float]]
+
+
+def index_tables(model: ServedModel) -> IndexTables:
+    """Each index column's labels mapped to their feature values (re-coded already), and its unseen value."""
+    tables: IndexTables = {}
+    for attr, column in REQUEST_COLUMNS.items():
+        code = model.recode.get(FEATURE_COLUMNS.index(INDEXED_COLUMNS[column]), float)
+        labels = model.indexer.labels[column]
+        tables[attr] = ({label: code(float(i)) for i, label in enumerate(labels)}, code(float(len(labels))))
+    return tables
+
+
+def index_of_value(tables: IndexTables, attr: str, value: object) -> float:
+    """The feature value of any raw value of an index field (bytes, None, unseen: the reference's rules)."""
+    table, unseen = tables[attr]
+    text = as_text(value)
+    return unseen if text is None else table.get(text, unseen)
 
 
 def _hot_path(model: ServedModel, emit: Callable[..., Any]) -> Callable[[Any], Any]:
@@ -249,18 +275,8 @@ def _hot_path(model: ServedModel, emit: Callable[..., Any]) -> Callable[[Any], A
     `ServedModel.score`; with `_pack`, the batch path's features. Property-tested against
     `ServedModel.features`.
     """
-    indexer = model.indexer
-    recode = model.recode
-    tables: dict[str, tuple[dict[str, float], float]] = {}
-    for attr, column in REQUEST_COLUMNS.items():
-        code = recode.get(FEATURE_COLUMNS.index(INDEXED_COLUMNS[column]), float)
-        labels = indexer.labels[column]
-        tables[attr] = ({label: code(float(i)) for i, label in enumerate(labels)}, code(float(len(labels))))
-
-    def index_of(attr: str, value: object) -> float:
-        table, unseen = tables[attr]
-        text = as_text(value)
-        return unseen if text is None else table.get(text, unseen)
+    tables = index_tables(model)
+    index_of = functools.partial(index_of_value, tables)
 
     adv_get, adv_unseen = tables["advertiserId"][0].get, tables["advertiserId"][1]
     dom_get, dom_unseen = tables["domainId"][0].get, tables["domainId"][1]

@@ -64,16 +64,25 @@ class Forest:
     #: the kernels' leading arguments: the packed arrays, the base margin, and "use the general walk"
     kernel_args: tuple[Any, ...] = field(init=False, repr=False, compare=False)
     #: `predict7(f0, ..., f6)`: the probability for one row of exactly seven features, the server's hot
-    #: path (no array built): the layout's kernel with its leading arguments bound, so a call unpacks
-    #: nothing in Python.
+    #: path (no array built): the additive layout's plain-Python table lookups (`additive.python_predict7`,
+    #: bit-identical to its kernel), else `kernel_predict7`.
     predict7: Callable[[float, float, float, float, float, float, float], float] = field(
+        init=False, repr=False, compare=False
+    )
+    #: the layout's one-row kernel with its leading arguments bound, so a call unpacks nothing in Python
+    kernel_predict7: Callable[[float, float, float, float, float, float, float], float] = field(
         init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
         args = (*self.arrays, self.base_margin, self.has_categorical_splits)
         object.__setattr__(self, "kernel_args", args)
-        object.__setattr__(self, "predict7", functools.partial(_LAYOUT_MODULES[self.layout].predict7, *args))
+        kernel = functools.partial(_LAYOUT_MODULES[self.layout].predict7, *args)
+        object.__setattr__(self, "kernel_predict7", kernel)
+        fast = kernel
+        if self.layout == "additive" and self.num_feature == 7:
+            fast = additive.python_predict7(self.arrays)
+        object.__setattr__(self, "predict7", fast)
 
     @property
     def family(self) -> str:
@@ -132,7 +141,7 @@ def warm_up() -> None:
     """Compile (or load from the disk cache) the kernels the server uses, so no request pays for it."""
     for layout in LAYOUTS:
         forest = _tiny_forest(layout)
-        forest.predict7(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, float("nan"))
+        forest.kernel_predict7(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, float("nan"))
         forest.predict(np.ones((3, 7)))
 
 

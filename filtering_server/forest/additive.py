@@ -10,7 +10,9 @@ which grows with the number of trees (docs/serving.md gives the measured gap; th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numba import njit
@@ -162,3 +164,78 @@ def predict_batch(i64, thresholds, f64, base, general, rows, out):
     v = views(i64, thresholds, f64)
     for r in range(rows.shape[0]):
         out[r] = sigmoid(margin(v, rows[r]))
+
+
+class _Terms(dict[float, float]):
+    """One feature's folded table as a dict of exact small values -> margin term; any other value
+    (NaN, a fraction, out of range) is computed by `term`, as `margin` computes it."""
+
+    def __init__(self, known: dict[float, float], term: Callable[[float], float]) -> None:
+        super().__init__(known)
+        self.term = term
+
+    def __missing__(self, value: float) -> float:
+        term = self.term(value)
+        if len(self) < _CACHE_LIMIT and value == value:  # remembered up to a bound (NaN never hits)
+            self[value] = term
+        return term
+
+
+#: Most entries a feature's dict grows to (values seen beyond its table, e.g. unseen-label indices).
+_CACHE_LIMIT = 65536
+
+
+def python_predict7(arrays: tuple[np.ndarray, ...]) -> Callable[..., float]:
+    """`predict7` in plain Python for this layout: seven dict lookups and the sigmoid, no kernel call.
+
+    Numba's dispatcher costs more per call (unboxing three arrays and nine scalars) than a stump
+    model's seven table lookups, and the kernel's GIL release hands the GIL to another connection's
+    thread mid-request. The same float64 sums in the same feature order as `margin`, each input rounded
+    to float32 first: the same margin bit for bit (tested).
+    """
+    kind, meta, thresholds, values, nan_values, const = views.py_func(*arrays)
+    cuts = thresholds.astype(np.float64).tolist()
+    tables = [_feature_terms(f, kind, meta, cuts, values, nan_values) for f in range(kind.shape[0])]
+    if len(tables) != 7:
+        raise ValueError(f"python_predict7 needs 7 features, the model has {len(tables)}")
+    t0, t1, t2, t3, t4, t5, t6 = tables
+    base = float(const[0])
+    exp = math.exp
+
+    def predict7(a: float, b: float, c: float, d: float, e: float, f: float, g: float) -> float:
+        return 1.0 / (1.0 + exp(-(base + t0[a] + t1[b] + t2[c] + t3[d] + t4[e] + t5[f] + t6[g])))
+
+    return predict7
+
+
+#: Integer inputs of a numeric feature kept in its dict (hours, days, device types and the like).
+_NUMERIC_KNOWN = range(-1, 256)
+
+
+def _feature_terms(
+    f: int,
+    kind: np.ndarray,
+    meta: np.ndarray,
+    cuts: list[float],
+    values: np.ndarray,
+    nan_values: np.ndarray,
+) -> _Terms:
+    k = int(kind[f])
+    first, entries, lo, count = (int(v) for v in meta[f])
+    steps = values[first : first + entries].tolist()
+    on_nan = float(nan_values[f])
+    feature_cuts = cuts[lo : lo + count]
+
+    def term(value: float) -> float:
+        x = float(np.float32(value))
+        if x != x:
+            return on_nan
+        if k == CATEGORICAL:
+            top = entries - 1
+            return steps[int(x) if 0.0 <= x < top else top]
+        return steps[bisect.bisect_right(feature_cuts, x)]
+
+    if k == UNUSED:
+        return _Terms({}, lambda value: 0.0)
+    known = range(entries - 1) if k == CATEGORICAL else _NUMERIC_KNOWN
+    return _Terms({float(v): term(float(v)) for v in known}, term)

@@ -73,6 +73,17 @@ def test_batch_mode_and_device_type_only_requests(live: LiveServer) -> None:
     assert report["calls_measured"] == 20
 
 
+def test_column_mode_sends_batches_as_columns_scored_as_the_model_scores_them(live: LiveServer) -> None:
+    rows = live.artifacts.rows[:1]  # one row: every request is the same
+    report = run_emulator(config(live, batch_size=50, requests=500, columns=True), rows=rows)
+    assert report["errors"] == 0
+    assert (report["requests_measured"], report["calls_measured"]) == (500, 10)
+    model = live.holder.current
+    assert model is not None
+    expected = model.score(bid_request(rows[0]))
+    assert report["likelihood"]["min"] == report["likelihood"]["max"] == expected
+
+
 def test_duration_and_rate_bound_the_run(live: LiveServer) -> None:
     started = time.monotonic()
     report = run_emulator(

@@ -77,6 +77,28 @@ def test_stump_models_fold_into_one_table_per_feature_equal_to_xgboost(
     assert expected.std() > 0.05
 
 
+@pytest.mark.parametrize("flavour", ["numeric", "categorical"])
+def test_the_additive_layouts_python_lookups_equal_its_kernel_bit_for_bit(
+    flavour: str, numeric_artifacts: Artifacts, stump_artifacts: Artifacts
+) -> None:
+    artifacts = stump_artifacts if flavour == "categorical" else numeric_artifacts
+    booster = (
+        artifacts.booster
+        if flavour == "categorical"
+        else train_booster(
+            artifacts.features, artifacts.labels, artifacts.specs, rounds=300, depth=1, extra={"eta": 0.3}
+        )
+    )
+    forest = forest_of(booster)
+    assert forest.layout == "additive" and forest.predict7 is not forest.kernel_predict7
+    x = stress_rows(artifacts, n=5_000)
+    rng = np.random.default_rng(2)
+    odd = rng.random(x.shape) < 0.05  # fractions, negatives, values float32 rounds, huge ones
+    x[odd] = rng.choice([0.5, -1.0, -3.7, 2.0**25 + 1, 1e30, 255.5], odd.sum())
+    for row in x.tolist():
+        assert forest.predict7(*row) == forest.kernel_predict7(*row)
+
+
 @pytest.mark.parametrize("depth", [2, 3])
 def test_shallow_trees_walked_one_by_one_equal_xgboost(depth: int, numeric_artifacts: Artifacts) -> None:
     # the numeric preset's shape (depth 2, hundreds of trees): rows are walked tree by tree
