@@ -79,7 +79,7 @@ class Forest:
         object.__setattr__(self, "kernel_args", args)
         kernel = functools.partial(_LAYOUT_MODULES[self.layout].predict7, *args)
         object.__setattr__(self, "kernel_predict7", kernel)
-        fast = kernel
+        fast: Callable[..., float] = kernel
         if self.layout == "additive" and self.num_feature == 7:
             fast = additive.python_predict7(self.arrays)
         object.__setattr__(self, "predict7", fast)
