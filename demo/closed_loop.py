@@ -59,10 +59,10 @@ def serve_by_contract(
     bid_ids = [str(a["BidID"]) for a in auctions]
     arms = assign_many(bid_ids, experiment)
     loaded = dict(models or {})
-    for arm in experiment.arms:
-        if arm.release not in loaded:
-            loaded[arm.release] = release_model(releases_root, arm.release)
-    by_arm = {arm.arm: loaded[arm.release] for arm in experiment.arms}
+    for each in experiment.arms:
+        if each.release not in loaded:
+            loaded[each.release] = release_model(releases_root, each.release)
+    by_arm = {each.arm: loaded[each.release] for each in experiment.arms}
     requests = [bid_request(a) for a in auctions]
     likelihood: list[float] = [0.0] * len(auctions)
     for arm, model in by_arm.items():
@@ -70,7 +70,7 @@ def serve_by_contract(
         for i, value in zip(mine, model.score_batch([requests[i] for i in mine]), strict=True):
             likelihood[i] = value
     now = int(time.time() * 1000)
-    release_of = {arm.arm: arm.release for arm in experiment.arms}
+    release_of = {each.arm: each.release for each in experiment.arms}
     records = [
         Prediction(b, now, experiment.name, arm, release_of[arm], p)
         for b, arm, p in zip(bid_ids, arms, likelihood, strict=True)

@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--predictions", metavar="URI", help="prediction log root (default: the backend's)")
     p.add_argument(
-        "--logs", metavar="URI", help="root of the bid/imp/clk logs, searched recursively (default /aik/raw_data)"
+        "--logs",
+        metavar="URI",
+        help="root of the bid/imp/clk logs, searched recursively (default /aik/raw_data)",
     )
     p.add_argument("--out", metavar="URI", help="where to write the report (default <data bucket>/monitor/)")
     p.add_argument("--outcome", choices=OUTCOMES, default="impression", help="what the model predicts")
@@ -91,5 +93,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print("\n".join(report.lines()))
-        print(f"wrote {storage.join(out, 'monitor-report.json')} and {storage.join(out, 'monitor-report.txt')}")
+        print(
+            f"wrote {storage.join(out, 'monitor-report.json')} and {storage.join(out, 'monitor-report.txt')}"
+        )
     return 0

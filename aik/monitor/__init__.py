@@ -51,7 +51,9 @@ def run_monitor(options: MonitorOptions) -> MonitorReport:
     if experiment is None:
         newest = predictions.loc[predictions["ts_ms"].idxmax(), "experiment"]
         experiment = None if pd.isna(newest) else str(newest)
-    chosen = predictions["experiment"].isna() if experiment is None else predictions["experiment"] == experiment
+    chosen = (
+        predictions["experiment"].isna() if experiment is None else predictions["experiment"] == experiment
+    )
     predictions = predictions[chosen.fillna(False).to_numpy(dtype=bool)]
     if predictions.empty:
         raise AikError(f"no prediction records of experiment {experiment} under {options.predictions}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -237,13 +236,12 @@ class MonitorReport:
                     f"  p = {_num(d.p_value, 4)}{'  significant' if d.significant else ''}"
                 )
             if v.truth is not None:
+                t_loss, t_rate = v.truth["logloss_difference"], v.truth["rate_difference"]
                 out.append(
-                    "  truth: log loss difference {:+.5f} (covered: {}), rate difference {:+.5f} (covered: {})".format(
-                        v.truth["logloss_difference"],
-                        "yes" if v.logloss.difference.covers(v.truth["logloss_difference"]) else "no",
-                        v.truth["rate_difference"],
-                        "yes" if v.rate.difference.covers(v.truth["rate_difference"]) else "no",
-                    )
+                    f"  truth: log loss difference {t_loss:+.5f} "
+                    f"(covered: {'yes' if v.logloss.difference.covers(t_loss) else 'no'}), "
+                    f"rate difference {t_rate:+.5f} "
+                    f"(covered: {'yes' if v.rate.difference.covers(t_rate) else 'no'})"
                 )
         out += [f"{name}: {uri}" for name, uri in self.plots.items()]
         return out
@@ -318,9 +316,7 @@ def build_report(
         return group_metrics(part["y"].to_numpy(), part["likelihood"].to_numpy(), p, alpha)
 
     per_arm = {arm: metrics(frame[frame["arm"] == arm]) for arm in arms}
-    releases = {
-        arm: sorted(set(frame.loc[frame["arm"] == arm, "release"].astype(str))) for arm in arms
-    }
+    releases = {arm: sorted(set(frame.loc[frame["arm"] == arm, "release"].astype(str))) for arm in arms}
     segments: dict[str, list[dict[str, Any]]] = {}
     for name in SEGMENTS:
         rows = []
@@ -401,11 +397,11 @@ def plot(report: MonitorReport, frame: pd.DataFrame, out_dir: str, bins: int = 1
                     if r["arm"] == arm and r["expected_actual"]["value"] is not None
                 }
                 at = [j for j, v in enumerate(values) if v in mine]
-                cells = [mine[values[j]] for j in at]
+                ratios = [mine[values[j]] for j in at]
                 xs = [j + (i - (len(arms) - 1) / 2) * 0.15 for j in at]
-                y = np.array([c["value"] for c in cells], dtype=float)
-                low = np.array([c["low"] for c in cells], dtype=float)
-                high = np.array([c["high"] for c in cells], dtype=float)
+                y = np.array([c["value"] for c in ratios], dtype=float)
+                low = np.array([c["low"] for c in ratios], dtype=float)
+                high = np.array([c["high"] for c in ratios], dtype=float)
                 ax.errorbar(xs, y, yerr=[y - low, high - y], fmt="o", capsize=2, label=arm, color=f"C{i}")
             ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
             ax.set_xticks(range(len(values)), values, rotation=45 if len(values) > 8 else 0, fontsize=8)

@@ -159,7 +159,7 @@ class Difference:
 
 
 def logloss_difference(challenger: np.ndarray, champion: np.ndarray, alpha: float) -> Difference:
-    """Mean log loss of the challenger's requests minus the champion's (negative: the challenger is better)."""
+    """Mean log loss of the challenger's requests minus the champion's (negative: the challenger wins)."""
     from scipy.stats import ttest_ind
 
     if challenger.size < 2 or champion.size < 2:
@@ -180,13 +180,19 @@ def logloss_difference(challenger: np.ndarray, champion: np.ndarray, alpha: floa
 def rate_difference(
     challenger_events: int, challenger_n: int, champion_events: int, champion_n: int, alpha: float
 ) -> Difference:
-    """The challenger's outcome rate minus the champion's, with Newcomb's interval and Agresti-Caffo's test."""
+    """The challenger's outcome rate minus the champion's: Newcomb's interval, Agresti-Caffo's test."""
     from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
 
     if challenger_n == 0 or champion_n == 0:
         return Difference("rate", Interval(None, None, None), None, False, RATE_METHOD)
     low, high = confint_proportions_2indep(
-        challenger_events, challenger_n, champion_events, champion_n, method="newcomb", compare="diff", alpha=alpha
+        challenger_events,
+        challenger_n,
+        champion_events,
+        champion_n,
+        method="newcomb",
+        compare="diff",
+        alpha=alpha,
     )
     test = test_proportions_2indep(
         challenger_events, challenger_n, champion_events, champion_n, method="agresti-caffo", compare="diff"

@@ -63,7 +63,9 @@ def _features(columns: Mapping[str, np.ndarray], specs: Sequence[StringIndexerSp
     return np.column_stack([values[c] for c in FEATURE_COLUMNS])
 
 
-def _release(store: params.LocalParameterStore, specs: list[StringIndexerSpec], booster: Any) -> releases.Release:
+def _release(
+    store: params.LocalParameterStore, specs: list[StringIndexerSpec], booster: Any
+) -> releases.Release:
     booster.set_attr(**{releases.BOOSTER_ATTRIBUTE: releases.indexer_sha256(indexer_from_specs(specs))})
     return releases.write_release(
         releases.releases_root(store),

@@ -29,9 +29,13 @@ def models(ab_world: AbWorld) -> dict[str, object]:
     return {r.id: release_model(ab_world.releases_root, r.id) for r in (ab_world.good, ab_world.blind)}
 
 
-def _loop(world: AbWorld, models: dict[str, object], name: str, champion: str, challenger: str, out: Path | None) -> ClosedLoop:
+def _loop(
+    world: AbWorld, models: dict[str, object], name: str, champion: str, challenger: str, out: Path | None
+) -> ClosedLoop:
     experiment = Experiment(
-        name=name, salt=f"salt-{name}", arms=(Arm("champion", champion, 0.5), Arm("challenger", challenger, 0.5))
+        name=name,
+        salt=f"salt-{name}",
+        arms=(Arm("champion", champion, 0.5), Arm("challenger", challenger, 0.5)),
     )
     root = world.settings.workspace / name
     return run_closed_loop(
@@ -49,7 +53,9 @@ def _loop(world: AbWorld, models: dict[str, object], name: str, champion: str, c
 
 
 @pytest.fixture(scope="module")
-def good_champion(ab_world: AbWorld, models: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> ClosedLoop:
+def good_champion(
+    ab_world: AbWorld, models: dict[str, object], tmp_path_factory: pytest.TempPathFactory
+) -> ClosedLoop:
     """The good release as champion, the blind one as challenger; the report written with its plots."""
     out = tmp_path_factory.mktemp("report")
     return _loop(ab_world, models, "good-vs-blind", ab_world.good.id, ab_world.blind.id, out)
@@ -68,7 +74,9 @@ def test_the_better_release_wins_as_challenger(ab_world: AbWorld, models: dict[s
     assert verdict.logloss.significant and verdict.winner == "challenger"
 
 
-def test_arms_serving_the_same_release_differ_in_nothing_significant(ab_world: AbWorld, models: dict[str, object]) -> None:
+def test_arms_serving_the_same_release_differ_in_nothing_significant(
+    ab_world: AbWorld, models: dict[str, object]
+) -> None:
     loop = _loop(ab_world, models, "good-vs-good", ab_world.good.id, ab_world.good.id, None)
     (verdict,) = loop.report.verdicts
     assert not verdict.logloss.significant and verdict.winner is None

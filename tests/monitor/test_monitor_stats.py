@@ -37,7 +37,9 @@ def test_equal_arms_differ_significantly_in_log_loss_at_about_the_rate_alpha() -
         a, b = _requests(rng, 2_000), _requests(rng, 2_000)
         ya, yb = rng.random(a.size) < a, rng.random(b.size) < b
         q = 0.2  # one model for both arms: a constant is enough to be equal
-        loss = S.logloss_difference(S.log_losses(ya, np.full(a.size, q)), S.log_losses(yb, np.full(b.size, q)), ALPHA)
+        loss = S.logloss_difference(
+            S.log_losses(ya, np.full(a.size, q)), S.log_losses(yb, np.full(b.size, q)), ALPHA
+        )
         significant += loss.significant
     assert significant / REPLICATES <= 0.09
 
