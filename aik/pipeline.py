@@ -4,7 +4,8 @@ Each step is skipped when its input is unchanged: no new day means no ingest; th
 when the window's files differ from those its last report names; training runs only when the feature
 report differs from the one the newest release was built from. A lock file in the workspace keeps two
 runs from interleaving. A failed step raises `StepFailed` naming it; nothing before the pointer switch
-touches the live release, so it stays as it was.
+touches the live release, so it stays as it was. What fails after the switch (the booster's copy for the
+original flow, pruning old releases) cannot undo it: the run succeeds with `PipelineRun.warnings`.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class PipelineRun:
     release: R.Release | None = None
     published: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: Steps after the pointer switch that failed (the release is live; the run succeeded).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -312,6 +315,7 @@ def run_pipeline(
         except Exception as exc:
             raise StepFailed("train", exc, live) from exc
         run.release, run.published, run.metrics = result.release, result.published, result.metrics.to_dict()
+        run.warnings = list(result.warnings)
         auc, oracle = run.metrics.get("auc"), run.metrics.get("oracle_ratio")
         record(
             "train",
@@ -322,7 +326,13 @@ def run_pipeline(
             + " (gates and publish included)",
         )
         record("gates", True, time.monotonic(), "passed")
-        record("publish", result.published, time.monotonic(), f"release {result.release.id} is live")
+        record(
+            "publish",
+            result.published,
+            time.monotonic(),
+            f"release {result.release.id} is live"
+            + (f" ({len(run.warnings)} warning(s) after the switch)" if run.warnings else ""),
+        )
     return run
 
 

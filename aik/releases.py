@@ -337,12 +337,15 @@ def check_binding(
         )
 
 
-def promote(store: ParameterStore, release: Release, *, mirror: bool = True) -> Release:
+def promote(
+    store: ParameterStore, release: Release, *, mirror: bool = True, warnings: list[str] | None = None
+) -> Release:
     """Check a release and switch the pointer to it (the last write); then mirror its booster.
 
     The mirror at `/aik/xgboost/path` keeps the original's flow (a server reading the three original
     parameters) working; it is one atomic write after the pointer, never read by a pointer-following
-    server.
+    server. Once the pointer is switched the release IS live, so a failed mirror does not raise: it is
+    logged and appended to `warnings` (the caller reports it and still succeeds).
     """
     if not release.passed:
         failed = [c for c in release.gates.get("checks", []) if not c.get("passed")]
@@ -358,19 +361,40 @@ def promote(store: ParameterStore, release: Release, *, mirror: bool = True) -> 
     log.info("release %s is live (%s)", release.id, release.manifest_uri)
     if mirror:
         try:
-            mirror_uri = store.get(XGBOOST_PATH)
-        except ParameterNotFound:
-            return release
-        storage.write_bytes(mirror_uri, contents["model"])
-        clean_temporaries(mirror_uri.rsplit("/", 1)[0])
+            _mirror(store, contents["model"])
+        except Exception as exc:  # after the switch: bookkeeping, whatever it raised
+            after_publish(
+                warnings,
+                f"release {release.id} is live, but copying its booster to {XGBOOST_PATH} failed: {exc} "
+                "(servers that read the original parameters keep the previous booster)",
+            )
     return release
 
 
-def rollback(store: ParameterStore, root: str, to: str | None = None) -> tuple[Release | None, Release]:
+def _mirror(store: ParameterStore, model: bytes) -> None:
+    """Write the live booster to `/aik/xgboost/path` (when that parameter exists)."""
+    try:
+        mirror_uri = store.get(XGBOOST_PATH)
+    except ParameterNotFound:
+        return
+    storage.write_bytes(mirror_uri, model)
+    clean_temporaries(mirror_uri.rsplit("/", 1)[0])
+
+
+def after_publish(warnings: list[str] | None, message: str) -> None:
+    """A step after the pointer switch failed: the release is live all the same; log and keep the message."""
+    log.warning("%s", message)
+    if warnings is not None:
+        warnings.append(message)
+
+
+def rollback(
+    store: ParameterStore, root: str, to: str | None = None, *, warnings: list[str] | None = None
+) -> tuple[Release | None, Release]:
     """Promote `to`, or the newest release older than the live one that passes the checks."""
     current = live(store)
     if to is not None:
-        return current, promote(store, find(root, to))
+        return current, promote(store, find(root, to), warnings=warnings)
     if current is None:
         raise ReleaseError("no live release to roll back from (`aik promote RELEASE` sets one)")
     problems = []
@@ -378,7 +402,7 @@ def rollback(store: ParameterStore, root: str, to: str | None = None) -> tuple[R
         if release.id >= current.id:
             continue
         try:
-            return current, promote(store, release)
+            return current, promote(store, release, warnings=warnings)
         except AikError as exc:
             problems.append(f"{release.id}: {exc}")
             log.warning("rollback: skipping %s: %s", release.id, exc)

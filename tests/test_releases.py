@@ -113,6 +113,37 @@ def test_promote_switches_the_pointer_and_mirrors_the_booster(ctx: Context) -> N
     assert mirror.read_bytes() == Path(release.file_uri("model")).read_bytes()
 
 
+def _block_the_mirror(ctx: Context) -> Path:
+    """Point `/aik/xgboost/path` under a regular file, so that writing the mirror fails."""
+    blocker = ctx.settings.workspace / "blocker"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the mirror's directory should be\n")
+    ctx.params.put(params.XGBOOST_PATH, str(blocker / "xgboost.bin"))
+    return blocker
+
+
+def test_a_failed_mirror_after_the_switch_leaves_the_release_live_with_a_warning(ctx: Context) -> None:
+    _block_the_mirror(ctx)
+    release = _release(ctx, 1, day=0)
+    warnings: list[str] = []
+    assert releases.promote(ctx.params, release, warnings=warnings) == release
+    assert ctx.params.get(params.RELEASE_LIVE) == release.manifest_uri
+    (warning,) = warnings
+    assert warning.startswith(f"release {release.id} is live, but copying its booster to /aik/xgboost/path")
+
+
+def test_cli_promote_with_a_failed_mirror_exits_0_and_warns(
+    ctx: Context, capsys: pytest.CaptureFixture
+) -> None:
+    _block_the_mirror(ctx)
+    release = _release(ctx, 1, day=0)
+    assert main(["--workspace", str(ctx.settings.workspace), "promote", release.id]) == 0
+    out, err = capsys.readouterr()
+    assert f"promote: {release.id} is live" in out
+    assert err.startswith("aik promote: warning: ") and len(err.splitlines()) == 1
+    assert ctx.params.get(params.RELEASE_LIVE) == release.manifest_uri
+
+
 def test_promote_removes_temporary_files_a_killed_write_left(ctx: Context) -> None:
     mirror = Path(ctx.params.get(params.XGBOOST_PATH))
     mirror.parent.mkdir(parents=True)

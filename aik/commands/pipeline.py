@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import sys
 import time
 
 from aik.context import Context
@@ -138,6 +139,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 )
             live = result.release.id if result.release else "none"
             print(f"pipeline: release {live}; {time.monotonic() - started:.1f} s in all")
+            for warning in result.warnings:
+                print(f"aik pipeline run: warning: {warning}", file=sys.stderr)
         if args.every is None or (args.iterations is not None and iteration >= args.iterations):
             return status
         wait = max(0.0, args.every - (time.monotonic() - started))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from aik import releases as R
 from aik.context import Context
@@ -73,15 +74,25 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
 def run_promote(args: argparse.Namespace, ctx: Context) -> int:
     """Check and promote one release."""
     root = R.releases_root(ctx.params)
-    release = R.promote(ctx.params, R.find(root, args.release))
+    warnings: list[str] = []
+    release = R.promote(ctx.params, R.find(root, args.release), warnings=warnings)
     print(f"promote: {release.id} is live ({release.manifest_uri})")
+    _warn("promote", warnings)
     return 0
+
+
+def _warn(command: str, warnings: list[str]) -> None:
+    """What failed after the pointer switch (the switch stands: the command still succeeds)."""
+    for warning in warnings:
+        print(f"aik {command}: warning: {warning}", file=sys.stderr)
 
 
 def run_rollback(args: argparse.Namespace, ctx: Context) -> int:
     """Promote the previous release (or --to)."""
     root = R.releases_root(ctx.params)
-    previous, release = R.rollback(ctx.params, root, args.to)
+    warnings: list[str] = []
+    previous, release = R.rollback(ctx.params, root, args.to, warnings=warnings)
     was = previous.id if previous else "none"
     print(f"rollback: {was} -> {release.id} is live ({release.manifest_uri})")
+    _warn("rollback", warnings)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from aik.context import Context
 from aik.errors import AikError
@@ -224,4 +225,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     for name, value in lines.items():
         if value is not None:
             print(f"{name}={value}")
+    for warning in result.warnings:  # after the release was written and switched: still a success
+        print(f"aik train: warning: {warning}", file=sys.stderr)
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from aik import releases as R
 from aik import storage
@@ -61,6 +61,8 @@ class TrainResult:
     published_reports: dict[str, str]
     #: The model as written and reloaded: a Booster, or a neural family's NeuralModel.
     model: Model
+    #: Steps after the release was written (and made live) that failed: the run still succeeded.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[GateResult]:
@@ -152,10 +154,18 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
     candidate_reports = {name: storage.join(release.uri, R.REPORTS_DIR, name) for name in reports.plots}
     candidate_reports[R.FILE_NAMES["metrics"]] = release.file_uri("metrics")
     published_reports: dict[str, str] = {}
+    warnings: list[str] = []
     if will_publish:
-        R.promote(store, release)  # the pointer switch: the last write of a publish
+        R.promote(store, release, warnings=warnings)  # the pointer switch: the last write of a publish
         published_reports = dict(candidate_reports)
-    R.prune(store, candidate.releases_root, keep=options.keep_candidates)
+    try:
+        R.prune(store, candidate.releases_root, keep=options.keep_candidates)
+    except Exception as exc:  # bookkeeping after the release (and its switch): it stands all the same
+        R.after_publish(
+            warnings,
+            f"release {release.id} is {'live' if will_publish else 'written'}, but pruning the old releases "
+            f"failed: {exc}",
+        )
     result = TrainResult(
         release=release,
         metrics=metrics,
@@ -166,6 +176,7 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         candidate_reports=candidate_reports,
         published_reports=published_reports,
         model=candidate.model,
+        warnings=warnings,
     )
     if not passed:
         raise GateFailed(result.failures, result)

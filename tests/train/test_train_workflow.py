@@ -13,7 +13,7 @@ import pytest
 import xgboost as xgb
 from train_fixture_data import FixtureSpec, model_path
 
-from aik import releases
+from aik import params, releases
 from aik.cli import main
 from aik.context import Context
 from aik.schema import FEATURE_COLUMNS, RAW_SCHEMA
@@ -66,6 +66,39 @@ def test_aik_train_publishes_a_loadable_model_with_metrics_and_plots(
         assert (Path(release.uri) / "reports" / name).read_bytes().startswith(PNG), name
         assert metrics["plots"][name] == f"reports/{name}"
     assert json.loads(Path(release.file_uri("schema")).read_text()) == RAW_SCHEMA
+
+
+def test_a_failed_step_after_the_switch_exits_0_with_a_warning_and_the_release_live(
+    make_ws: Callable[..., Path], capsys: pytest.CaptureFixture
+) -> None:
+    ws = make_ws()
+    store = _ctx(ws).params
+    (ws / "blocker").write_text("a file where the mirror's directory should be\n")
+    store.put(params.XGBOOST_PATH, str(ws / "blocker" / "xgboost.bin"))  # the copy after the switch fails
+    assert main(["--workspace", str(ws), "train", "--no-baselines"]) == 0
+    out, err = capsys.readouterr()
+    release = dict(line.split("=", 1) for line in out.strip().splitlines())["release"]
+    live = releases.live(store)
+    assert live is not None and live.id == release
+    (warning,) = [line for line in err.splitlines() if line.startswith("aik train: warning: ")]
+    assert f"release {release} is live, but copying its booster to /aik/xgboost/path" in warning
+
+
+def test_failed_pruning_after_a_publish_is_a_warning(
+    make_ws: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = make_ws()
+
+    def broken(*args: object, **kwargs: object) -> list[str]:
+        raise PermissionError(13, "Permission denied", "releases/old")
+
+    monkeypatch.setattr(releases, "prune", broken)
+    result = train_and_publish(_ctx(ws), TrainOptions(baselines=False))
+    assert result.published
+    live = releases.live(_ctx(ws).params)
+    assert live is not None and live.id == result.release.id
+    (warning,) = result.warnings
+    assert warning.startswith(f"release {result.release.id} is live, but pruning the old releases failed")
 
 
 def test_no_publish_evaluates_but_leaves_the_published_uri_alone(make_ws: Callable[..., Path]) -> None:
