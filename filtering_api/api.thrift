@@ -40,12 +40,18 @@ struct BidBatchResponse {
 }
 
 /**
- * One string field of many requests, dictionary-encoded: row i's value is values[codes[i]]. codes
- * holds one little-endian i32 per row; -1 marks a row whose field is missing.
+ * One string field of many requests, in one of two encodings. Dictionary (values and codes): row i's
+ * value is values[codes[i]]; codes holds one little-endian i32 per row, -1 for a missing value. For
+ * fields of few distinct values (the server maps each distinct value once). Plain (data and offsets):
+ * the rows' UTF-8 bytes concatenated in data, row i being data[offsets[i]:offsets[i+1]]; offsets holds
+ * rows + 1 little-endian i32s, the first 0 and the last the length of data; no missing values. For
+ * fields whose every value differs (bidId): no string object per row on either side.
  */
 struct StringColumn {
   1: list<string> values,
-  2: binary codes
+  2: binary codes,
+  3: binary data,
+  4: binary offsets
 }
 
 /**

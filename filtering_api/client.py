@@ -1,15 +1,15 @@
 """A thriftpy2 client of the filtering server, a wait until it reports itself ready, and columnar calls.
 
 `bid_columns` builds the `BidColumns` of a `filterColumns` call from one sequence per BidRequest field
-(integer fields as little-endian arrays, string fields dictionary-encoded), `likelihoods` reads its
-reply as a numpy array.
+(integer fields as little-endian arrays, string fields dictionary-encoded, bidId plain-encoded),
+`likelihoods` reads its reply as a numpy array.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,8 @@ def wait_until_ready(host: str, port: int, timeout: float, timeout_ms: int = 5_0
 #: BidRequest's integer fields and their byte widths in a `BidColumns`; every other field is a string.
 INTEGER_FIELDS: dict[str, int] = {"dayOfWeek": 4, "biddingPrice": 8, "payingPrice": 8, "deviceTypeId": 4}
 STRING_FIELDS = ("bidId", "hour", "regionId", "cityId", "domainId", "advertiserId", "userAgent")
+#: Fields `bid_columns` plain-encodes by default: every request's value differs.
+PLAIN_FIELDS = ("bidId",)
 
 
 def string_column(values: Sequence[str | bytes | None] | np.ndarray) -> Any:
@@ -70,6 +72,16 @@ def string_column(values: Sequence[str | bytes | None] | np.ndarray) -> Any:
     return StringColumn(values=list(table), codes=np.asarray(codes, dtype="<i4").tobytes())
 
 
+def plain_string_column(values: Sequence[str | bytes] | np.ndarray) -> Any:
+    """A plain `StringColumn`: the values' UTF-8 bytes concatenated, and rows + 1 offsets (no None)."""
+    from filtering_api.idl import StringColumn
+
+    encoded = [v.encode() if isinstance(v, str) else bytes(v) for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype="<i4")
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return StringColumn(data=b"".join(encoded), offsets=offsets.tobytes())
+
+
 def integer_column(values: Sequence[int | None] | np.ndarray, width: int) -> bytes:
     """Little-endian integers of `width` bytes; None becomes the type's smallest value (missing)."""
     dtype = np.dtype(f"<i{width}")
@@ -79,8 +91,13 @@ def integer_column(values: Sequence[int | None] | np.ndarray, width: int) -> byt
     return np.asarray([missing if v is None else v for v in values], dtype=dtype).tobytes()
 
 
-def bid_columns(columns: Mapping[str, Sequence[Any] | np.ndarray]) -> Any:
-    """The `BidColumns` of equally long sequences named as BidRequest's fields (fields left out: missing)."""
+def bid_columns(
+    columns: Mapping[str, Sequence[Any] | np.ndarray], plain: Collection[str] = PLAIN_FIELDS
+) -> Any:
+    """The `BidColumns` of equally long sequences named as BidRequest's fields (fields left out: missing).
+
+    String fields are dictionary-encoded, those named in `plain` plain-encoded (they must have no None).
+    """
     from filtering_api.idl import BidColumns
 
     unknown = set(columns) - set(INTEGER_FIELDS) - set(STRING_FIELDS)
@@ -92,14 +109,24 @@ def bid_columns(columns: Mapping[str, Sequence[Any] | np.ndarray]) -> Any:
     fields: dict[str, Any] = {"rows": lengths.pop() if lengths else 0}
     for name, values in columns.items():
         width = INTEGER_FIELDS.get(name)
-        fields[name] = string_column(values) if width is None else integer_column(values, width)
+        if width is not None:
+            fields[name] = integer_column(values, width)
+        elif name in plain:
+            if any(v is None for v in values):
+                raise ValueError(f"{name} has missing values: a plain column cannot hold them")
+            fields[name] = plain_string_column(values)
+        else:
+            fields[name] = string_column(values)
     return BidColumns(**fields)
 
 
 def bid_columns_of(requests: Sequence[Any]) -> Any:
-    """The `BidColumns` of BidRequest objects (every field of theirs, in order)."""
+    """The `BidColumns` of BidRequest objects (every field of theirs; bidId plain-encoded when no
+    request lacks one)."""
     names = (*STRING_FIELDS, *INTEGER_FIELDS)
-    return bid_columns({name: [getattr(r, name) for r in requests] for name in names})
+    columns = {name: [getattr(r, name) for r in requests] for name in names}
+    plain = [name for name in PLAIN_FIELDS if None not in columns[name]]
+    return bid_columns(columns, plain=plain)
 
 
 def likelihoods(response: Any) -> np.ndarray:

@@ -1,16 +1,19 @@
 """Feature matrices of columnar calls: `filterColumns` (many requests as columns) and `filterAdvertisers`.
 
 No Python object is built per row. Integer columns are little-endian arrays read with
-`numpy.frombuffer`; a string column is a dictionary plus one i32 code per row, so each distinct value is
-mapped once, by the same tables and rules as the single-request path (`model._hot_path`), and numpy
-spreads the results over the rows (`values[codes]`, the missing value's result at index -1). A request's
-row therefore gets the features `ServedModel.features` gives the same request sent to `filter`
-(property-tested). Malformed columns (wrong byte lengths, codes outside the dictionary, more rows than
+`numpy.frombuffer`; a dictionary-encoded string column is its distinct values plus one i32 code per
+row, so each distinct value is mapped once, by the same tables and rules as the single-request path
+(`model._hot_path`), and numpy spreads the results over the rows (`values[codes]`, the missing value's
+result at index -1). A plain-encoded column (data and offsets, meant for bidId, which scoring does not
+read) is only checked; a scored field sent plain is turned into a dictionary first (a string per row).
+A request's row therefore gets the features `ServedModel.features` gives the same request sent to
+`filter` (tested). Malformed columns (wrong byte lengths, codes outside the dictionary, more rows than
 the batch limit) are a `BadRequest`: an error reply, the connection stays open.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,13 +63,15 @@ class ColumnScorer:
     def features(self, columns: Any, max_rows: int) -> np.ndarray:
         """The float32 feature matrix of a `BidColumns` (rows in order), or `BadRequest`."""
         rows = column_rows(columns, max_rows)
+        _check_unscored(columns, rows)
         out = np.empty((rows, len(FEATURE_COLUMNS)), dtype=np.float64)
         dow = _int_column(columns.dayOfWeek, rows, 4, "dayOfWeek")
         out[:, _DOW] = np.nan if dow is None else _missing_to_nan(dow, I32_MISSING)
-        out[:, _HOUR] = self._mapped(columns.hour, rows, "hour", _hour_value)
+        out[:, _HOUR] = self._mapped(columns.hour, rows, "hour", None, _hour_value)
         for attr, position in _INDEX_POSITIONS.items():
+            table = self.tables[attr][0]
             out[:, position] = self._mapped(
-                getattr(columns, attr), rows, attr, self._index_value(attr), missing=self.tables[attr][1]
+                getattr(columns, attr), rows, attr, table, self._index_value(attr)
             )
         out[:, _DEVICE] = self._device(columns, rows)
         for position, recode in self.other_recodes.items():
@@ -74,12 +79,13 @@ class ColumnScorer:
         return out.astype(np.float32)
 
     def _index_value(self, attr: str) -> Callable[[object], float]:
+        """An index field's feature value of any raw value, in the hot path's order: the table, then the
+        reference rules (bytes, unseen), an empty or missing value being unseen."""
         table, unseen = self.tables[attr]
-        get = table.get
         tables = self.tables
 
-        def value(raw: object) -> float:  # the hot path's order: the table first, then the reference
-            found = get(raw)  # type: ignore[call-overload]  # a bytes value is not a key: it misses
+        def value(raw: object) -> float:
+            found = table.get(raw) if isinstance(raw, str) else None
             if found is not None:
                 return found
             return index_of_value(tables, attr, raw) if raw else unseen
@@ -91,18 +97,24 @@ class ColumnScorer:
         column: Any,
         rows: int,
         name: str,
+        table: dict[str, float] | None,
         value: Callable[[object], float],
-        missing: float | None = None,
     ) -> np.ndarray | float:
-        """A string column's feature per row: `value` of each distinct string, spread by the codes."""
+        """A string column's feature per row: the value of each distinct string, spread by the codes.
+
+        `table` (label -> value) answers most strings in one C-level pass; `value` the rest.
+        """
         if column is None:
-            return value(None) if missing is None else missing
+            return value(None)
         strings, codes = _string_column(column, rows, name)
-        mapped = np.empty(len(strings) + 1, dtype=np.float64)
-        for i, raw in enumerate(strings):
-            mapped[i] = value(raw)
-        mapped[-1] = value(None) if missing is None else missing
-        return mapped[codes]
+        if table is None:
+            found: list[float | None] = [value(raw) for raw in strings]
+        else:
+            found = list(map(table.get, strings))
+            if None in found:
+                found = [value(raw) if f is None else f for raw, f in zip(strings, found, strict=True)]
+        found.append(value(None))  # index -1: a row whose value is missing
+        return np.asarray(found, dtype=np.float64)[codes]
 
     def _device(self, columns: Any, rows: int) -> np.ndarray:
         """The user agent's device type where a row has an agent, else its deviceTypeId, else 6."""
@@ -163,15 +175,58 @@ def _int_column(data: bytes | None, rows: int, width: int, name: str) -> np.ndar
 
 
 def _string_column(column: Any, rows: int, name: str) -> tuple[list[Any], np.ndarray]:
+    """(distinct values, one code per row into them, -1 for missing) of either encoding."""
+    if column.data is not None or column.offsets is not None:
+        pieces = _plain_values(column, rows, name)
+        table: dict[str, int] = {}
+        codes = [table.setdefault(piece, len(table)) for piece in pieces]
+        return list(table), np.asarray(codes, dtype=np.int32)
     strings = column.values if column.values is not None else []
     if column.codes is None:
         raise BadRequest(f"{name} has no codes")
-    codes = _int_column(column.codes, rows, 4, f"{name}.codes")
-    assert codes is not None
-    if rows and (int(codes.min()) < -1 or int(codes.max()) >= len(strings)):
-        bad = codes[(codes < -1) | (codes >= len(strings))][0]
+    codes_array = _int_column(column.codes, rows, 4, f"{name}.codes")
+    assert codes_array is not None
+    if rows and (int(codes_array.min()) < -1 or int(codes_array.max()) >= len(strings)):
+        bad = codes_array[(codes_array < -1) | (codes_array >= len(strings))][0]
         raise BadRequest(f"{name} has code {bad} outside its {len(strings)} values")
-    return strings, codes
+    return strings, codes_array
+
+
+def _plain_offsets(column: Any, rows: int, name: str) -> np.ndarray:
+    """A plain column's offsets, checked: rows + 1 of them, from 0, never decreasing, to len(data)."""
+    if column.data is None or column.offsets is None:
+        raise BadRequest(f"{name} needs both data and offsets")
+    offsets = _int_column(column.offsets, rows + 1, 4, f"{name}.offsets")
+    assert offsets is not None
+    if offsets[0] != 0 or offsets[-1] != len(column.data) or bool(np.any(offsets[1:] < offsets[:-1])):
+        raise BadRequest(f"{name}.offsets must rise from 0 to the {len(column.data)} bytes of its data")
+    return offsets
+
+
+def _plain_values(column: Any, rows: int, name: str) -> list[str]:
+    data = column.data
+    bounds = _plain_offsets(column, rows, name).tolist()
+    return [data[a:b].decode("utf-8", "replace") for a, b in itertools.pairwise(bounds)]
+
+
+def _check_unscored(columns: Any, rows: int) -> None:
+    """The columns scoring does not read are still checked: a malformed request is refused whole."""
+    for name, width in (("biddingPrice", 8), ("payingPrice", 8)):
+        _int_column(getattr(columns, name), rows, width, name)
+    if columns.bidId is not None:
+        if columns.bidId.data is not None or columns.bidId.offsets is not None:
+            _plain_offsets(columns.bidId, rows, "bidId")
+        else:
+            _string_column(columns.bidId, rows, "bidId")
+
+
+def column_strings(column: Any, rows: int, name: str) -> list[str | None]:
+    """Every row's value of a `StringColumn` of either encoding (None: missing), e.g. the bid ids."""
+    if column is None:
+        return [None] * rows
+    strings, codes = _string_column(column, rows, name)
+    table = [*strings, None]
+    return [table[code] for code in codes.tolist()]
 
 
 def _missing_to_nan(values: np.ndarray, missing: int) -> np.ndarray:

@@ -11,9 +11,15 @@ from serving_fixtures import Artifacts
 from thriftpy2.thrift import TApplicationException
 
 from ad_server_emulator.emulator import bid_request
-from filtering_api.client import bid_columns, bid_columns_of, likelihoods, string_column
+from filtering_api.client import (
+    bid_columns,
+    bid_columns_of,
+    likelihoods,
+    plain_string_column,
+    string_column,
+)
 from filtering_api.idl import BidColumns, BidRequest, StringColumn
-from filtering_server.columns import ColumnScorer
+from filtering_server.columns import ColumnScorer, column_strings
 from filtering_server.model import BadRequest, ServedModel
 from filtering_server.server import ServerConfig
 
@@ -72,6 +78,26 @@ def test_column_features_equal_the_reference_features_of_odd_requests(
     np.testing.assert_array_equal(features, expected)
 
 
+def test_scored_fields_sent_plain_get_the_features_of_the_dictionary_encoding(
+    numeric_model: ServedModel,
+) -> None:
+    requests = [r for r in odd_requests(numeric_model) if r.domainId is not None and r.hour is not None]
+    columns = bid_columns_of(requests)
+    columns.domainId = plain_string_column([r.domainId for r in requests])
+    columns.hour = plain_string_column([r.hour for r in requests])
+    scorer = ColumnScorer(numeric_model)
+    np.testing.assert_array_equal(
+        scorer.features(columns, max_rows=100), scorer.features(bid_columns_of(requests), max_rows=100)
+    )
+
+
+def test_column_strings_reads_both_encodings() -> None:
+    ids = ["b-1", "b-2", "b-1"]
+    assert column_strings(plain_string_column(ids), 3, "bidId") == ids
+    assert column_strings(string_column(["x", None, "x"]), 3, "bidId") == ["x", None, "x"]
+    assert column_strings(None, 2, "bidId") == [None, None]
+
+
 def test_left_out_columns_are_missing_in_every_row(numeric_model: ServedModel) -> None:
     features = ColumnScorer(numeric_model).features(BidColumns(rows=3), max_rows=100)
     expected = np.asarray([numeric_model.features(BidRequest())] * 3, dtype=np.float32)
@@ -103,6 +129,17 @@ MALFORMED = {
     "no codes": BidColumns(rows=1, cityId=StringColumn(values=["a"])),
     "an hour beyond Spark's int": BidColumns(rows=1, hour=string_column(["9" * 40])),
     "a user agent over the limit": BidColumns(rows=1, userAgent=string_column([LONG_AGENT])),
+    "plain offsets not rising": BidColumns(
+        rows=2, bidId=StringColumn(data=b"ab", offsets=np.asarray([0, 2, 1], "<i4").tobytes())
+    ),
+    "plain offsets short of the data": BidColumns(
+        rows=1, domainId=StringColumn(data=b"abc", offsets=np.asarray([0, 2], "<i4").tobytes())
+    ),
+    "plain offsets of the wrong length": BidColumns(
+        rows=2, bidId=StringColumn(data=b"ab", offsets=np.asarray([0, 2], "<i4").tobytes())
+    ),
+    "plain data without offsets": BidColumns(rows=1, bidId=StringColumn(data=b"a")),
+    "a price column of the wrong length": BidColumns(rows=1, biddingPrice=b"\x01\x00\x00\x00"),
 }
 
 
@@ -167,6 +204,13 @@ def test_advertisers_of_a_bad_request_get_its_error(numeric_model: ServedModel) 
 
 
 # -- the client's helpers ---------------------------------------------------------------------------------
+
+
+def test_bid_columns_send_bid_ids_plain_unless_one_is_missing() -> None:
+    assert bid_columns_of([BidRequest(bidId="a"), BidRequest(bidId="b")]).bidId.data == b"ab"
+    assert bid_columns_of([BidRequest(bidId="a"), BidRequest()]).bidId.values == ["a"]
+    with pytest.raises(ValueError, match="bidId has missing values"):
+        bid_columns({"bidId": ["a", None]})
 
 
 def test_string_columns_encode_each_distinct_value_once() -> None:
