@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,8 @@ def moto_endpoint() -> Iterator[MotoEndpoint]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = MotoEndpoint(f"http://{host}:{port}")
+    # moto's backends are global to the process: a second module's server would see the first's state
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint.url}/moto-api/reset", method="POST")).close()
     endpoint.client("s3").create_bucket(Bucket=DATA_BUCKET)
     endpoint.client("ssm").put_parameter(Name="/aik/data-bucket", Value=DATA_BUCKET, Type="String")
     yield endpoint
