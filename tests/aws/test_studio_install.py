@@ -18,7 +18,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from aik.params import XGBOOST_PATH
+from aik.params import RELEASE_LIVE, XGBOOST_PATH
+from aik.releases import MANIFEST
 from stacks import studio_lifecycle
 
 from .conftest import ROOT, MotoEndpoint, features_to_s3, s3_keys, ssm_parameters
@@ -137,6 +138,8 @@ def test_notebooks_0_1_and_3_run_in_the_studio_kernel_against_the_emulated_aws(
     text = run_notebook(
         image, moto_endpoint, "3_train_xgboost", out / "3.ipynb", backend="aws", baselines=False
     )
-    published = text.split("published: ", 1)[1].split()[0]
-    assert published.startswith(ROOT) and published.removeprefix(ROOT) in s3_keys(moto_endpoint, "")
+    release = text.split("published: release ", 1)[1].split()[0]
+    live = ssm_parameters(moto_endpoint)[RELEASE_LIVE]
+    assert live == f"{ROOT}releases/{release}/{MANIFEST}"
+    assert live.removeprefix(ROOT) in s3_keys(moto_endpoint, f"releases/{release}/")
     assert ssm_parameters(moto_endpoint)[XGBOOST_PATH].removeprefix(ROOT) in s3_keys(moto_endpoint, "")
