@@ -14,14 +14,16 @@ the batch limit) are a `BadRequest`: an error reply, the connection stays open.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from aik.device import device_type_id
-from aik.request_features import as_text, device_feature, hour_feature
+from aik.device import UNKNOWN_DEVICE, device_type_id
+from aik.request_features import as_text, hour_feature
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS
+from filtering_server import wire
 from filtering_server.model import (
     _INT_DIGITS,
     BadRequest,
@@ -32,9 +34,8 @@ from filtering_server.model import (
     index_tables,
 )
 
-#: The smallest value of each integer type marks a missing value in an integer column (api.thrift).
-I32_MISSING = -(2**31)
-I64_MISSING = -(2**63)
+#: An absent integer column, typed as the ones read from a request (read-only little-endian i32).
+_EMPTY = np.frombuffer(b"", dtype="<i4")
 
 _DOW, _HOUR, _DEVICE = (FEATURE_COLUMNS.index(name) for name in ("dow", "hour", "device_type_id"))
 #: BidRequest attribute -> position of its Index* feature
@@ -47,6 +48,8 @@ _INDEX_POSITIONS = {
         ("cityId", "CityID"),
     )
 }
+#: `wire.gather_columns`'s slots: the hour, the four Index* features, the device type (last)
+_SLOT_POSITIONS = np.asarray([_HOUR, *_INDEX_POSITIONS.values(), _DEVICE], dtype=np.int64)
 
 
 class ColumnScorer:
@@ -61,22 +64,48 @@ class ColumnScorer:
     # -- filterColumns ------------------------------------------------------------------------------
 
     def features(self, columns: Any, max_rows: int) -> np.ndarray:
-        """The float32 feature matrix of a `BidColumns` (rows in order), or `BadRequest`."""
+        """The float32 feature matrix of a `BidColumns` (rows in order), or `BadRequest`.
+
+        Each string column becomes its codes and the feature value of each distinct string (and of a
+        missing one); `wire.gather_columns` spreads them over the rows in one compiled pass.
+        """
         rows = column_rows(columns, max_rows)
         _check_unscored(columns, rows)
-        out = np.empty((rows, len(FEATURE_COLUMNS)), dtype=np.float64)
-        dow = _int_column(columns.dayOfWeek, rows, 4, "dayOfWeek")
-        out[:, _DOW] = np.nan if dow is None else _missing_to_nan(dow, I32_MISSING)
-        out[:, _HOUR] = self._mapped(columns.hour, rows, "hour", None, _hour_value)
-        for attr, position in _INDEX_POSITIONS.items():
-            table = self.tables[attr][0]
-            out[:, position] = self._mapped(
-                getattr(columns, attr), rows, attr, table, self._index_value(attr)
-            )
-        out[:, _DEVICE] = self._device(columns, rows)
+        slots = [
+            ("hour", columns.hour, None, _hour_value),
+            *(
+                (attr, getattr(columns, attr), self.tables[attr][0], self._index_value(attr))
+                for attr in _INDEX_POSITIONS
+            ),
+        ]
+        codes = np.empty((len(slots) + 1, rows), dtype=np.int32)
+        values: list[float | None] = []
+        starts = [0]
+        for k, (name, column, table, value) in enumerate(slots):
+            values += self._distinct(column, rows, name, table, value, codes[k])
+            starts.append(len(values))
+        values += self._agents(columns.userAgent, rows, codes[-1])
+        starts.append(len(values))
+        out = np.empty((rows, len(FEATURE_COLUMNS)), dtype=np.float32)
+        bad = wire.gather_columns(
+            out,
+            _DOW,
+            _int_column(columns.dayOfWeek, rows, 4, "dayOfWeek", _EMPTY),
+            _SLOT_POSITIONS,
+            codes,
+            np.asarray(values, dtype=np.float64),
+            np.asarray(starts, dtype=np.int64),
+            _int_column(columns.deviceTypeId, rows, 4, "deviceTypeId", _EMPTY),
+            float(UNKNOWN_DEVICE),
+        )
+        if bad >= 0:
+            name = "userAgent" if bad == len(slots) else slots[bad][0]
+            size = starts[bad + 1] - starts[bad] - 1
+            wrong = codes[bad][(codes[bad] < -1) | (codes[bad] >= size)][0]
+            raise BadRequest(f"{name} has code {wrong} outside its {size} values")
         for position, recode in self.other_recodes.items():
-            out[:, position] = _recode_column(out[:, position], recode)
-        return out.astype(np.float32)
+            out[:, position] = _recode_column(out[:, position].astype(np.float64), recode)
+        return out
 
     def _index_value(self, attr: str) -> Callable[[object], float]:
         """An index field's feature value of any raw value, in the hot path's order: the table, then the
@@ -92,51 +121,50 @@ class ColumnScorer:
 
         return value
 
-    def _mapped(
+    def _distinct(
         self,
         column: Any,
         rows: int,
         name: str,
         table: dict[str, float] | None,
         value: Callable[[object], float],
-    ) -> np.ndarray | float:
-        """A string column's feature per row: the value of each distinct string, spread by the codes.
+        codes: np.ndarray,
+    ) -> list[float | None]:
+        """A string column's feature value per distinct string, then the missing value's; its codes
+        are written into `codes` (-1 throughout when the column is left out).
 
         `table` (label -> value) answers most strings in one C-level pass; `value` the rest.
         """
         if column is None:
-            return value(None)
-        strings, codes = _string_column(column, rows, name)
+            codes[:] = -1
+            return [value(None)]
+        strings, column_codes = _string_column(column, rows, name)
+        codes[:] = column_codes
         if table is None:
             found: list[float | None] = [value(raw) for raw in strings]
         else:
             found = list(map(table.get, strings))
             if None in found:
                 found = [value(raw) if f is None else f for raw, f in zip(strings, found, strict=True)]
-        found.append(value(None))  # index -1: a row whose value is missing
-        return np.asarray(found, dtype=np.float64)[codes]
+        found.append(value(None))
+        return found
 
-    def _device(self, columns: Any, rows: int) -> np.ndarray:
-        """The user agent's device type where a row has an agent, else its deviceTypeId, else 6."""
-        given = _int_column(columns.deviceTypeId, rows, 4, "deviceTypeId")
-        fallback = (
-            np.full(rows, device_feature(None, None))
-            if given is None
-            else np.where(given == I32_MISSING, device_feature(None, None), given.astype(np.float64))
-        )
-        if columns.userAgent is None:
-            return fallback
-        strings, codes = _string_column(columns.userAgent, rows, "userAgent")
+    def _agents(self, column: Any, rows: int, codes: np.ndarray) -> list[float | None]:
+        """The device type of each distinct user agent (NaN: no agent, the row's deviceTypeId decides)."""
+        if column is None:
+            codes[:] = -1
+            return [math.nan]
+        strings, column_codes = _string_column(column, rows, "userAgent")
+        codes[:] = column_codes
         limit = self.model.max_string
-        agents = np.full(len(strings) + 1, np.nan)  # NaN: no agent, the row's deviceTypeId decides
-        for i, raw in enumerate(strings):
+        found: list[float | None] = []
+        for raw in strings:
             agent = as_text(raw)
             if agent is not None and len(agent) > limit:
                 raise BadRequest(f"userAgent is {len(agent)} characters (limit {limit})")
-            if agent and agent != "null":
-                agents[i] = float(device_type_id(agent))
-        per_row = agents[codes]
-        return np.where(np.isnan(per_row), fallback, per_row)
+            found.append(float(device_type_id(agent)) if agent and agent != "null" else math.nan)
+        found.append(math.nan)
+        return found
 
     # -- filterAdvertisers ----------------------------------------------------------------------------
 
@@ -166,16 +194,22 @@ def column_rows(columns: Any, max_rows: int) -> int:
     return int(rows)
 
 
-def _int_column(data: bytes | None, rows: int, width: int, name: str) -> np.ndarray | None:
+def _int_column(
+    data: bytes | None, rows: int, width: int, name: str, absent: np.ndarray | None = None
+) -> np.ndarray | None:
+    """A little-endian integer column read in place (`absent` when the request left it out)."""
     if data is None:
-        return None
+        return absent
     if len(data) != rows * width:
         raise BadRequest(f"{name} has {len(data)} bytes, expected {rows} x {width}")
     return np.frombuffer(data, dtype=f"<i{width}")
 
 
-def _string_column(column: Any, rows: int, name: str) -> tuple[list[Any], np.ndarray]:
-    """(distinct values, one code per row into them, -1 for missing) of either encoding."""
+def _string_column(
+    column: Any, rows: int, name: str, check_codes: bool = False
+) -> tuple[list[Any], np.ndarray]:
+    """(distinct values, one code per row into them, -1 for missing) of either encoding; the codes are
+    checked against the values here with `check_codes`, else by the caller (`wire.gather_columns`)."""
     if column.data is not None or column.offsets is not None:
         pieces = _plain_values(column, rows, name)
         table: dict[str, int] = {}
@@ -186,7 +220,7 @@ def _string_column(column: Any, rows: int, name: str) -> tuple[list[Any], np.nda
         raise BadRequest(f"{name} has no codes")
     codes_array = _int_column(column.codes, rows, 4, f"{name}.codes")
     assert codes_array is not None
-    if rows and (int(codes_array.min()) < -1 or int(codes_array.max()) >= len(strings)):
+    if check_codes and rows and (int(codes_array.min()) < -1 or int(codes_array.max()) >= len(strings)):
         bad = codes_array[(codes_array < -1) | (codes_array >= len(strings))][0]
         raise BadRequest(f"{name} has code {bad} outside its {len(strings)} values")
     return strings, codes_array
@@ -217,22 +251,16 @@ def _check_unscored(columns: Any, rows: int) -> None:
         if columns.bidId.data is not None or columns.bidId.offsets is not None:
             _plain_offsets(columns.bidId, rows, "bidId")
         else:
-            _string_column(columns.bidId, rows, "bidId")
+            _string_column(columns.bidId, rows, "bidId", check_codes=True)
 
 
 def column_strings(column: Any, rows: int, name: str) -> list[str | None]:
     """Every row's value of a `StringColumn` of either encoding (None: missing), e.g. the bid ids."""
     if column is None:
         return [None] * rows
-    strings, codes = _string_column(column, rows, name)
+    strings, codes = _string_column(column, rows, name, check_codes=True)
     table = [*strings, None]
     return [table[code] for code in codes.tolist()]
-
-
-def _missing_to_nan(values: np.ndarray, missing: int) -> np.ndarray:
-    out = values.astype(np.float64)
-    out[values == missing] = np.nan
-    return out
 
 
 def _hour_value(raw: object) -> float:

@@ -7,7 +7,8 @@ of 2 GB makes it allocate 2 GB and block until that many bytes arrive. So before
 length, asks for more bytes, or names what is wrong (negative or oversized lengths, unknown types,
 nesting too deep, an unversioned header). The server then hands exactly that many bytes to thriftpy2's
 Cython decoder, so one connection can never hold more than one bounded message in memory, and a bad
-message is answered without losing the others' bytes.
+message is answered without losing the others' bytes. `gather_columns` spreads the values of a
+`filterColumns` call's string dictionaries over its rows, also compiled, so no row costs Python work.
 Hand-written because no Thrift library for Python offers such limits on the unframed transport.
 """
 
@@ -247,7 +248,56 @@ def header_fields(data: bytes) -> tuple[str, int, int] | None:
     return name, head & 0xFF, seqid
 
 
+#: The smallest i32, a missing value in a `BidColumns` integer column (api.thrift).
+I32_MISSING = -(2**31)
+
+
+@njit(nogil=True, cache=CACHE)
+def gather_columns(out, dow_position, dow, positions, codes, values, starts, device_type, unknown_device):
+    """Fill the feature rows `out` of a `filterColumns` call; -1, or the slot whose codes are bad.
+
+    Slot k's feature (column `positions[k]` of `out`) of row r is `values[starts[k] + codes[k, r]]`; its
+    last value (at `starts[k + 1] - 1`) is the missing value's, taken for code -1. The last slot is the
+    device type: where its value is NaN (no user agent) the row's `device_type` decides, else
+    `unknown_device`. `dow` and `device_type` are empty when the request left them out; their missing
+    rows hold `I32_MISSING`.
+    """
+    rows = out.shape[0]
+    slots = codes.shape[0]
+    for k in range(slots):
+        size = starts[k + 1] - starts[k] - 1
+        for r in range(rows):
+            c = codes[k, r]
+            if c < -1 or c >= size:
+                return k
+    device = positions[slots - 1]
+    for r in range(rows):
+        d = dow[r] if dow.shape[0] else I32_MISSING
+        out[r, dow_position] = np.nan if d == I32_MISSING else d
+        for k in range(slots):
+            c = codes[k, r]
+            if c < 0:
+                c = starts[k + 1] - starts[k] - 1
+            out[r, positions[k]] = values[starts[k] + c]
+        if out[r, device] != out[r, device]:
+            t = device_type[r] if device_type.shape[0] else I32_MISSING
+            out[r, device] = unknown_device if t == I32_MISSING else t
+    return -1
+
+
 def warm_up() -> None:
-    """Compile (or load from the disk cache) `scan_message` before the first connection needs it."""
+    """Compile (or load from the disk cache) the kernels before the first connection needs them."""
     probe = np.frombuffer(b"\x80\x01\x00\x01\x00\x00\x00\x01f\x00\x00\x00\x01\x00", dtype=np.uint8)
     scan_message(probe, 0, probe.shape[0], 1024, 1024, 8, new_info())
+    empty = np.frombuffer(b"", dtype="<i4")
+    gather_columns(
+        np.empty((1, 7), dtype=np.float32),
+        0,
+        empty,
+        np.arange(1, 7, dtype=np.int64),
+        np.full((6, 1), -1, dtype=np.int32),
+        np.zeros(6, dtype=np.float64),
+        np.arange(7, dtype=np.int64),
+        empty,
+        6.0,
+    )
