@@ -12,7 +12,13 @@ from serving_fixtures import Artifacts, StatsdLines
 from ad_server_emulator.emulator import bid_request
 from aik import dashboard
 from filtering_api.idl import BidRequest
-from filtering_api.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
+from filtering_api.metrics import (
+    TIMER_CHUNK,
+    MetricNames,
+    MetricsAggregator,
+    statsd_address,
+    statsd_client,
+)
 from filtering_server.__main__ import SERVER_METRICS
 from filtering_server.model import ServedModel
 
@@ -60,6 +66,39 @@ def test_timings_are_sampled_above_the_cap_but_the_count_stays_exact(statsd_rece
     assert statsd_receiver.values("p.n", "c") == [1000.0]
     assert len(statsd_receiver.values("p.t", "ms")) == 10
     assert statsd_receiver.values("p.g", "g") == [0.25]  # the mean of the gauge values of the period
+
+
+def test_timers_leave_in_chunks_with_the_gil_yielded_between_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[list[float]] = []
+    yields: list[int] = []
+
+    class Pipeline:
+        def __init__(self) -> None:
+            self.timings: list[float] = []
+
+        def incr(self, *args: object) -> None: ...
+
+        def gauge(self, *args: object) -> None: ...
+
+        def timing(self, name: str, ms: float) -> None:
+            self.timings.append(ms)
+
+        def send(self) -> None:
+            sent.append(self.timings)
+
+    class Client:
+        def pipeline(self) -> Pipeline:
+            return Pipeline()
+
+    monkeypatch.setattr(time, "sleep", lambda seconds: yields.append(len(sent)))
+    metrics = MetricsAggregator(Client(), MetricNames(timer="t", counter="n"), max_timings=2000)
+    for i in range(2000):
+        metrics.record(1, float(i))
+    metrics.flush()
+    chunks = [timings for timings in sent if timings]
+    assert sorted(ms for chunk in chunks for ms in chunk) == [float(i) for i in range(2000)]
+    assert max(len(chunk) for chunk in chunks) <= TIMER_CHUNK < 2000
+    assert len(yields) == len(chunks)
 
 
 def test_periodic_log_line_reports_count_rate_and_latency(caplog: pytest.LogCaptureFixture) -> None:
