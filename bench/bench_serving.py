@@ -476,14 +476,18 @@ def tail_sources(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
                 cpu0, switches0 = cpu_seconds(pid), thread_switches(pid)
                 rate = str(PACED_RATE // PACED_CLIENTS)
                 paced_args = ("2", "0", "--rate", rate, "--duration", duration, "--warmup", "200")
-                names = [
-                    f"tail-{len(runs[name])}-{rep}-{k}-{name.split(',')[0]}" for k in range(PACED_CLIENTS)
-                ]
+                variant = list(servers).index(name)
+                names = [f"tail-{variant}-{rep}-{k}" for k in range(PACED_CLIENTS)]
                 procs = [emulate(workspace, server.port, out, n, *paced_args) for n in names]
+                # a connection's thread and its counters end with it: sample while the clients run
+                switches = switches0
+                while any(proc.poll() is None for proc in procs):
+                    now = thread_switches(pid)
+                    switches = (max(switches[0], now[0]), max(switches[1], now[1]))
+                    time.sleep(0.25)
                 results = [collect(proc, out, n) for proc, n in zip(procs, names, strict=True)]
                 served = sum(r["requests_measured"] for r, _ in results)
                 cpu = cpu_seconds(pid) - cpu0
-                switches = thread_switches(pid)
                 latency = np.concatenate([lat for _, lat in results])
                 inside = server_timings(collector)
                 runs[name].append(
