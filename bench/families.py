@@ -2,9 +2,10 @@
 
 For each world and seed: `aik ingest --synthetic` (with `--interactions default` for the interaction
 world), the Spark feature job in local mode, then `aik backtest` of the five families with their
-defaults (bench/families.yaml) in parallel processes. Prints one table per world (AUC / oracle AUC per
-family and seed, the mean, and on the interaction world the share of the interactions' gain each
-captured) and the load average before and after.
+defaults and the Spark ML baselines (bench/families.yaml) in parallel processes. Prints one table per
+world (AUC / oracle AUC per family and seed, the mean, and on the interaction world the share of the
+interactions' gain each captured), then each family's mean ratio on both worlds side by side, and the
+load average before and after.
 
     nice -n 10 .venv/bin/python bench/families.py --rows 200000 --seeds 1,2,3
 """
@@ -99,6 +100,29 @@ def main() -> None:
                 line.append(f"{statistics.mean(shares):.2f}" if shares else "–")
             print("| " + " | ".join(line) + " |")
         print()
+    if {"default", "interactions"} <= set(results):
+        # which families capture the interactions: the same family's mean ratio on both worlds
+        print("## Oracle ratio on the additive (default) world against the interaction world\n")
+        print("| family | default world | interaction world | interaction share |")
+        print("| --- | --- | --- | --- |")
+        for name in names:
+            cells = [name]
+            for world in ("default", "interactions"):
+                ok = [
+                    c
+                    for s in seeds
+                    for c in results[world][s]["candidates"]
+                    if c["name"] == name and c.get("ok")
+                ]
+                cells.append(f"{statistics.mean(c['oracle_ratio'] for c in ok):.4f}" if ok else "–")
+            shares = [
+                c["interaction_share"]
+                for s in seeds
+                for c in results["interactions"][s]["candidates"]
+                if c["name"] == name and c.get("interaction_share") is not None
+            ]
+            cells.append(f"{statistics.mean(shares):.2f}" if shares else "–")
+            print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

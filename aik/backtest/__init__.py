@@ -78,8 +78,8 @@ def run_backtest(
     options = options or BacktestOptions()
     if options.use_case not in E.USE_CASES:
         raise AikError(f"unknown use case {options.use_case!r} (choose from {', '.join(E.USE_CASES)})")
-    if any(models.is_neural(c.family) for c in experiments.candidates):
-        models.require_torch(next(c.family for c in experiments.candidates if models.is_neural(c.family)))
+    if any(models.needs_torch(c.family) for c in experiments.candidates):
+        models.require_torch(next(c.family for c in experiments.candidates if models.needs_torch(c.family)))
     use_mlflow = options.mlflow and tracking.available()
     if options.mlflow and not use_mlflow:
         log.warning("MLflow is not installed (the tracking extra): the runs are not recorded, the report is")

@@ -21,6 +21,7 @@ from aik.backtest.spec import Candidate
 from aik.schema import FEATURE_COLUMNS
 from aik.train import evaluate as E
 from aik.train import plots as plots_mod
+from aik.train.families.models import served_as
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -40,6 +41,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("per_request_us", "µs/request", "{:.0f}"),
     ("batch_us_per_row", "µs/row (batch)", "{:.2f}"),
     ("size", "size", "{}"),
+    ("served_as", "served as", "{}"),
     ("features", "features", "{}"),
     ("window", "window", "{}"),
 )
@@ -114,6 +116,7 @@ def rows(
                 "per_request_us": result.per_request_us,
                 "batch_us_per_row": result.batch_us_per_row,
                 "size": _size(result.model),
+                "served_as": served_as(candidate.family),
                 "train_rows": result.train_rows,
                 "model_uri": result.model_uri,
                 "training": result.training,
@@ -199,7 +202,7 @@ def write(
         f"{header.get('processes')} parallel processes, {header.get('threads')} thread(s) each; "
         f"load average before {header.get('load_before')}, after {header.get('load_after')}.",
         "µs/request: one request at a time in the model's own runtime (xgboost inplace_predict, a "
-        "PyTorch forward pass), not the filtering server's compiled forest.",
+        "PyTorch forward pass, spark-mlp's NumPy pass), not the filtering server's compiled forest.",
         "",
         markdown_table(table, reference),
         "",

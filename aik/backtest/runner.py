@@ -4,7 +4,8 @@ Each candidate runs in its own process (spawned: PyTorch and OpenMP do not survi
 fixed number of threads, reads the splits with the backtest's seed (so every candidate sees the same
 validation and test rows), applies its feature subset and window, trains, writes its model file under
 the backtest's directory, and returns its test predictions and figures. A candidate that fails is
-reported as failed with its reason; the others go on.
+reported as failed with its reason; the others go on. A Spark ML candidate (`spark-logreg`,
+`spark-mlp`) trains in a local Spark session of its own that reads the train split's parquet itself.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from aik import storage
 from aik.backtest.spec import Candidate
 from aik.schema import FEATURE_COLUMNS
+from aik.train.families import SPARK_FAMILIES
 from aik.train.families.encoding import cardinalities, unseen_codes
 
 log = logging.getLogger(__name__)
@@ -118,8 +120,16 @@ def apply_window(split: Any, candidate: Candidate) -> Any:
     )
 
 
-def _train(job: Job, train: Any, valid: Any, indexer: Any) -> tuple[Any, dict[str, Any]]:
+def _train(job: Job, train: Any, valid: Any, test: Any, indexer: Any) -> tuple[Any, dict[str, Any]]:
     candidate = job.candidate
+    if candidate.family in SPARK_FAMILIES:
+        from aik.train.families.spark_ml import train_candidate
+
+        trained_spark = train_candidate(
+            job.uris.train, valid, test.X, candidate, cardinalities(indexer), unseen_codes(indexer),
+            max_rows=job.max_rows, threads=job.threads,
+        )  # fmt: skip
+        return trained_spark.model, trained_spark.info
     if candidate.family == "xgboost":
         from aik.train.model import train_booster
         from aik.train.presets import resolve
@@ -158,11 +168,12 @@ def run_candidate(job: Job) -> CandidateResult:
         valid = mask_features(valid, candidate.features)
         test = mask_features(test, candidate.features)
         start = time.monotonic()
-        model, training = _train(job, train, valid, indexer)
+        model, training = _train(job, train, valid, test, indexer)
         train_seconds = time.monotonic() - start
 
-        file_name = "model.ubj" if candidate.family == "xgboost" else models.NEURAL_FILE
-        model_uri = storage.join(job.out_dir, "candidates", candidate.name, file_name)
+        model_uri = storage.join(
+            job.out_dir, "candidates", candidate.name, models.file_name(candidate.family)
+        )
         data = models.model_bytes(model)
         storage.write_bytes(model_uri, data)
         model = models.load_model(candidate.family, storage.read_bytes(model_uri), model_uri)

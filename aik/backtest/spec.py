@@ -9,9 +9,9 @@ mlflow:                   # optional
   tracking_uri: null      # default: MLFLOW_TRACKING_URI, else sqlite:///<workspace>/mlflow.db
 candidates:
   - name: xgboost         # unique; defaults to the model's name
-    model: xgboost        # xgboost | logreg | fm | mlp | wide-deep
+    model: xgboost        # xgboost | logreg | fm | mlp | wide-deep | spark-logreg | spark-mlp
     preset: default       # xgboost only
-    params: {eta: 0.2}    # xgboost parameters / a PyTorch family's hyperparameters (as `--set`)
+    params: {eta: 0.2}    # xgboost parameters / a PyTorch or Spark ML family's hyperparameters
     features: [IndexAdvertiserID, IndexDomain, device_type_id]   # a subset; the rest read as missing
     window: {days: [2, 3, 4, 5, 6], train_rows: 50000}           # training data only
 ```
@@ -30,7 +30,7 @@ from typing import Any
 
 from aik.errors import AikError
 from aik.schema import FEATURE_COLUMNS
-from aik.train.families import FAMILIES, NEURAL_FAMILIES
+from aik.train.families import FAMILIES, NEURAL_FAMILIES, SPARK_FAMILIES
 
 _TOP_KEYS = {"name", "seed", "max_rows", "mlflow", "candidates"}
 _CANDIDATE_KEYS = {"name", "model", "preset", "params", "features", "window", "seed"}
@@ -136,8 +136,8 @@ def _candidate(doc: Any, index: int, default_seed: int) -> Candidate:
             f"(use {', '.join(sorted(_CANDIDATE_KEYS))})",
         )
     family = doc.get("model")
-    if family not in FAMILIES:
-        raise _fail(where, f"model must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if family not in FAMILIES + SPARK_FAMILIES:
+        raise _fail(where, f"model must be one of {', '.join(FAMILIES + SPARK_FAMILIES)}, got {family!r}")
     preset = doc.get("preset")
     if preset is not None and family != "xgboost":
         raise _fail(where, f"preset is xgboost's; {family} takes params")
@@ -181,6 +181,10 @@ def _check_params(candidate: Candidate, where: str) -> None:
             from aik.train.families.config import resolve_neural
 
             resolve_neural(candidate.family, candidate.params, seed=candidate.seed)
+        elif candidate.family in SPARK_FAMILIES:
+            from aik.train.families.spark_ml import resolve_spark
+
+            resolve_spark(candidate.family, candidate.params, seed=candidate.seed)
         else:
             from aik.train.presets import resolve
 

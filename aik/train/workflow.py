@@ -104,7 +104,12 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
     timed("baselines_s", t)
     gates = judge(candidate.model, splits.train.columns, evaluation, options.limits)
     onnx = None
-    if config is None and evaluation.p_test is not None and not family_models.is_booster(candidate.model):
+    if (
+        config is None
+        and evaluation.p_test is not None
+        and not family_models.is_booster(candidate.model)
+        and family_models.is_torch_model(candidate.model)
+    ):
         # a neural model is exported for ONNX Runtime now, judged by its parity with PyTorch
         from aik.train.families.onnx_export import export_onnx
 

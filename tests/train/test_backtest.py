@@ -30,7 +30,14 @@ candidates:
     model: logreg
     params: {max_epochs: 2, patience: 1}
     window: {days: [2, 3, 4], train_rows: 2000}
+  - name: mlp
+    model: mlp
+    params: {max_epochs: 2, patience: 1, hidden: 16}
+  - name: wide-deep
+    model: wide-deep
+    params: {max_epochs: 2, patience: 1, hidden: 16}
 """
+NAMES = ["xgb", "fm-subset", "logreg-window", "mlp", "wide-deep"]
 
 
 def _run(ws: Path, experiments: str, tmp_path: Path, *extra: str) -> int:
@@ -39,7 +46,7 @@ def _run(ws: Path, experiments: str, tmp_path: Path, *extra: str) -> int:
     return main(["--workspace", str(ws), "backtest", str(path), "--jobs", "2", *extra])
 
 
-def test_a_backtest_writes_one_report_and_an_mlflow_run_per_candidate(
+def test_a_backtest_of_five_candidates_writes_one_report_and_an_mlflow_run_per_candidate(
     make_ws: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     ws = make_ws(TINY)
@@ -48,7 +55,7 @@ def test_a_backtest_writes_one_report_and_an_mlflow_run_per_candidate(
     assert "| xgb | xgboost |" in out and "| fm-subset | fm |" in out
     lines = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and "|" not in line)
     report = json.loads(Path(lines["report.json"]).read_text())
-    assert [c["name"] for c in report["candidates"]] == ["xgb", "fm-subset", "logreg-window"]
+    assert [c["name"] for c in report["candidates"]] == NAMES
     oracle = report["reference"]["oracle_auc"]
     for row in report["candidates"]:
         assert row["ok"], row
@@ -63,7 +70,7 @@ def test_a_backtest_writes_one_report_and_an_mlflow_run_per_candidate(
     mlflow.set_tracking_uri(lines["mlflow.tracking_uri"])
     runs = mlflow.search_runs(experiment_names=["aik-backtest"], output_format="list")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == lines["mlflow.parent_run_id"]]
-    assert sorted(r.info.run_name for r in children) == ["fm-subset", "logreg-window", "xgb"]
+    assert sorted(r.info.run_name for r in children) == sorted(NAMES)
     for run in children:
         assert 0.5 < run.data.metrics["auc"] < 1 and "oracle_ratio" in run.data.metrics
     parent = next(r for r in runs if r.info.run_id == lines["mlflow.parent_run_id"])

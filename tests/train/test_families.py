@@ -158,3 +158,18 @@ def test_the_onnx_parity_gate_fails_beyond_its_tolerance() -> None:
     assert onnx_parity_gate(3e-7, 10_000, 1e-5).passed
     failed = onnx_parity_gate(2e-4, 10_000, 1e-5)
     assert not failed.passed and "2.00e-04" in failed.message
+
+
+def test_the_crosses_take_their_own_l2_penalty() -> None:
+    from aik.train.families.neural import CtrModel
+
+    config = resolve_neural("wide-deep", {"crosses": "IndexAdvertiserID:hour", "hidden": "none"})
+    module = CtrModel(config, (7, 24, 3, 5, 4, 6, 7))
+    assert module.cross_weights is not None
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+        module.cross_weights.weight.fill_(1.0)
+    cells = module.cross_weights.weight.numel()
+    assert float(module.penalty(l2=2.0, weight_decay=0.0, cross_l2=5.0)) == pytest.approx(5.0 * cells)
+    assert float(module.penalty(l2=2.0, weight_decay=0.0)) == pytest.approx(2.0 * cells)

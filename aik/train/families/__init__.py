@@ -5,7 +5,7 @@ in `aik.train.families.neural`, which imports PyTorch (the `neural` extra): ever
 codes and hour, weekday and device type alike, is a categorical field with one embedding table, and
 the encoding from the pipeline's float rows to table ids is part of the model itself, so whatever
 scores the model (the workflow, a backtest, ONNX Runtime) feeds it the same rows as the booster.
-`config` holds their hyperparameters and needs no PyTorch.
+`config` holds their hyperparameters and needs no PyTorch. `spark_ml` trains the Spark ML baselines.
 """
 
 from __future__ import annotations
@@ -15,3 +15,7 @@ FAMILIES: tuple[str, ...] = ("xgboost", "logreg", "fm", "mlp", "wide-deep")
 
 #: The families trained with PyTorch.
 NEURAL_FAMILIES: tuple[str, ...] = ("logreg", "fm", "mlp", "wide-deep")
+
+#: Baselines trained by Spark ML on the splits' parquet (`aik.train.families.spark_ml`): backtest
+#: candidates, not `aik train --model` choices. A spark-logreg model is a `logreg` model.
+SPARK_FAMILIES: tuple[str, ...] = ("spark-logreg", "spark-mlp")

@@ -35,6 +35,8 @@ class NeuralConfig:
     patience: int = 4
     #: L2 penalty on the embedding tables, per training row (as 1/C of a logistic regression).
     l2: float = 1.0
+    #: L2 penalty on the crosses' weights (wide-deep), per training row; none: `l2`.
+    cross_l2: float | None = None
     #: L2 penalty on the dense layers' weights, per training row.
     weight_decay: float = 1.0
     #: Share of training rows copied per index column with the code set to unseen (as the booster).
@@ -65,27 +67,46 @@ class NeuralConfig:
 
 ALL_PAIRS: tuple[tuple[str, str], ...] = tuple(combinations(FEATURE_COLUMNS, 2))
 
+#: wide-deep's crosses, chosen as the wide part is meant to be (Cheng et al. 2016): from what is known
+#: of the traffic, not every pair. The advertiser with every context field (campaign targeting), the
+#: device with the hour (the time-of-day device mix) and with the site (mobile and desktop sites).
+#: Crossing every pair brings in pairs of thousands of domains with hundreds of cities, which no
+#: training set fills and whose weights only add variance (docs/training.md, "the interaction world").
+DEFAULT_CROSSES: tuple[tuple[str, str], ...] = (
+    *(("IndexAdvertiserID", c) for c in FEATURE_COLUMNS if c != "IndexAdvertiserID"),
+    ("hour", "device_type_id"),
+    ("IndexDomain", "device_type_id"),
+)
+
 DEFAULTS: dict[str, NeuralConfig] = {
     # one weight per value of each field: the one-hot logistic regression
     "logreg": NeuralConfig(family="logreg", embedding_dim=1, hidden=(), lr=0.02, l2=1.0),
     # the linear terms plus factorised pairwise interactions of every pair of fields
     "fm": NeuralConfig(family="fm", embedding_dim=8, hidden=(), lr=0.01, l2=2.0),
     "mlp": NeuralConfig(family="mlp", embedding_dim=8, hidden=(64, 32), lr=0.005, l2=2.0),
-    # the linear terms and every pair of fields crossed (wide) beside the embedding MLP (deep)
+    # the linear terms and chosen crosses (wide), more strongly regularised, beside the embedding MLP
     "wide-deep": NeuralConfig(
-        family="wide-deep", embedding_dim=8, hidden=(64, 32), crosses=ALL_PAIRS, lr=0.005, l2=2.0
+        family="wide-deep",
+        embedding_dim=8,
+        hidden=(64, 32),
+        crosses=DEFAULT_CROSSES,
+        lr=0.005,
+        l2=2.0,
+        cross_l2=4.0,
     ),
 }
 
 
 def parse_crosses(value: Any) -> tuple[tuple[str, str], ...]:
-    """Crosses from `all`, `none`, `a:b,c:d` or a sequence of `a:b` / pairs; names must be features."""
+    """Crosses from `all`, `default`, `none`, `a:b,c:d` or a sequence of `a:b` / pairs (feature names)."""
     if value is None:
         return ()
     if isinstance(value, str):
         text = value.strip()
         if text.lower() == "all":
             return ALL_PAIRS
+        if text.lower() == "default":
+            return DEFAULT_CROSSES
         if text.lower() in ("", "none"):
             return ()
         value = [item for item in text.split(",") if item.strip()]
@@ -131,6 +152,8 @@ def resolve_neural(
                 changes[name] = _hidden(value)
             elif name == "crosses":
                 changes[name] = parse_crosses(value)
+            elif name == "cross_l2":
+                changes[name] = None if value is None or str(value).lower() == "none" else float(value)
             elif name in ("lr", "dropout", "l2", "weight_decay", "unseen_fraction"):
                 changes[name] = float(value)
             else:
@@ -142,6 +165,8 @@ def resolve_neural(
     config = replace(config, **changes)
     if config.embedding_dim < 1 or config.batch_size < 1 or config.max_epochs < 1 or config.patience < 1:
         raise AikError(f"{family}: embedding_dim, batch_size, max_epochs and patience must be at least 1")
+    if config.cross_l2 is not None and config.cross_l2 < 0:
+        raise AikError(f"{family}: cross_l2 must be >= 0")
     if config.lr <= 0 or config.l2 < 0 or config.weight_decay < 0 or not 0 <= config.dropout < 1:
         raise AikError(f"{family}: lr must be positive, l2 and weight_decay >= 0, dropout in [0, 1)")
     if not 0.0 <= config.unseen_fraction < 0.5:

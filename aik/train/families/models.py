@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from typing_extensions import TypeIs
 
     from aik.train.families.neural import NeuralModel
+    from aik.train.families.spark_ml import SparkMlp
 
-    Model = xgb.Booster | NeuralModel
+    Model = xgb.Booster | NeuralModel | SparkMlp
 else:
     Model = Any
 
@@ -31,7 +32,7 @@ ONNX_FILE = "model.onnx"
 
 
 def check_family(family: str) -> str:
-    """The family's name, or AikError naming the choices."""
+    """The family's name (`aik train --model`), or AikError naming the choices."""
     if family not in FAMILIES:
         raise AikError(f"unknown model family {family!r} (choose from {', '.join(FAMILIES)})")
     return family
@@ -40,6 +41,27 @@ def check_family(family: str) -> str:
 def is_neural(family: str) -> bool:
     """Trained with PyTorch (the `neural` extra)."""
     return family in NEURAL_FAMILIES
+
+
+def needs_torch(family: str) -> bool:
+    """The family's model is a PyTorch module (the neural families, and spark-logreg's converted model)."""
+    return family in NEURAL_FAMILIES or family == "spark-logreg"
+
+
+def file_name(family: str) -> str:
+    """The file a candidate of the family is written to."""
+    if family == "xgboost":
+        return "model.ubj"
+    return "model.npz" if family == "spark-mlp" else NEURAL_FILE
+
+
+def served_as(family: str) -> str:
+    """How a release of the family's model is served: the booster, ONNX, or not at all (a baseline)."""
+    if family == "xgboost":
+        return "booster"
+    if family == "spark-mlp":
+        return "baseline only"
+    return "logreg (ONNX)" if family == "spark-logreg" else "ONNX"
 
 
 def require_torch(family: str) -> None:
@@ -55,7 +77,11 @@ def require_torch(family: str) -> None:
 
 def load_model(family: str, data: bytes, uri: str = "<bytes>") -> Model:
     """The family's model from its file's bytes (a corrupt file raises ArtifactError with its URI)."""
-    if is_neural(family):
+    if family == "spark-mlp":
+        from aik.train.families.spark_ml import SparkMlp
+
+        return SparkMlp.from_bytes(data, uri)
+    if needs_torch(family):
         from aik.train.families.neural import NeuralModel
 
         return NeuralModel.from_bytes(data, uri)
@@ -69,6 +95,20 @@ def is_booster(model: Model) -> TypeIs[xgb.Booster]:
     import xgboost as xgb
 
     return isinstance(model, xgb.Booster)
+
+
+def is_spark_mlp(model: Model) -> TypeIs[SparkMlp]:
+    """A spark-mlp model (a NumPy forward pass; the other non-booster models are `NeuralModel`s)."""
+    from aik.train.families.spark_ml import SparkMlp
+
+    return isinstance(model, SparkMlp)
+
+
+def is_torch_model(model: Model) -> TypeIs[NeuralModel]:
+    """A PyTorch model (imports PyTorch: ask `is_booster` first)."""
+    from aik.train.families.neural import NeuralModel
+
+    return isinstance(model, NeuralModel)
 
 
 def model_bytes(model: Model) -> bytes:
@@ -92,7 +132,8 @@ def predict(model: Model, X: np.ndarray) -> np.ndarray:
 def describe(model: Model) -> dict[str, Any]:
     """What metrics.json's `model` says about the model beyond its file (format, size, structure)."""
     if not is_booster(model):
-        return {"format": "torch.save (weights_only)", **model.describe()}
+        fmt = "numpy savez" if is_spark_mlp(model) else "torch.save (weights_only)"
+        return {"format": fmt, **model.describe()}
     return {
         "family": "xgboost",
         "format": "ubjson",
@@ -106,7 +147,8 @@ def per_request_seconds(model: Model, rows: np.ndarray, repeat: int = 1) -> floa
     """Median seconds to score one request at a time in the model's own runtime (not the server's).
 
     The booster scores through `inplace_predict`, a PyTorch family through its module's forward pass
-    without gradients: the cost a Python process pays per request, a comparison between families.
+    without gradients, spark-mlp through its NumPy forward pass: the cost a Python process pays per
+    request, a comparison between families.
     """
     import time
 
@@ -114,6 +156,10 @@ def per_request_seconds(model: Model, rows: np.ndarray, repeat: int = 1) -> floa
 
         def score(row: np.ndarray) -> Any:
             return model.inplace_predict(row)
+    elif is_spark_mlp(model):
+
+        def score(row: np.ndarray) -> Any:
+            return model.predict(row)
     else:
         import torch
 

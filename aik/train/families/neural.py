@@ -170,11 +170,14 @@ class CtrModel(nn.Module):
             logit = logit + self.cross_weights(self.crosses(ids)).sum(dim=(1, 2))
         return logit
 
-    def penalty(self, l2: float, weight_decay: float) -> torch.Tensor:
-        """L2 of the embedding tables (times l2) and of the dense weights (times weight_decay)."""
+    def penalty(self, l2: float, weight_decay: float, cross_l2: float | None = None) -> torch.Tensor:
+        """L2 of the embedding tables (times l2), the crosses' weights (times cross_l2, default l2) and
+        of the dense weights (times weight_decay)."""
         total = torch.zeros(())
         for module in self.modules():
-            if isinstance(module, nn.Embedding):
+            if module is self.cross_weights:
+                total = total + (l2 if cross_l2 is None else cross_l2) * module.weight.pow(2).sum()
+            elif isinstance(module, nn.Embedding):
                 total = total + l2 * module.weight.pow(2).sum()
             elif isinstance(module, nn.Linear):
                 total = total + weight_decay * module.weight.pow(2).sum()
@@ -338,7 +341,7 @@ def train_neural(
             logits = module(Xt[rows])
             loss = nn.functional.binary_cross_entropy_with_logits(logits, yt[rows])
             # the penalty per training row: over an epoch it adds up to the full-data objective's
-            loss = loss + per_row * module.penalty(config.l2, config.weight_decay)
+            loss = loss + per_row * module.penalty(config.l2, config.weight_decay, config.cross_l2)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
