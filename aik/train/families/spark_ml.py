@@ -461,7 +461,7 @@ def train_candidate(
     unseen: Mapping[str, int],
     *,
     max_rows: int | None,
-    threads: int,
+    threads: int | None,
 ) -> TrainedSpark:
     """A backtest candidate (`aik.backtest.spec.Candidate`): Spark reads the train split and trains.
 
@@ -473,8 +473,8 @@ def train_candidate(
     from aik.features.spark import local_session
 
     config = resolve_spark(candidate.family, candidate.params, seed=candidate.seed)
-    spark = local_session(
-        "aik-backtest", cores=threads, shuffle_partitions=max(2, threads), driver_memory="2g"
+    spark = local_session(  # threads None: every core
+        "aik-backtest", cores=threads, shuffle_partitions=max(2, threads or 2), driver_memory="2g"
     )
     train = spark.read.parquet(train_uri).where(F.col(LABEL).isNotNull())
     if candidate.window.days:
