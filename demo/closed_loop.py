@@ -1,9 +1,11 @@
 """The closed loop: an experiment serves fresh requests, the synthetic world answers, `aik monitor` judges.
 
 1. `fresh_auctions`: requests of the world's traffic under new BidIDs.
-2. Serving: each request gets its arm by the experiment's salted hash (`aik.experiments.assign`) and
-   that arm's release scores it (`filtering_server.model`, the server's own loading and scoring); the
-   answers are written to the prediction log (`aik.predictions`) as the server writes them.
+2. Serving, by the filtering server itself (`serve_by_server`: the experiment started as its parameter,
+   the server started with its prediction log at 100 %, the requests sent with `filterBatch`), or by
+   the public contracts (`serve_by_contract`: each request's arm by the experiment's salted hash
+   `aik.experiments.assign`, that arm's release loaded and scored by `filtering_server.model`, the
+   answers written in the prediction log's format by `aik.predictions`).
 3. The synthetic exchange realizes each request's outcome from the world's truth and writes the bid,
    impression and click logs (`aik.monitor.exchange`).
 4. `aik monitor` joins and judges, with the realized truth beside its estimates.
@@ -12,16 +14,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from aik import releases, storage
+from aik import experiments, releases, storage
+from aik.errors import AikError
 from aik.experiments import Experiment, assign_many
 from aik.monitor import MonitorOptions, MonitorReport, run_monitor
 from aik.monitor.exchange import TRUTH_FILE, fresh_auctions, realize, timestamps, write_logs
+from aik.params import ParameterStore
 from aik.predictions import Prediction, write_local
+from aik.settings import Settings
 from aik.truth import TruthModel
+
+#: Requests per filterBatch call of the server path.
+BATCH = 500
+#: Seconds the server may take to serve every arm of the experiment.
+ARMS_TIMEOUT_S = 300.0
+
+#: serve(experiment, auctions, predictions_root): answer the auctions and write the prediction log.
+Serve = Callable[[Experiment, Sequence[Mapping[str, Any]], str], None]
 
 
 def release_model(root: str, release_id: str) -> Any:
@@ -79,6 +93,66 @@ def serve_by_contract(
     return records
 
 
+def by_contract(releases_root: str, models: Mapping[str, Any] | None = None) -> Serve:
+    """`serve_by_contract` with the releases under `releases_root` (and those already loaded)."""
+
+    def serve(experiment: Experiment, auctions: Sequence[Mapping[str, Any]], root: str) -> None:
+        serve_by_contract(releases_root, experiment, auctions, root, models=models)
+
+    return serve
+
+
+def _serving_arms(port: int) -> dict[str, str]:
+    from filtering_api.client import connect
+
+    client = connect("127.0.0.1", port, 10_000)
+    try:
+        status = client.health()
+    finally:
+        client.close()
+    return {a.arm: a.release for a in (getattr(status, "arms", None) or [])}
+
+
+def serve_by_server(
+    settings: Settings, store: ParameterStore, experiment: Experiment, auctions: Sequence[Mapping[str, Any]],
+    root: str, log_path: Path,
+) -> None:  # fmt: skip
+    """Start the experiment, serve the auctions with a filtering server process logging every answer to
+    `root`, stop it (its drain flushes the log) and stop the experiment."""
+    from ad_server_emulator.emulator import bid_request
+    from filtering_api.client import connect
+    from filtering_server.process import ServerProcess
+
+    experiments.start(store, experiment)
+    wanted = {a.arm: a.release for a in experiment.arms}
+    try:
+        args = ["--no-metrics", "--watch-interval", "1", "--prediction-sample", "1", "--prediction-log", root]
+        with ServerProcess(settings, log_path=log_path, extra_args=args) as server:
+            deadline = time.monotonic() + ARMS_TIMEOUT_S
+            while (serving := _serving_arms(server.port)) != wanted:
+                if time.monotonic() > deadline:
+                    raise AikError(f"the server serves {serving}, not the experiment's arms {wanted}")
+                time.sleep(0.2)
+            client = connect("127.0.0.1", server.port, 60_000)
+            try:
+                requests = [bid_request(a) for a in auctions]
+                for start in range(0, len(requests), BATCH):
+                    client.filterBatch(requests[start : start + BATCH])
+            finally:
+                client.close()
+    finally:
+        experiments.stop(store)
+
+
+def by_server(settings: Settings, store: ParameterStore, log_path: Path) -> Serve:
+    """`serve_by_server` with this workspace's settings and parameter store."""
+
+    def serve(experiment: Experiment, auctions: Sequence[Mapping[str, Any]], root: str) -> None:
+        serve_by_server(settings, store, experiment, auctions, root, log_path)
+
+    return serve
+
+
 @dataclass(frozen=True)
 class ClosedLoop:
     """One closed-loop run: the report and where its inputs are."""
@@ -92,7 +166,7 @@ class ClosedLoop:
 
 def run_closed_loop(
     *,
-    releases_root: str,
+    serve: Serve,
     experiment: Experiment,
     traffic: Sequence[Mapping[str, Any]],
     truth: TruthModel,
@@ -103,11 +177,10 @@ def run_closed_loop(
     out: str | None,
     alpha: float = 0.05,
     min_segment: int = 200,
-    models: Mapping[str, Any] | None = None,
 ) -> ClosedLoop:
     """Serve `requests` fresh auctions under the experiment, realize them, and judge the experiment."""
     auctions = fresh_auctions(traffic, requests, seed)
-    serve_by_contract(releases_root, experiment, auctions, predictions_root, models=models)
+    serve(experiment, auctions, predictions_root)
     outcomes = realize(auctions, truth, seed)
     write_logs(logs_root, auctions, outcomes, timestamps(auctions, seed))
     truth_uri = storage.join(logs_root, TRUTH_FILE)

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run the whole kit end to end locally",
         description="configure, ingest synthetic logs, run the Spark feature job, train (gates, plots), "
         "serve with the filtering server under the emulator's load with a hot model swap, render the "
-        "dashboard from the StatsD metrics, synthesize the CDK app, and print a summary. Steps whose "
+        "dashboard from the StatsD metrics, run an A/B experiment closed by the synthetic world and judge it "
+        "with `aik monitor`, synthesize the CDK app, and print a summary. Steps whose "
         "inputs have not changed are reused; --fresh (or `make demo-clean`) starts over.",
     )
     p.add_argument(
@@ -30,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--connections", type=positive_int, default=2, help="emulator connections (default 2)")
     p.add_argument(
         "--swap-seed", type=int, default=1, help="xgboost seed of the model swapped in during the load"
+    )
+    p.add_argument(
+        "--ab-requests",
+        type=int,
+        default=50_000,
+        help="fresh requests of each A/B experiment in the closed loop (default 50000; 0 skips it)",
     )
     p.add_argument("--no-synth", action="store_true", help="skip synthesizing the CDK app")
     p.add_argument("--fresh", action="store_true", help="delete the workspace first and run every step")
@@ -48,6 +55,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             seed=args.seed,
             connections=args.connections,
             swap_seed=args.swap_seed,
+            ab_requests=args.ab_requests,
             synth=not args.no_synth,
             fresh=args.fresh,
         ),

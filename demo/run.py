@@ -3,8 +3,10 @@
 Steps: configure, ingest (synthetic logs with a known truth), features (Spark, local mode), train (gates,
 plots), retrain (a second model with another seed, kept as a candidate), serve (StatsD receiver standing
 in for the CloudWatch agent, the filtering server, the emulator's load, a hot swap to the second model
-during the load, the dashboard rendered), synth (the CDK app). A step whose inputs have not changed since
-its last successful run is reused (`make demo-clean` starts over); serve always runs.
+during the load, the dashboard rendered), weak (a model trained on a few rows) and abtest (experiments
+between releases of known quality closed by the synthetic world, judged by `aik monitor`), synth (the
+CDK app). A step whose inputs have not changed since its last successful run is reused (`make
+demo-clean` starts over); serve and abtest always run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from aik import params
 from aik.context import Context
 from demo import steps
+from demo.abtest import WEAK_ROWS, AbTested, abtest, train_weak
 from demo.config import DemoConfig
 from demo.serve import Served, serve
 from demo.state import StepFailed, StepRunner, key
@@ -67,6 +70,21 @@ def run_demo(ctx: Context, config: DemoConfig) -> Summary:
             swap_at=config.swap_at,
         ),
     )
+    ab = None
+    if config.ab_requests > 0:
+        weak = run.step(
+            "weak",
+            key("weak", features_key, WEAK_ROWS),
+            steps.Trained,
+            lambda: train_weak(ctx),
+            steps.Trained.outputs_exist,
+        )
+        ab = run.step(
+            "abtest",
+            None,
+            AbTested,
+            lambda: abtest(ctx, run.directory, first, weak, config.ab_requests),
+        )
     synth = (
         run.step(
             "synth",
@@ -78,8 +96,9 @@ def run_demo(ctx: Context, config: DemoConfig) -> Summary:
         if config.synth and (steps.REPO_ROOT / "app.py").exists()
         else None
     )
+    elapsed = time.monotonic() - started
     summary = build_summary(
-        run.directory, config, ingest, features, first, served, synth, run.steps, time.monotonic() - started
+        run.directory, config, ingest, features, first, served, ab, synth, run.steps, elapsed
     )
     summary.write(run.directory)
     return summary

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from aik.train.metrics import Metrics
+from demo.abtest import AbTested
+from demo.abtest import lines as ab_lines
 from demo.config import DemoConfig
 from demo.serve import Served, Swap
 from demo.state import StepRecord
@@ -56,6 +58,8 @@ class Summary:
     errors: int
     swap: Swap
     dashboard: dict[str, Any]
+    #: The A/B step's experiments and verdicts (None when it was skipped).
+    abtest: AbTested | None
     artifacts: Artifacts
     steps: dict[str, StepTiming]
     seconds: float
@@ -63,7 +67,11 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         """The summary.json document."""
-        return {**asdict(self), "swap": self.swap.to_dict()}
+        return {
+            **asdict(self),
+            "swap": self.swap.to_dict(),
+            "abtest": self.abtest.to_dict() if self.abtest else None,
+        }
 
     def write(self, directory: Path) -> None:
         """summary.json and summary.txt in the demo directory."""
@@ -116,6 +124,7 @@ def build_summary(
     features: Featured,
     train: Trained,
     serve: Served,
+    ab: AbTested | None,
     synth: Synthesized | None,
     steps: dict[str, StepRecord],
     seconds: float,
@@ -132,6 +141,7 @@ def build_summary(
         f"           [{features.outputs.get('report', '')}]",
         *_model_lines(train),
         *_serving_lines(serve, config.connections, directory / SUMMARY_JSON),
+        *(ab_lines(ab) if ab else []),
         "plots      " + "\n           ".join([*plots.values(), serve.emulator_png]),
     ]
     if synth:
@@ -152,6 +162,7 @@ def build_summary(
         errors=serve.errors,
         swap=serve.swap,
         dashboard=serve.dashboard,
+        abtest=ab,
         artifacts=Artifacts(
             ingest_report=ingest.report_uri,
             features_report=features.outputs.get("report"),

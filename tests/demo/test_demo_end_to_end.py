@@ -24,9 +24,12 @@ def test_demo_runs_end_to_end_and_reuses_its_steps(
     for name, uri in summary["artifacts"].items():
         if isinstance(uri, str):
             assert Path(uri).exists(), name
+    ab, aa = summary["abtest"]["experiments"]
+    assert ab["winner"] == "champion" and ab["truth_difference"] > 0  # the truth: the weak model is worse
+    assert not aa["significant"] and aa["champion"] == aa["challenger"]
     metrics = json.loads(Path(summary["artifacts"]["metrics"]).read_text())
     assert metrics["auc"] == summary["auc"]
     capsys.readouterr()
     assert main(args) == 0  # the second run reuses the data, features and models
     steps = json.loads((workspace / "demo" / "summary.json").read_text())["steps"]
-    assert [name for name, s in steps.items() if s["reused"]] == ["ingest", "features", "train", "retrain"]
+    assert [name for name, s in steps.items() if s["reused"]] == ["ingest", "features", "train", "retrain", "weak"]

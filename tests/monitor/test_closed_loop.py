@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from aik.experiments import Arm, Experiment
-from demo.closed_loop import ClosedLoop, release_model, run_closed_loop
+from demo.closed_loop import ClosedLoop, by_contract, release_model, run_closed_loop
 
 from .conftest import AbWorld
 
@@ -39,7 +39,7 @@ def _loop(
     )
     root = world.settings.workspace / name
     return run_closed_loop(
-        releases_root=world.releases_root,
+        serve=by_contract(world.releases_root, models),
         experiment=experiment,
         traffic=world.traffic,
         truth=world.truth,
@@ -48,7 +48,6 @@ def _loop(
         logs_root=str(root / "exchange"),
         predictions_root=str(root / "predictions"),
         out=str(out) if out else None,
-        models=models,
     )
 
 
