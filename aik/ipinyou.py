@@ -26,7 +26,7 @@ import gzip
 import io
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -277,13 +277,20 @@ def scan_log(
     return report
 
 
-def read_log(uri: str, kind: str | None = None) -> Iterator[dict[str, str | None]]:
-    """Accepted records of one log file as column -> value dicts (malformed lines are skipped)."""
+def read_log(
+    uri: str, kind: str | None = None, *, bid_ids: Container[str] | None = None
+) -> Iterator[dict[str, str | None]]:
+    """Accepted records of one log file as column -> value dicts (malformed lines are skipped).
+
+    `bid_ids`: only the lines of these requests (the others are neither checked nor parsed).
+    """
     kind = kind or log_kind(uri)
     if kind not in COLUMNS:
         raise ValueError(f"cannot tell the log kind of {uri}; name it like bid.20130606.txt.bz2")
     with storage.open_uri(uri, "rb") as raw:
         stream = _decompressed(io.BufferedReader(_Tee(raw, None), buffer_size=1 << 20), uri)
         for line in iter_lines(stream):
+            if bid_ids is not None and line.split("\t", 1)[0] not in bid_ids:
+                continue
             if check_line(line, kind) is None:
                 yield parse_line(line, kind)

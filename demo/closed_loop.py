@@ -123,6 +123,7 @@ def serve_by_server(
     from filtering_api.client import connect
     from filtering_server.process import ServerProcess
 
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     experiments.start(store, experiment)
     wanted = {a.arm: a.release for a in experiment.arms}
     try:

@@ -66,9 +66,7 @@ def log_files(root: str) -> dict[str, list[str]]:
 
 def _lines(files: Iterable[str], kind: str, wanted: set[str]) -> Iterable[dict[str, str | None]]:
     for uri in files:
-        for record in read_log(uri, kind):
-            if record["BidID"] in wanted:
-                yield record
+        yield from read_log(uri, kind, bid_ids=wanted)
 
 
 def join(predictions: pd.DataFrame, logs_root: str) -> tuple[pd.DataFrame, JoinCounts]:

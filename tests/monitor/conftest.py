@@ -77,7 +77,7 @@ def _release(
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ab_world(tmp_path_factory: pytest.TempPathFactory) -> AbWorld:
     """The world, its traffic as inference rows, and the releases `good` and `blind`."""
     import xgboost

@@ -163,3 +163,15 @@ def test_the_newest_experiment_is_judged_unless_one_is_named(tmp_path: Path) -> 
     )
     assert newest.experiment == "exp" and sum(m.n for m in newest.arms.values()) == 400
     assert named.experiment == "old" and sum(m.n for m in named.arms.values()) == 100
+
+
+def test_read_log_yields_only_the_named_requests(tmp_path: Path) -> None:
+    from aik.ipinyou import read_log
+
+    auctions = [_auction(i) for i in range(5)]
+    _logs(str(tmp_path / "logs"), auctions, [True] * 5, [False] * 5)
+    (uri,) = storage.list_uris(str(tmp_path / "logs" / "bid"))
+    wanted = {auctions[1]["BidID"], auctions[3]["BidID"], "not-in-the-log"}
+    assert sorted(r["BidID"] for r in read_log(uri, "bid", bid_ids=wanted)) == sorted(
+        wanted - {"not-in-the-log"}
+    )
