@@ -32,4 +32,5 @@ def test_demo_runs_end_to_end_and_reuses_its_steps(
     capsys.readouterr()
     assert main(args) == 0  # the second run reuses the data, features and models
     steps = json.loads((workspace / "demo" / "summary.json").read_text())["steps"]
-    assert [name for name, s in steps.items() if s["reused"]] == ["ingest", "features", "train", "retrain", "weak"]
+    reused = [name for name, s in steps.items() if s["reused"]]
+    assert reused == ["ingest", "features", "train", "retrain", "weak"]
