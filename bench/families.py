@@ -8,6 +8,7 @@ interactions' gain each captured), then each family's mean ratio on both worlds 
 load average before and after.
 
     nice -n 10 .venv/bin/python bench/families.py --rows 200000 --seeds 1,2,3
+    .venv/bin/python bench/families.py --summarize run1.out run2.out   # tables of runs split in parts
 """
 
 from __future__ import annotations
@@ -60,7 +61,16 @@ def main() -> None:
     parser.add_argument("--worlds", default="default,interactions")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--experiments", default=str(ROOT / "bench" / "families.yaml"))
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="OUTPUT",
+        help="print the tables of earlier runs' output; run nothing",
+    )
     args = parser.parse_args()
+    if args.summarize:
+        tables(summarize(args.summarize))
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict[str, dict[int, dict]] = {}
     started, load_before = time.monotonic(), load()
@@ -78,10 +88,29 @@ def main() -> None:
         f"\nrows {args.rows:,} per world; load average before {load_before}, after {load()}; "
         f"{time.monotonic() - started:.0f} s in all\n"
     )
+    tables(results)
+
+
+def summarize(paths: list[str]) -> dict[str, dict[int, dict]]:
+    """The results of earlier runs from their output (the JSON line each printed per world and seed)."""
+    results: dict[str, dict[int, dict]] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("{"):
+                doc = json.loads(line)
+                results.setdefault(doc["world"], {})[doc["seed"]] = doc
+    return results
+
+
+def tables(results: dict[str, dict[int, dict]]) -> None:
+    """One table per world (ratio per seed, means), then each family on both worlds side by side."""
+    names: list[str] = []
     for world, by_seed in results.items():
-        names = [c["name"] for c in next(iter(by_seed.values()))["candidates"]]
+        seeds = sorted(by_seed)
+        names = [c["name"] for c in by_seed[seeds[0]]["candidates"]]
         oracle = " ".join(f"{by_seed[s]['reference']['oracle_auc']:.4f}" for s in seeds)
-        print(f"## {world} world (oracle AUC per seed: {oracle})\n")
+        loads = "; ".join(f"{by_seed[s]['load_before']} -> {by_seed[s]['load_after']}" for s in seeds)
+        print(f"## {world} world (oracle AUC per seed: {oracle}; load average per seed: {loads})\n")
         header = ["family", *(f"seed {s}" for s in seeds), "mean ratio", "mean AUC", "mean train s"]
         if world == "interactions":
             header.append("interaction share")
@@ -110,14 +139,14 @@ def main() -> None:
             for world in ("default", "interactions"):
                 ok = [
                     c
-                    for s in seeds
-                    for c in results[world][s]["candidates"]
+                    for report in results[world].values()
+                    for c in report["candidates"]
                     if c["name"] == name and c.get("ok")
                 ]
                 cells.append(f"{statistics.mean(c['oracle_ratio'] for c in ok):.4f}" if ok else "–")
             shares = [
                 c["interaction_share"]
-                for s in seeds
+                for s in results["interactions"]
                 for c in results["interactions"][s]["candidates"]
                 if c["name"] == name and c.get("interaction_share") is not None
             ]
