@@ -13,7 +13,8 @@ from datetime import datetime
 
 from aik.errors import AikError
 from aik.monitor.join import OUTCOMES, join
-from aik.monitor.report import MonitorReport, build_report, plot
+from aik.monitor.plots import plot
+from aik.monitor.report import MonitorReport, build_report
 
 
 @dataclass(frozen=True)
