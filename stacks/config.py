@@ -23,6 +23,9 @@ CONTEXT_KEYS: Mapping[str, str] = {
     "aik:loop-schedule": "loop_schedule",
     "aik:loop-schedule-expression": "loop_schedule_expression",
     "aik:release-max-age-hours": "release_max_age_hours",
+    "aik:loop-window-days": "loop_window_days",
+    "aik:loop-test-days": "loop_test_days",
+    "aik:loop-ingest-prefix": "loop_ingest_prefix",
 }
 #: The retention periods CloudWatch Logs accepts, in days.
 LOG_RETENTION_DAYS = (
@@ -77,6 +80,12 @@ class KitConfig:
     loop_schedule_expression: str = "cron(0 3 * * ? *)"
     #: The staleness alarm fires when no release was published for this many hours (1 to 168).
     release_max_age_hours: int = 48
+    #: The loop's feature job trains on this many days before the test days (`--window-days`).
+    loop_window_days: int = 7
+    #: ... and tests on the newest this many days (`--test-days`).
+    loop_test_days: int = 1
+    #: Key prefix of the data bucket where new log days land for the loop's ingest step.
+    loop_ingest_prefix: str = "incoming/"
 
     def __post_init__(self) -> None:
         if not 1 <= self.nat_gateways <= 2:
@@ -94,6 +103,7 @@ class KitConfig:
         # CloudWatch evaluates an alarm of hourly periods over at most 7 days
         if not 1 <= self.release_max_age_hours <= 168:
             raise ValueError(f"release_max_age_hours must be 1 to 168, got {self.release_max_age_hours}")
+        _ = self.loop  # the loop's own settings check its window and ingest prefix (ValueError)
         if not self.loop_schedule_expression.startswith(("cron(", "rate(", "at(")):
             raise ValueError(
                 f"loop_schedule_expression must be cron(...), rate(...) or at(...), got "
@@ -109,6 +119,9 @@ class KitConfig:
             schedule_enabled=self.loop_schedule,
             schedule_expression=self.loop_schedule_expression,
             release_max_age_hours=self.release_max_age_hours,
+            window_days=self.loop_window_days,
+            test_days=self.loop_test_days,
+            ingest_prefix=self.loop_ingest_prefix,
         )
 
     @property

@@ -2,16 +2,24 @@
 
 An EventBridge Scheduler schedule (disabled unless the `aik:loop-schedule` context switch is on) starts
 a Step Functions state machine that
+0. ingests the new log days from the landing prefix of the data bucket (`aik ingest --from`, which
+   appends the days not ingested yet) as a SageMaker processing job in the kit's image: before any
+   cluster exists (a bad day costs no cluster), with the job role that may write the source parameters
+   (the EMR instance role, shared with Studio's clusters, reads parameters only);
 1. creates a transient EMR cluster (`createCluster.sync`), runs the Spark feature job as a step
-   (`addStep.sync`) and terminates the cluster (`terminateCluster.sync`), also when the step fails;
+   (`addStep.sync`) on the sliding window (`--window-days`, `--test-days`) and terminates the cluster
+   (`terminateCluster.sync`), also when the step fails;
 2. trains the model as a SageMaker training job in the kit's own image (`createTrainingJob.sync`): the
    program is aik/train/sagemaker_entry.py, so the cloud trains the laptop's `default` preset;
 3. evaluates, gates and publishes it with the kit's own code (`aik train --model-uri`) as a SageMaker
    processing job in the same image (`createProcessingJob.sync`); a failed gate exits non-zero;
 4. counts the publish in CloudWatch (`ReleasesPublished`, namespace `aik/loop`), which the staleness
    alarm watches.
-Any failure goes to one notification (SNS, with the failed step named) and ends the execution failed;
-nothing before the publish step changes what the servers load.
+Any failure up to the publish goes to one notification (SNS, with the failed step named) and ends the
+execution failed; nothing before the publish step changes what the servers load. A failed count comes
+after the pointer switch: the release is live, so it notifies a warning and the execution succeeds.
+The SageMaker jobs run in the VPC's private subnets with a security group of their own (no ingress,
+HTTPS out).
 
 The cluster's request and step come from aik/features/emr_job.py, the same functions `aik --backend aws
 features --on emr` submits from a laptop; the stack writes where the cluster runs (subnet, roles,
@@ -44,6 +52,7 @@ from constructs import Construct
 
 from aik import params
 from aik.features import emr_job
+from aik.features.window import Window
 from stacks import nag
 from stacks.emr_security import EmrSecurity
 
@@ -66,8 +75,13 @@ SYNC_RULES = (
     "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
     "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
 )
+#: Key prefix of the raw data the ingest writes (the landing prefix must be outside it).
+RAW_PREFIX = params.DERIVED_KEYS[params.RAW_DATA]
+#: Key prefix of the data bucket where new log days land for the loop's ingest (`aik ingest --from`).
+INGEST_PREFIX = "incoming/"
 #: The states of a successful run, in order (the tests check the definition against it).
 STEPS = (
+    "IngestNewDays",
     "CreateCluster",
     "RunFeatureJob",
     "TerminateCluster",
@@ -75,6 +89,8 @@ STEPS = (
     "EvaluateGateAndPublish",
     "CountPublish",
 )
+#: The states after the pointer switch: their failure warns, and the run still succeeds.
+AFTER_PUBLISH = ("CountPublish",)
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,24 @@ class LoopSettings:
     job_max_run_s: int = 3600
     #: Preset the training job trains (the laptop's default).
     preset: str = "default"
+    #: The sliding window of the feature job: train on the `window_days` days before the newest
+    #: `test_days` days, test on those (the local `aik pipeline run` defaults).
+    window_days: int = 7
+    test_days: int = 1
+    #: Where new log days land in the data bucket (the ingest step reads them from there).
+    ingest_prefix: str = INGEST_PREFIX
+
+    def __post_init__(self) -> None:
+        if self.window_days < 1 or self.test_days < 1:
+            raise ValueError(
+                f"the loop's window needs at least one training and one test day, got "
+                f"{self.window_days} and {self.test_days}"
+            )
+        prefix = self.ingest_prefix
+        if not prefix.endswith("/") or prefix.startswith("/") or prefix.startswith(RAW_PREFIX):
+            raise ValueError(
+                f"the ingest prefix must be a key prefix ending in / outside {RAW_PREFIX}, got {prefix!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -215,6 +249,19 @@ class RetrainingLoop(Construct):
             exclude=["**", *(f"!{pattern}" for pattern in PIPELINE_IMAGE_SOURCES), "**/__pycache__"],
             ignore_mode=cdk.IgnoreMode.DOCKER,
         )
+        # The SageMaker jobs' network: the private subnets, and a group that admits nothing and lets
+        # HTTPS out (S3 through the gateway endpoint, the interface endpoints, SSM through the NAT).
+        self.job_subnets = inputs.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        self.job_security_group = ec2.SecurityGroup(
+            self,
+            "JobSecurityGroup",
+            vpc=inputs.vpc,
+            description="SageMaker jobs of the retraining loop: no inbound, HTTPS out to AWS APIs",
+            allow_all_outbound=False,
+        )
+        self.job_security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to S3, SSM, ECR, CloudWatch and SageMaker"
+        )
         self.job_role = self._job_role()
 
         self.log_group = logs.LogGroup(self, "StateMachineLogs")
@@ -297,6 +344,12 @@ class RetrainingLoop(Construct):
             parameters={"id.$": "States.UUID()"},
             result_path="$.run",
         )
+        ingest = self._task(
+            "IngestNewDays",
+            "sagemaker:createProcessingJob.sync",
+            self._ingest_job(data),
+            ResultPath=None,
+        )
         create = self._task(
             "CreateCluster",
             "elasticmapreduce:createCluster.sync",
@@ -310,7 +363,12 @@ class RetrainingLoop(Construct):
             {
                 "ClusterId.$": "$.cluster.ClusterId",
                 "Step": emr_job.feature_step(
-                    env, region=stack.region, use_case="bid-filtering", seed=42, action_on_failure="CONTINUE"
+                    env,
+                    region=stack.region,
+                    use_case="bid-filtering",
+                    seed=42,
+                    action_on_failure="CONTINUE",
+                    window=Window(s.window_days, s.test_days),
                 ),
             },
             ResultPath=None,
@@ -354,23 +412,53 @@ class RetrainingLoop(Construct):
             },
         )
 
+        published = sfn.Succeed(self, "Published")
+        # After the pointer switch the release is live: a failed count warns, and the run succeeds.
+        warn = sfn.CustomState(
+            self,
+            "NotifyPublishedWithWarning",
+            state_json={
+                "Type": "Task",
+                "Resource": f"arn:{stack.partition}:states:::sns:publish",
+                "Parameters": {
+                    "TopicArn": self.topic.topic_arn,
+                    "Subject": "aik retraining loop: published, with a warning",
+                    "Message.$": "States.Format('The aik retraining loop published a new live release "
+                    "(execution {}), but step {} after the publish failed: {}: {}. The staleness alarm may "
+                    "fire although the release is fresh.', $$.Execution.Id, $.warning.step, "
+                    "$.warning.error.Error, $.warning.error.Cause)",
+                },
+                "ResultPath": None,
+            },
+        )
+        warn.add_catch(published, errors=["States.ALL"], result_path="$.notifyError")
+        warn.next(published)
+        count_failed = sfn.Pass(
+            self,
+            "CountPublishFailed",
+            parameters={"step": "CountPublish", "error.$": "$.error"},
+            result_path="$.warning",
+        ).next(warn)
+
         failed_step = self._failure("RunFeatureJob", notify)
         terminate_after_failure.add_catch(self._failure("TerminateClusterAfterFailure", notify), **_catch())
         terminate_after_failure.next(failed_step)
+        ingest.add_catch(self._failure("IngestNewDays", notify), **_catch())
         create.add_catch(self._failure("CreateCluster", notify), **_catch())
         run_step.add_catch(terminate_after_failure, **_catch())
         terminate.add_catch(self._failure("TerminateCluster", notify), **_catch())
         train.add_catch(self._failure("TrainModel", notify), **_catch())
         publish.add_catch(self._failure("EvaluateGateAndPublish", notify), **_catch())
-        count.add_catch(self._failure("CountPublish", notify), **_catch())
+        count.add_catch(count_failed, **_catch())
         return (
-            prepare.next(create)
+            prepare.next(ingest)
+            .next(create)
             .next(run_step)
             .next(terminate)
             .next(train)
             .next(publish)
             .next(count)
-            .next(sfn.Succeed(self, "Published"))
+            .next(published)
         )
 
     def _training_job(self, data: str) -> dict[str, Any]:
@@ -407,20 +495,38 @@ class RetrainingLoop(Construct):
                 "VolumeSizeInGB": 30,
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": s.job_max_run_s},
+            "VpcConfig": self._vpc_config(),
         }
 
-    def _processing_job(self) -> dict[str, Any]:
-        """CreateProcessingJob: `aik train --model-uri <the job's model.tar.gz>` (evaluate, gate, publish)."""
+    def _vpc_config(self) -> dict[str, Any]:
+        """The jobs' VpcConfig: the private subnets and the jobs' own security group."""
+        return {
+            "SecurityGroupIds": [self.job_security_group.security_group_id],
+            "Subnets": self.job_subnets.subnet_ids,
+        }
+
+    def _ingest_job(self, data: str) -> dict[str, Any]:
+        """CreateProcessingJob: `aik ingest --from s3://<data>/<ingest prefix>` (append the new days)."""
+        return self._kit_job(
+            f"{JOB_PREFIX}-ingest",
+            ["ingest", "--from", f"s3://{data}/{self._settings.ingest_prefix}"],
+            arguments=None,
+        )
+
+    def _kit_job(self, name: str, command: list[str], arguments: str | None) -> dict[str, Any]:
+        """A processing job running `aik --backend aws --region R <command>` in the kit's image."""
         s = self._settings
         stack = cdk.Stack.of(self)
+        app: dict[str, Any] = {
+            "ImageUri": self.image.image_uri,
+            "ContainerEntrypoint": ["aik", "--backend", "aws", "--region", stack.region, *command],
+        }
+        if arguments is not None:
+            app["ContainerArguments.$"] = arguments
         return {
-            "ProcessingJobName.$": f"States.Format('{JOB_PREFIX}-publish-{{}}', $.run.id)",
+            "ProcessingJobName.$": f"States.Format('{name}-{{}}', $.run.id)",
             "RoleArn": self.job_role.role_arn,
-            "AppSpecification": {
-                "ImageUri": self.image.image_uri,
-                "ContainerEntrypoint": ["aik", "--backend", "aws", "--region", stack.region, "train"],
-                "ContainerArguments.$": "States.Array('--model-uri', $.training.ModelArtifacts)",
-            },
+            "AppSpecification": app,
             "ProcessingResources": {
                 "ClusterConfig": {
                     "InstanceType": s.processing_instance_type,
@@ -429,7 +535,16 @@ class RetrainingLoop(Construct):
                 }
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": s.job_max_run_s},
+            "NetworkConfig": {"VpcConfig": self._vpc_config()},
         }
+
+    def _processing_job(self) -> dict[str, Any]:
+        """CreateProcessingJob: `aik train --model-uri <the job's model.tar.gz>` (evaluate, gate, publish)."""
+        return self._kit_job(
+            f"{JOB_PREFIX}-publish",
+            ["train"],
+            arguments="States.Array('--model-uri', $.training.ModelArtifacts)",
+        )
 
     # --- IAM -----------------------------------------------------------------------------------
 
@@ -465,6 +580,50 @@ class RetrainingLoop(Construct):
                 sid="JobLogs",
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                 resources=[self._job_logs_arn],
+            )
+        )
+        # SageMaker attaches the jobs to the VPC with network interfaces it creates as this role.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="JobNetworkDescribe",
+                actions=[
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                ],
+                resources=["*"],
+            )
+        )
+        subnet_arns = [
+            stack.format_arn(service="ec2", resource="subnet", resource_name=subnet_id)
+            for subnet_id in self.job_subnets.subnet_ids
+        ]
+        group_arn = stack.format_arn(
+            service="ec2", resource="security-group", resource_name=self.job_security_group.security_group_id
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="JobNetworkInterfaceInputs",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[*subnet_arns, group_arn],
+            )
+        )
+        self._interfaces_arn = stack.format_arn(
+            service="ec2", resource="network-interface", resource_name="*"
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="JobNetworkInterfaces",
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                ],
+                resources=[self._interfaces_arn],
+                conditions={"ArnEquals": {"ec2:Subnet": subnet_arns}},
             )
         )
         role.add_to_policy(
@@ -664,9 +823,17 @@ class RetrainingLoop(Construct):
             job_policy,
             "AwsSolutions-IAM5[Resource::*]",
             "Neither ecr:GetAuthorizationToken (Repository.grant_pull: the registry login before the "
-            "pull, which is itself limited to the asset repository) nor cloudwatch:PutMetricData supports "
-            "resource-level permissions; PutMetricData is allowed only in SageMaker's own namespaces "
-            "(/aws/sagemaker/*).",
+            "pull, which is itself limited to the asset repository), cloudwatch:PutMetricData nor the "
+            "ec2:Describe* calls SageMaker makes to place a job in the VPC (network interfaces, VPCs, DHCP "
+            "options, subnets, security groups) support resource-level permissions; PutMetricData is "
+            "allowed only in SageMaker's own namespaces (/aws/sagemaker/*).",
+        )
+        nag.acknowledge(
+            job_policy,
+            nag.resource_rule(self, self._interfaces_arn),
+            "The network interfaces SageMaker creates for a job exist only at run time; creating, "
+            "permitting and deleting them is allowed only in the loop's private subnets (condition "
+            "ec2:Subnet).",
         )
 
 

@@ -74,7 +74,13 @@ def run_on_emr(args: argparse.Namespace, ctx: Context) -> int:
         core_instance_count=args.core_instances,
     )
     submitted = emr.submit(
-        client, environment, size, region=session.region_name, use_case=args.use_case, seed=args.seed
+        client,
+        environment,
+        size,
+        region=session.region_name,
+        use_case=args.use_case,
+        seed=args.seed,
+        window=window_from_args(args),
     )
     print(f"features: EMR cluster {submitted.cluster_id} runs step {submitted.step_id} and then terminates")
     print(f"features: logs -> {submitted.log_uri}")

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from aik.errors import AikError
+from aik.features.window import Window
 
 #: The parameter (written by the loop stack) naming the transient cluster's subnet, roles and groups.
 LOOP_EMR = "/aik/loop/emr"
@@ -90,9 +91,19 @@ class ClusterSize:
 
 
 def feature_step(
-    env: EmrEnvironment, *, region: str, use_case: str, seed: int, action_on_failure: str
+    env: EmrEnvironment,
+    *,
+    region: str,
+    use_case: str,
+    seed: int,
+    action_on_failure: str,
+    window: Window | None = None,
 ) -> dict[str, Any]:
-    """The EMR step: spark-submit of the feature job (deployed in the bootstrap bucket) on the aws backend."""
+    """The EMR step: spark-submit of the feature job (deployed in the bootstrap bucket) on the aws backend;
+    with a `window`, the temporal split over its days (`--window-days N --test-days M`)."""
+    window_args = (
+        [] if window is None else ["--window-days", str(window.days), "--test-days", str(window.test_days)]
+    )
     return {
         "Name": STEP_NAME,
         "ActionOnFailure": action_on_failure,
@@ -111,6 +122,7 @@ def feature_step(
                 use_case,
                 "--seed",
                 str(seed),
+                *window_args,
             ],
         },
     }
@@ -210,11 +222,12 @@ def submit(
     region: str,
     use_case: str,
     seed: int,
+    window: Window | None = None,
     name: str = "aik-features",
 ) -> Submitted:
     """Start a cluster that runs the feature job as its one step and terminates when it ends."""
     step = feature_step(
-        env, region=region, use_case=use_case, seed=seed, action_on_failure="TERMINATE_CLUSTER"
+        env, region=region, use_case=use_case, seed=seed, action_on_failure="TERMINATE_CLUSTER", window=window
     )
     request = run_job_flow_request(env, size, name=name, keep_alive=False, steps=[step])
     cluster_id = emr.run_job_flow(**request)["JobFlowId"]
@@ -224,7 +237,8 @@ def submit(
 
 
 def wait(emr: Any, submitted: Submitted, *, delay_s: int = 30, max_attempts: int = 240) -> None:
-    """Wait for the step to end; a failed or cancelled step raises with the cluster's logs named."""
+    """Wait for the step to end; a failed or cancelled step (or a wait that runs out) raises one line
+    naming the step, the cluster, why, and where the logs are."""
     import botocore.exceptions
 
     try:
@@ -235,9 +249,25 @@ def wait(emr: Any, submitted: Submitted, *, delay_s: int = 30, max_attempts: int
         )
     except botocore.exceptions.WaiterError as exc:
         step = emr.describe_step(ClusterId=submitted.cluster_id, StepId=submitted.step_id)["Step"]
-        status = step["Status"]
-        reason = status.get("FailureDetails", {}).get("Reason") or status.get("StateChangeReason", {})
-        raise AikError(
-            f"the feature job on EMR cluster {submitted.cluster_id} ended {status['State']}: "
-            f"{reason or exc} (logs: {submitted.log_uri})"
-        ) from exc
+        state = step["Status"]["State"]
+        name = step.get("Name") or STEP_NAME
+        named = f"step {submitted.step_id} ({name}) on EMR cluster {submitted.cluster_id}"
+        if state not in ("FAILED", "CANCELLED"):
+            raise AikError(
+                f"{named} did not end within {delay_s * max_attempts} s (still {state}); it goes on, and "
+                "`aws emr describe-step` follows it"
+            ) from exc
+        reason = _reason(step["Status"])
+        if not reason:  # a step cancelled with its cluster: the cluster says why
+            cluster = emr.describe_cluster(ClusterId=submitted.cluster_id)["Cluster"]["Status"]
+            why = _reason(cluster)
+            reason = f"the cluster is {cluster['State']}" + (f": {why}" if why else "")
+        raise AikError(f"{named} ended {state}: {reason} (logs: {submitted.log_uri})") from exc
+
+
+def _reason(status: Mapping[str, Any]) -> str:
+    """The one-line reason of a step's or cluster's status (FailureDetails first, then StateChangeReason)."""
+    failure = status.get("FailureDetails") or {}
+    change = status.get("StateChangeReason") or {}
+    text = failure.get("Reason") or failure.get("Message") or change.get("Message") or ""
+    return " ".join(str(text).split())

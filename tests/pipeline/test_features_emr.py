@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -122,3 +123,83 @@ def test_the_parameter_round_trips() -> None:
 def test_an_idle_timeout_emr_refuses_is_refused() -> None:
     with pytest.raises(AikError, match="idle timeout"):
         emr.ClusterSize(idle_timeout_s=30)
+
+
+def test_the_window_options_reach_the_step(loop_deployed: None) -> None:
+    assert _features("--window-days", "7", "--test-days", "1") == 0
+    (step,) = boto3.client("emr", region_name=REGION).list_steps(ClusterId=_only_cluster()["Id"])["Steps"]
+    assert step["Config"]["Args"][-4:] == ["--window-days", "7", "--test-days", "1"]
+
+
+# --- --wait: moto's EMR runs no step, so the test plays the cluster's part in moto's own backend ----------
+
+
+def _the_cluster_ends_the_step(
+    monkeypatch: pytest.MonkeyPatch, state: str, reason: str | None = None, cluster_reason: str | None = None
+) -> None:
+    """After the submit, moto's step (and cluster) end as a real cluster's would: `state`, with `reason`."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.emr.models import emr_backends
+
+    real = emr.submit
+
+    def submit_and_run(*args: Any, **kwargs: Any) -> emr.Submitted:
+        submitted = real(*args, **kwargs)
+        cluster = emr_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[submitted.cluster_id]
+        (step,) = [s for s in cluster.steps if s.id == submitted.step_id]
+        step.state = state
+        if reason:
+            step.last_state_change_reason = reason
+        if cluster_reason:
+            cluster.state = "TERMINATED_WITH_ERRORS"
+            cluster.last_state_change_reason = cluster_reason
+        return submitted
+
+    monkeypatch.setattr(emr, "submit", submit_and_run)
+
+
+def test_wait_returns_0_when_the_step_completes(
+    loop_deployed: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _the_cluster_ends_the_step(monkeypatch, "COMPLETED")
+    assert _features("--wait") == 0
+    out = capsys.readouterr().out
+    (step,) = boto3.client("emr", region_name=REGION).list_steps(ClusterId=_only_cluster()["Id"])["Steps"]
+    assert f"features: step {step['Id']} completed" in out
+
+
+def test_wait_on_a_failed_step_exits_1_with_one_line_naming_the_step(
+    loop_deployed: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _the_cluster_ends_the_step(monkeypatch, "FAILED", reason="Step failed with exitCode 1")
+    assert _features("--wait") == 1
+    err = capsys.readouterr().err
+    cluster = _only_cluster()["Id"]
+    (step,) = boto3.client("emr", region_name=REGION).list_steps(ClusterId=cluster)["Steps"]
+    assert err.count("\n") == 1
+    assert err.startswith(f"aik features: step {step['Id']} ({emr.STEP_NAME}) on EMR cluster {cluster} ")
+    assert "ended FAILED: Step failed with exitCode 1" in err
+    assert f"(logs: s3://aik-bootstrap/emr-logs/{cluster}/)" in err
+
+
+def test_wait_on_a_cluster_that_failed_names_the_cancelled_step_and_why(
+    loop_deployed: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _the_cluster_ends_the_step(
+        monkeypatch, "CANCELLED", cluster_reason="Master instance failed attempting bootstrap action 1"
+    )
+    assert _features("--wait") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"({emr.STEP_NAME}) on EMR cluster" in err
+    assert (
+        "ended CANCELLED: the cluster is TERMINATED_WITH_ERRORS: "
+        "Master instance failed attempting bootstrap action 1" in err
+    )
+
+
+def test_a_wait_that_runs_out_says_the_step_goes_on(loop_deployed: None) -> None:
+    client = boto3.client("emr", region_name=REGION)
+    submitted = emr.submit(client, ENV, emr.ClusterSize(), region=REGION, use_case="bid-filtering", seed=1)
+    with pytest.raises(AikError, match=r"did not end within 0 s \(still RUNNING\); it goes on"):
+        emr.wait(client, submitted, delay_s=0, max_attempts=2)

@@ -20,7 +20,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 @pytest.fixture(scope="session")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     """The app with every switch flipped: retained data, 1-3 tasks, the emulator, 25 ms alarm, 90-day logs,
-    the loop's schedule on with a 24-hour staleness alarm."""
+    the loop's schedule on with a 24-hour staleness alarm, a 14+2-day window and another landing prefix."""
     return synthesize(
         tmp_path_factory.mktemp("cdk.out-variant"),
         context={
@@ -32,6 +32,9 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
             "aik:log-retention-days": "90",
             "aik:loop-schedule": "true",
             "aik:release-max-age-hours": "24",
+            "aik:loop-window-days": "14",
+            "aik:loop-test-days": "2",
+            "aik:loop-ingest-prefix": "landing/ipinyou/",
         },
     )
 

@@ -39,6 +39,14 @@ def test_context_strings_become_typed_settings() -> None:
     assert config.removal_policy == cdk.RemovalPolicy.RETAIN
 
 
+def test_the_loops_window_and_landing_prefix_come_from_context() -> None:
+    loop = KitConfig.from_context(
+        {"aik:loop-window-days": "14", "aik:loop-test-days": "2", "aik:loop-ingest-prefix": "landing/"}
+    ).loop
+    assert (loop.window_days, loop.test_days, loop.ingest_prefix) == (14, 2, "landing/")
+    assert (KitConfig().loop.window_days, KitConfig().loop.test_days) == (7, 1)
+
+
 def test_json_context_values_are_accepted() -> None:
     assert KitConfig.from_context({"aik:retain-data": False, "aik:max-tasks": 3}).max_tasks == 3
 
@@ -54,6 +62,9 @@ def test_json_context_values_are_accepted() -> None:
         ("aik:nat-gateways", "3", "1 or 2"),
         ("aik:latency-alarm-ms", "-1", "positive"),
         ("aik:log-retention-days", "31", "one of"),
+        ("aik:loop-window-days", "0", "at least one training and one test day"),
+        ("aik:loop-test-days", "none", "invalid literal"),
+        ("aik:loop-ingest-prefix", "raw/ipinyou-data/new/", "outside raw/ipinyou-data/"),
     ],
 )
 def test_bad_context_values_are_refused_with_the_key(key: str, value: str, message: str) -> None:

@@ -89,6 +89,7 @@ def test_a_successful_run_passes_the_steps_in_order(synth: Synthesized) -> None:
 
 def test_the_steps_use_the_sync_integrations(synth: Synthesized) -> None:
     resources = {name: s.get("Resource", "") for name, s in _states(synth).items()}
+    assert resources["IngestNewDays"].endswith(":states:::sagemaker:createProcessingJob.sync")
     assert resources["CreateCluster"].endswith(":states:::elasticmapreduce:createCluster.sync")
     assert resources["RunFeatureJob"].endswith(":states:::elasticmapreduce:addStep.sync")
     assert resources["TerminateCluster"].endswith(":states:::elasticmapreduce:terminateCluster.sync")
@@ -96,10 +97,13 @@ def test_the_steps_use_the_sync_integrations(synth: Synthesized) -> None:
     assert resources["EvaluateGateAndPublish"].endswith(":states:::sagemaker:createProcessingJob.sync")
 
 
-def test_every_task_catches_every_error_and_ends_in_the_notification(synth: Synthesized) -> None:
+def test_every_task_up_to_the_publish_catches_every_error_and_ends_in_the_notification(
+    synth: Synthesized,
+) -> None:
     states = _states(synth)
+    after_publish = {*loop.AFTER_PUBLISH, "NotifyPublishedWithWarning"}
     for name, state in states.items():
-        if state["Type"] != "Task" or name == "NotifyFailure":
+        if state["Type"] != "Task" or name == "NotifyFailure" or name in after_publish:
             continue
         (catch,) = state["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"], name
@@ -117,6 +121,21 @@ def test_the_notification_names_the_failed_step(synth: Synthesized) -> None:
         assert failed["Parameters"]["step"] == step
 
 
+def test_a_failed_count_after_the_publish_warns_and_the_run_succeeds(synth: Synthesized) -> None:
+    # the pointer was switched by the publish: the release is live, so the run is not a failure
+    states = _states(synth)
+    for step in loop.AFTER_PUBLISH:
+        (catch,) = states[step]["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"]
+        after = _reachable(states, catch["Next"])
+        assert "NotifyFailure" not in after and "Failed" not in after
+        assert after[-1] == "Published" and states["Published"]["Type"] == "Succeed"
+    warn = states["NotifyPublishedWithWarning"]
+    assert warn["Resource"].endswith(":states:::sns:publish")
+    assert "published a new live release" in warn["Parameters"]["Message.$"]
+    assert warn["Next"] == "Published" and warn["Catch"][0]["Next"] == "Published"
+
+
 def test_a_failed_run_ends_failed_after_notifying_the_loops_topic(synth: Synthesized) -> None:
     states = _states(synth)
     notify = states["NotifyFailure"]
@@ -130,7 +149,7 @@ def test_the_live_release_changes_only_in_the_publish_step(synth: Synthesized) -
     # Only the kit's own gated publish (aik train) writes what the servers load; every state before it
     # is the feature job, the cluster and the training job, and a failure anywhere skips the publish.
     states = _states(synth)
-    for name in ("CreateCluster", "RunFeatureJob", "TerminateCluster", "TrainModel"):
+    for name in ("IngestNewDays", "CreateCluster", "RunFeatureJob", "TerminateCluster", "TrainModel"):
         assert "EvaluateGateAndPublish" not in _reachable(states, states[name]["Catch"][0]["Next"])
     assert "ssm:putParameter" not in json.dumps(states)
 
@@ -170,6 +189,109 @@ def test_the_feature_step_is_the_one_the_laptop_submits(synth: Synthesized) -> N
     assert step["ActionOnFailure"] == "CONTINUE"  # the state machine terminates the cluster itself
 
 
+def test_the_feature_job_runs_on_the_default_sliding_window(synth: Synthesized) -> None:
+    args = _states(synth)["RunFeatureJob"]["Parameters"]["Step"]["HadoopJarStep"]["Args"]
+    settings = loop.LoopSettings()
+    assert (settings.window_days, settings.test_days) == (7, 1)  # the local `aik pipeline run` defaults
+    assert args[-4:] == ["--window-days", "7", "--test-days", "1"]
+
+
+def test_the_window_is_a_setting(variant: Synthesized) -> None:
+    args = _states(variant)["RunFeatureJob"]["Parameters"]["Step"]["HadoopJarStep"]["Args"]
+    assert args[-4:] == ["--window-days", "14", "--test-days", "2"]
+
+
+def test_new_days_are_ingested_first_by_the_kits_own_ingest(synth: Synthesized) -> None:
+    definition = _definition(synth)
+    assert definition["States"]["Prepare"]["Next"] == "IngestNewDays"
+    job = definition["States"]["IngestNewDays"]["Parameters"]
+    publish = definition["States"]["EvaluateGateAndPublish"]["Parameters"]
+    assert job["AppSpecification"]["ImageUri"] == publish["AppSpecification"]["ImageUri"]
+    assert job["RoleArn"] == publish["RoleArn"]
+    entrypoint = job["AppSpecification"]["ContainerEntrypoint"]
+    assert entrypoint[:5] == ["aik", "--backend", "aws", "--region", "<AWS::Region>"]
+    assert entrypoint[5:7] == ["ingest", "--from"]  # appends the days not ingested yet (no --replace)
+    assert re.fullmatch(r"s3://<output aik-sagemaker-emr [^<>]+>/incoming/", entrypoint[7])
+    assert job["ProcessingJobName.$"] == f"States.Format('{loop.JOB_PREFIX}-ingest-{{}}', $.run.id)"
+
+
+def test_the_ingest_prefix_is_a_setting(variant: Synthesized) -> None:
+    entrypoint = _states(variant)["IngestNewDays"]["Parameters"]["AppSpecification"]["ContainerEntrypoint"]
+    assert entrypoint[-1].endswith("/landing/ipinyou/")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"window_days": 0}, "at least one training and one test day"),
+        ({"test_days": 0}, "at least one training and one test day"),
+        ({"ingest_prefix": "incoming"}, "ending in /"),
+        ({"ingest_prefix": loop.RAW_PREFIX + "new/"}, "outside raw/ipinyou-data/"),
+    ],
+)
+def test_a_window_or_prefix_the_loop_cannot_use_is_refused(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        loop.LoopSettings(**settings)
+
+
+# --- the SageMaker jobs' network -------------------------------------------------------------------
+
+
+def _private_subnets(synth: Synthesized) -> list[str]:
+    """The VPC's private subnets as the loop stack refers to them."""
+    (parameter,) = [
+        p["Properties"]
+        for p in _resources(synth, "AWS::SSM::Parameter").values()
+        if p["Properties"]["Name"] == emr_job.LOOP_EMR
+    ]
+    emr_subnet = json.loads(_flat(parameter["Value"]))["subnet_id"]  # the first private subnet
+    subnets = _states(synth)["TrainModel"]["Parameters"]["VpcConfig"]["Subnets"]
+    assert subnets[0] == emr_subnet
+    return subnets
+
+
+def test_the_sagemaker_jobs_run_in_the_private_subnets_with_the_jobs_group(synth: Synthesized) -> None:
+    states = _states(synth)
+    group = _logical_id(synth, "AWS::EC2::SecurityGroup", "JobSecurityGroup")
+    expected = {"SecurityGroupIds": [f"<{group}.GroupId>"], "Subnets": _private_subnets(synth)}
+    assert len(expected["Subnets"]) == 2  # one per AZ
+    assert all(s.startswith("<output aik-sagemaker-emr ") for s in expected["Subnets"])
+    assert states["TrainModel"]["Parameters"]["VpcConfig"] == expected
+    for name in ("IngestNewDays", "EvaluateGateAndPublish"):
+        assert states[name]["Parameters"]["NetworkConfig"] == {"VpcConfig": expected}, name
+
+
+def test_the_jobs_group_admits_nothing_and_lets_only_https_out(synth: Synthesized) -> None:
+    group = _resources(synth, "AWS::EC2::SecurityGroup")[
+        _logical_id(synth, "AWS::EC2::SecurityGroup", "JobSecurityGroup")
+    ]["Properties"]
+    assert "SecurityGroupIngress" not in group
+    assert not [
+        r
+        for r in _resources(synth, "AWS::EC2::SecurityGroupIngress").values()
+        if "JobSecurityGroup" in json.dumps(r)
+    ]
+    (egress,) = group["SecurityGroupEgress"]
+    assert (egress["IpProtocol"], egress["FromPort"], egress["ToPort"]) == ("tcp", 443, 443)
+
+
+def test_the_job_role_makes_network_interfaces_only_in_the_loops_subnets(synth: Synthesized) -> None:
+    subnets = {
+        f"arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:subnet/{s}" for s in _private_subnets(synth)
+    }
+    statements = {s.get("Sid"): s for s in _statements(synth)}
+    inputs = statements["JobNetworkInterfaceInputs"]
+    assert _actions(inputs) == ["ec2:CreateNetworkInterface"]
+    group = _logical_id(synth, "AWS::EC2::SecurityGroup", "JobSecurityGroup")
+    assert {_flat(r) for r in inputs["Resource"]} == {
+        *subnets,
+        f"arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:security-group/<{group}.GroupId>",
+    }
+    interfaces = statements["JobNetworkInterfaces"]
+    assert _flat(interfaces["Resource"]).endswith(":network-interface/*")
+    assert {_flat(a) for a in interfaces["Condition"]["ArnEquals"]["ec2:Subnet"]} == subnets
+
+
 def test_the_cluster_runs_in_the_loops_groups_and_the_kits_subnet(synth: Synthesized) -> None:
     instances = _states(synth)["CreateCluster"]["Parameters"]["Instances"]
     groups = _resources(synth, "AWS::EC2::SecurityGroup")
@@ -180,7 +302,10 @@ def test_the_cluster_runs_in_the_loops_groups_and_the_kits_subnet(synth: Synthes
 
 
 def test_the_clusters_groups_are_tagged_for_emrs_managed_policy(synth: Synthesized) -> None:
-    for group in _resources(synth, "AWS::EC2::SecurityGroup").values():
+    groups = _resources(synth, "AWS::EC2::SecurityGroup")
+    emr_groups = [g for lid, g in groups.items() if "EmrGroups" in lid]
+    assert len(emr_groups) == 3
+    for group in emr_groups:
         tags = {t["Key"]: t["Value"] for t in group["Properties"]["Tags"]}
         assert tags[network.EMR_MANAGED_TAG[0]] == network.EMR_MANAGED_TAG[1]
 
@@ -344,6 +469,12 @@ UNSCOPABLE = {
     "xray:GetSamplingTargets",
     "xray:PutTelemetryRecords",
     "xray:PutTraceSegments",
+    # what SageMaker calls to place a job's network interfaces in the VPC
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
 }
 
 
