@@ -10,6 +10,7 @@ from typing import Any
 from serving_fixtures import Artifacts
 
 from filtering_api.metrics import MetricsAggregator
+from filtering_server import forest, wire
 from filtering_server.model import ServedModel
 from filtering_server.server import FilteringServer, ServerConfig
 from filtering_server.watcher import ModelHolder, ModelWatcher
@@ -50,7 +51,13 @@ def run_server(
     echo: bool = False,
     model: ServedModel | None = None,
 ) -> Iterator[LiveServer]:
-    """Load the model (unless given one), serve on 127.0.0.1:<ephemeral>, yield, then drain and stop."""
+    """Warm the kernels up, load the model (unless given one), serve on 127.0.0.1:<ephemeral>, yield,
+    then drain and stop."""
+    # As `python -m filtering_server` does before it listens: otherwise the first request compiles the
+    # numba kernels (or loads them from the disk cache) inside the request, and with a cold cache on a
+    # busy machine that outlasts the client's timeout.
+    forest.warm_up()
+    wire.warm_up()
     holder = ModelHolder(model)
     watcher = ModelWatcher(artifacts.store, holder, interval=watch_interval)
     if model is None:

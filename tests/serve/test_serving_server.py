@@ -475,3 +475,31 @@ def test_java_client_like_the_originals_gets_xgboosts_likelihoods(
     assert got.tolist() == [model.score(bid_request(r)) for r in rows]  # bit for bit what the server computes
     expected = artifacts.predict_reference(index_features(rows, artifacts.specs))
     assert np.max(np.abs(got - expected)) < TOLERANCE
+
+
+# The test server warms the kernels up before it serves, as `python -m filtering_server` does: otherwise
+# the first request compiles the wire kernels (numba) inside the request, which with a cold disk cache
+# (a changed kernel, a fresh checkout) on a busy machine outlasts a client's timeout.
+_KERNELS_BEFORE_THE_FIRST_REQUEST = """
+import sys
+from pathlib import Path
+from serve_live import run_server
+from serving_fixtures import build_artifacts
+from filtering_server import wire
+artifacts = build_artifacts(Path(sys.argv[1]), rows=500, rounds=2, inference_rows=10)
+with run_server(artifacts):
+    print(len(wire.scan_message.signatures), len(wire.gather_columns.signatures))
+"""
+
+
+def test_the_test_server_compiles_the_wire_kernels_before_it_serves(tmp_path: Path) -> None:
+    result = subprocess.run(  # a fresh interpreter: no kernel compiled by an earlier test
+        [sys.executable, "-c", _KERNELS_BEFORE_THE_FIRST_REQUEST, str(tmp_path / "ws")],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    scanned, gathered = map(int, result.stdout.split())
+    assert scanned >= 1 and gathered >= 1
