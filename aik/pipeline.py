@@ -65,7 +65,8 @@ class PipelineOptions:
     drift: float = 0.05
     start: datetime.date = datetime.date(2013, 6, 6)
     initial_days: int | None = None
-    #: training
+    #: training: the model family (`aik train --model`) and xgboost's preset
+    family: str = "xgboost"
     preset: str | None = None
     baselines: bool = False
     nthread: int | None = None
@@ -291,13 +292,14 @@ def run_pipeline(
         _, features_sha = _features_report(ctx)
         newest = R.list_releases(R.releases_root(ctx.params))
         built_from = newest[0].data.get("features_report", {}).get("sha256") if newest else None
-        if features_sha is not None and built_from == features_sha:
+        if features_sha is not None and built_from == features_sha and newest[0].family == options.family:
             record("train", False, t, f"release {newest[0].id} was built from these features")
             run.release = newest[0]
             if not newest[0].passed:  # the same data would fail the same gates: say so again
                 raise StepFailed("gates", R.ReleaseError(f"release {newest[0].id} failed the gates"), live)
             return run
         train_options = TrainOptions(
+            family=options.family,
             preset=options.preset,
             use_case=options.use_case,
             baselines=options.baselines,

@@ -1,4 +1,4 @@
-"""Releases: the immutable {bundle, schema, booster, metrics, data window, code version} behind one pointer.
+"""Releases: the immutable {bundle, schema, model, metrics, data window, code version} behind one pointer.
 
 A release is written once under `<data bucket>/releases/<id>/`, its manifest `release.json` last, and
 goes live when the pointer parameter `/aik/release/live` is switched to the manifest's URI (always the
@@ -47,6 +47,10 @@ FILE_NAMES: Mapping[str, str] = {
 #: Metrics copied into the manifest's headline (what `aik releases` lists).
 HEADLINE = ("auc", "logloss", "base_rate", "mean_prediction", "oracle_auc", "oracle_ratio", "rows")
 DEFAULT_KEEP = 10
+#: The booster's family; every other family is a PyTorch model served from its ONNX export.
+BOOSTER_FAMILY = "xgboost"
+#: The file role the server scores a neural release from (its `model` is the `torch.save` file).
+ONNX_ROLE = "onnx"
 
 
 class ReleaseError(AikError):
@@ -107,6 +111,18 @@ class Release:
     code: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     gates: dict[str, Any] = field(default_factory=dict)
+    #: The model family (`aik train --model`): `xgboost`, or a PyTorch family served through ONNX.
+    family: str = BOOSTER_FAMILY
+
+    @property
+    def served_role(self) -> str:
+        """The role of the file the server scores: the booster, or a neural model's ONNX export
+        (ReleaseError when the release has none)."""
+        if self.family == BOOSTER_FAMILY:
+            return "model"
+        if ONNX_ROLE not in self.files:
+            raise ReleaseError(f"release {self.id} ({self.family}) has no ONNX export to serve")
+        return ONNX_ROLE
 
     @property
     def manifest_uri(self) -> str:
@@ -128,6 +144,7 @@ class Release:
             "schema_version": SCHEMA_VERSION,
             "id": self.id,
             "created_at": self.created_at,
+            "family": self.family,
             "files": {role: vars(f) for role, f in self.files.items()},
             "indexer_sha256": self.indexer_sha256,
             "data": self.data,
@@ -141,6 +158,7 @@ class Release:
         """Parse a manifest (ReleaseError naming the URI when it is not one)."""
         try:
             files = {role: ReleaseFile(**f) for role, f in doc["files"].items()}
+            family = str(doc.get("family") or _family_of_old_manifest(files))
             missing = [role for role in FILE_NAMES if role not in files]
             if missing:
                 raise ReleaseError(f"release manifest {manifest_uri} lists no {', '.join(missing)}")
@@ -154,9 +172,16 @@ class Release:
                 code=dict(doc.get("code") or {}),
                 metrics=dict(doc.get("metrics") or {}),
                 gates=dict(doc.get("gates") or {}),
+                family=family,
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ReleaseError(f"{manifest_uri} is not a release manifest (missing or bad {exc})") from exc
+
+
+def _family_of_old_manifest(files: Mapping[str, ReleaseFile]) -> str:
+    """Manifests written before they named the family: a booster, or an unnamed neural model."""
+    model = files.get("model")
+    return BOOSTER_FAMILY if model is None or model.path == FILE_NAMES["model"] else "neural"
 
 
 def releases_root(store: ParameterStore) -> str:
@@ -177,6 +202,7 @@ def write_release(
     schema: bytes,
     model: bytes,
     metrics: Mapping[str, Any],
+    family: str = BOOSTER_FAMILY,
     model_name: str | None = None,
     extras: Mapping[str, tuple[str, bytes]] | None = None,
     plots: Mapping[str, bytes] | None = None,
@@ -186,9 +212,9 @@ def write_release(
 ) -> Release:
     """Write a release's files, then its manifest (last: a release without one is incomplete).
 
-    `model_name` names a model file other than a booster (a PyTorch family's `model.pt`): such a
-    release is kept for inspection, and `promote` refuses it while the server serves boosters only.
-    `extras` adds files by role: role -> (file name, bytes), e.g. a neural model's ONNX export.
+    `family` is the model's (`xgboost` by default); `model_name` names a model file other than a
+    booster (a PyTorch family's `model.pt`). `extras` adds files by role: role -> (file name, bytes);
+    a neural family's release is served from its ONNX export, role `onnx`.
     """
     created = now or datetime.now(UTC)
     rid = release_id(model, created)
@@ -221,6 +247,7 @@ def write_release(
         code=code_version(),
         metrics={k: metrics.get(k) for k in HEADLINE if k in metrics},
         gates=dict(gates or {}),
+        family=family,
     )
     storage.write_text(release.manifest_uri, json.dumps(release.to_dict(), indent=2) + "\n")
     log.info("release %s written to %s", rid, prefix)
@@ -297,8 +324,21 @@ def booster_binding(model: bytes, uri: str) -> str | None:
     return booster.attr(BOOSTER_ATTRIBUTE)
 
 
+def onnx_binding(data: bytes, uri: str, family: str) -> str | None:
+    """The ONNX model's `aik_indexer_sha256` metadata (None when it has none); ReleaseError when its
+    metadata names another family than the release's, `OnnxRuntimeMissing` without onnxruntime."""
+    from aik import onnx_model
+
+    meta = onnx_model.metadata(onnx_model.session(data, uri))
+    named = meta.get(onnx_model.FAMILY_KEY)
+    if named is not None and named != family:
+        raise ReleaseError(f"the ONNX model {uri} is a {named} model, its release says {family}")
+    return meta.get(onnx_model.BINDING_KEY)
+
+
 def verify(release: Release) -> dict[str, bytes]:
-    """Read every file and check it against the manifest and the booster against the bundle; the bytes."""
+    """Read every file and check it against the manifest and the served model against the bundle; the
+    bytes."""
     contents: dict[str, bytes] = {}
     for role, f in release.files.items():
         uri = release.file_uri(role)
@@ -309,30 +349,48 @@ def verify(release: Release) -> dict[str, bytes]:
                 f"(sha256 {sha256(data)[:12]}, manifest {f.sha256[:12]})"
             )
         contents[role] = data
+    role = release.served_role
+    served_uri = release.file_uri(role)
+    if release.family == BOOSTER_FAMILY:
+        binding = booster_binding(contents[role], served_uri)
+    else:
+        binding = onnx_binding(contents[role], served_uri, release.family)
     check_binding(
         bundle_indexer_sha256(contents["bundle"], release.file_uri("bundle")),
-        booster_binding(contents["model"], release.file_uri("model")),
+        binding,
         bundle_uri=release.file_uri("bundle"),
-        model_uri=release.file_uri("model"),
+        model_uri=served_uri,
         required=True,
+        kind="booster" if release.family == BOOSTER_FAMILY else "model",
     )
     return contents
 
 
 def check_binding(
-    bundle_digest: str, booster_digest: str | None, *, bundle_uri: str, model_uri: str, required: bool
+    bundle_digest: str,
+    booster_digest: str | None,
+    *,
+    bundle_uri: str,
+    model_uri: str,
+    required: bool,
+    kind: str = "booster",
 ) -> None:
-    """Refuse a bundle whose codes are not the ones the booster was trained on (ReleaseError saying so)."""
+    """Refuse a bundle whose codes are not the ones the model was trained on (ReleaseError saying so).
+
+    `kind` names the model in the message: `booster`, or `model` for a neural release's ONNX file
+    (whose digest is its metadata property of the same name).
+    """
     if booster_digest is None:
         if required:
             raise ReleaseError(
-                f"the booster {model_uri} does not say which bundle it was trained on "
-                f"(no {BOOSTER_ATTRIBUTE} attribute; releases are built by `aik train`)"
+                f"the {kind} {model_uri} does not say which bundle it was trained on "
+                f"(no {BOOSTER_ATTRIBUTE} {'attribute' if kind == 'booster' else 'metadata'}; "
+                "releases are built by `aik train`)"
             )
         return
     if booster_digest != bundle_digest:
         raise ReleaseError(
-            f"the bundle {bundle_uri} does not belong to the booster {model_uri}: the booster was trained "
+            f"the bundle {bundle_uri} does not belong to the {kind} {model_uri}: the {kind} was trained "
             f"on indexer labels {booster_digest[:12]}, the bundle's are {bundle_digest[:12]}"
         )
 
@@ -340,26 +398,22 @@ def check_binding(
 def promote(
     store: ParameterStore, release: Release, *, mirror: bool = True, warnings: list[str] | None = None
 ) -> Release:
-    """Check a release and switch the pointer to it (the last write); then mirror its booster.
+    """Check a release and switch the pointer to it (the last write); then mirror a booster.
 
     The mirror at `/aik/xgboost/path` keeps the original's flow (a server reading the three original
     parameters) working; it is one atomic write after the pointer, never read by a pointer-following
     server. Once the pointer is switched the release IS live, so a failed mirror does not raise: it is
-    logged and appended to `warnings` (the caller reports it and still succeeds).
+    logged and appended to `warnings` (the caller reports it and still succeeds). A neural release is
+    not mirrored (that flow serves boosters only): the parameter keeps the last booster.
     """
     if not release.passed:
         failed = [c for c in release.gates.get("checks", []) if not c.get("passed")]
         reasons = "; ".join(f"{c.get('name')}: {c.get('message')}" for c in failed) or "no gate verdicts"
         raise ReleaseError(f"release {release.id} did not pass the gates ({reasons})")
-    if release.files["model"].path != FILE_NAMES["model"]:
-        raise ReleaseError(
-            f"release {release.id} holds {release.files['model'].path}, not a booster: the filtering "
-            "server serves xgboost models only"
-        )
     contents = verify(release)
     store.put(RELEASE_LIVE, release.manifest_uri)
-    log.info("release %s is live (%s)", release.id, release.manifest_uri)
-    if mirror:
+    log.info("release %s (%s) is live (%s)", release.id, release.family, release.manifest_uri)
+    if mirror and release.family == BOOSTER_FAMILY:
         try:
             _mirror(store, contents["model"])
         except Exception as exc:  # after the switch: bookkeeping, whatever it raised
@@ -459,6 +513,7 @@ def describe_release(release: Release, *, live_id: str | None = None) -> str:
     m = release.metrics
     parts = [
         ("*" if release.id == live_id else " ") + " " + release.id,
+        f"{release.family:<9}",
         f"auc {m['auc']:.4f}" if isinstance(m.get("auc"), float) else "auc -",
         f"oracle {m['oracle_ratio']:.3f}" if isinstance(m.get("oracle_ratio"), float) else "",
         f"logloss {m['logloss']:.4f}" if isinstance(m.get("logloss"), float) else "",

@@ -9,7 +9,10 @@ Everything is measured in this one run on this machine, and every figure is prin
 (b) end-to-end single-connection throughput and p50/p99 through the real server (serving the model of
     the kit's default training preset), against the same server in echo mode (no scoring: the Thrift
     stack's own limit), and p99 at a paced `PACED_RATE` requests/s;
-(c) batch predictions per second of the compiled kernels against xgboost's batch prediction.
+(c) batch predictions per second of the compiled kernels against xgboost's batch prediction;
+(d)-(f) `filterColumns`, `filterAdvertisers` and the tail experiment (their functions say what);
+(g) each model family as the server serves its release (XGBoost's compiled trees, the PyTorch families
+    through ONNX Runtime): per-request cost and batch throughput, as ratios to XGBoost's in this run.
 Server and clients run in separate processes (`python -m filtering_server`, `python -m
 ad_server_emulator`), so they do not share a GIL. Targets are printed beside the figures; nothing here
 asserts on time. Scoring figures are CPU time per call (thread_time), the median of repeats, so other
@@ -55,7 +58,7 @@ from filtering_server.model import ModelSources, ServedModel, _hot_path, load_mo
 from filtering_server.process import ServerProcess  # noqa: E402
 
 KIT_DEFAULT = "the kit's default preset: depth 1, 2000 categorical trees"
-PARTS = ("scoring", "end-to-end", "columns", "advertisers", "tail")
+PARTS = ("scoring", "end-to-end", "columns", "advertisers", "tail", "families")
 #: Requests/s of the paced run, from emulator processes of two connections each.
 PACED_RATE = 8000
 PACED_CLIENTS = 2
@@ -159,6 +162,84 @@ def batch_rate(model: ServedModel, booster: Any, features: np.ndarray) -> dict[s
         "xgboost_inplace_per_s": rows.shape[0]
         / best(lambda: booster.inplace_predict(rows, validate_features=False)),
     }
+
+
+def _best_cpu(fn: Callable[[], Any], repeats: int = 3) -> float:
+    """The least CPU time of this thread over repeats of `fn()`, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.thread_time()
+        fn()
+        times.append(time.thread_time() - start)
+    return min(times)
+
+
+def family_figures(
+    model: ServedModel, requests: Sequence[Any], rows: np.ndarray, batch: int
+) -> dict[str, float]:
+    """One served release's per-request cost (CPU us: raw request -> likelihood, and its scorer alone)
+    and batch rates (`score_batch` of `batch` requests, as `filterBatch`; the scorer on feature rows in
+    chunks of `batch`), all on this thread (ONNX Runtime runs in the calling thread here)."""
+    kernel_rows = [model.fast_features(r) for r in requests]
+    chunks = [rows[i : i + batch] for i in range(0, len(rows), batch)]
+    model.score_batch(requests[:batch])
+    return {
+        "per_request_us": per_call_us(model.score, requests),
+        "scorer_us": per_call_us(lambda row: model.scorer.predict7(*row), kernel_rows),
+        "batch_requests_per_s": batch / _best_cpu(lambda: model.score_batch(requests[:batch])),
+        "batch_rows_per_s": len(rows) / _best_cpu(lambda: [model.scorer.predict(c) for c in chunks]),
+    }
+
+
+def families(artifacts: Artifacts, booster: Any, requests: Sequence[Any], quick: bool) -> dict[str, Any]:
+    """(g) every family served from its release: the booster (`booster`) and the four PyTorch families,
+    each trained for a few epochs on the artifacts' rows (their cost depends on their shape, not on how
+    well they learnt), exported to ONNX and loaded as the server loads a release."""
+    try:
+        import onnxruntime  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        return {"skipped": f"the neural extra is not installed ({exc.name})"}
+    from neural_release import train_small, write_booster_release, write_neural_release
+
+    from aik import releases
+    from aik.train.families import FAMILIES
+
+    batch = 10_000  # the server's default --max-batch: the largest filterBatch
+    rows = np.ascontiguousarray(artifacts.features[: 100_000 if quick else 200_000], dtype=np.float32)
+    n = len(requests)
+    out: dict[str, Any] = {"rows": len(rows), "requests": n, "batch": batch}
+    booster_release = write_booster_release(artifacts, booster)
+    for family in FAMILIES:
+        started = time.monotonic()
+        if family == "xgboost":
+            release, reference = booster_release, None
+        else:
+            built = write_neural_release(artifacts, train_small(artifacts, family, epochs=1 if quick else 2))
+            release, reference = built.release, built
+        trained_s = time.monotonic() - started
+        releases.promote(artifacts.store, release)
+        model = load_model(ModelSources.from_store(artifacts.store))
+        figures: dict[str, Any] = {
+            "scored_by": model.scorer.describe(),
+            "train_and_release_s": trained_s,
+            **family_figures(model, requests, rows, batch),
+        }
+        if reference is not None:  # the served answers against PyTorch's on the same requests
+            served = np.asarray(model.score_batch(requests))
+            expected = reference.predict(artifacts.features[:n])  # the requests' rows, by the job's rules
+            figures["max_abs_diff_vs_pytorch"] = float(np.max(np.abs(served - expected)))
+            figures["parameters"] = reference.model.parameters()
+        out[family] = figures
+        print(f"  (g) {family}: {figures['per_request_us']:.1f} us per request", flush=True)
+    releases.promote(artifacts.store, booster_release)  # what the end-to-end servers then serve
+    base = out["xgboost"]
+    for family in FAMILIES:
+        f = out[family]
+        f["per_request_vs_xgboost"] = f["per_request_us"] / base["per_request_us"]
+        f["batch_requests_vs_xgboost"] = f["batch_requests_per_s"] / base["batch_requests_per_s"]
+        f["batch_rows_vs_xgboost"] = f["batch_rows_per_s"] / base["batch_rows_per_s"]
+    return out
 
 
 def server_timings(collector: StatsdLines) -> np.ndarray:
@@ -476,18 +557,14 @@ def tail_sources(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
                 cpu0, switches0 = cpu_seconds(pid), thread_switches(pid)
                 rate = str(PACED_RATE // PACED_CLIENTS)
                 paced_args = ("2", "0", "--rate", rate, "--duration", duration, "--warmup", "200")
-                variant = list(servers).index(name)
-                names = [f"tail-{variant}-{rep}-{k}" for k in range(PACED_CLIENTS)]
+                names = [
+                    f"tail-{len(runs[name])}-{rep}-{k}-{name.split(',')[0]}" for k in range(PACED_CLIENTS)
+                ]
                 procs = [emulate(workspace, server.port, out, n, *paced_args) for n in names]
-                # a connection's thread and its counters end with it: sample while the clients run
-                switches = switches0
-                while any(proc.poll() is None for proc in procs):
-                    now = thread_switches(pid)
-                    switches = (max(switches[0], now[0]), max(switches[1], now[1]))
-                    time.sleep(0.25)
                 results = [collect(proc, out, n) for proc, n in zip(procs, names, strict=True)]
                 served = sum(r["requests_measured"] for r, _ in results)
                 cpu = cpu_seconds(pid) - cpu0
+                switches = thread_switches(pid)
                 latency = np.concatenate([lat for _, lat in results])
                 inside = server_timings(collector)
                 runs[name].append(
@@ -543,7 +620,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="+",
         choices=PARTS,
         default=list(PARTS),
-        help="only these parts: scoring (a, c), end-to-end (b), columns (d), advertisers (e), tail (f)",
+        help="only these parts: scoring (a, c), end-to-end (b), columns (d), advertisers (e), tail (f), "
+        "families (g)",
     )
     parser.add_argument("--end-to-end-only", action="store_true", help="the same as --only end-to-end")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serving")
@@ -609,6 +687,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["advertisers"] = advertisers(served[0], requests, workspace, out)
     if "tail" in parts:
         report["tail"] = tail_sources(workspace, out, args.quick)
+    if "families" in parts:  # last: it promotes releases in the workspace the servers above read
+        report["families"] = families(artifacts, served[1], requests, args.quick)
     report["load_average"] = {"start": load_at_start, "end": os.getloadavg()[0]}
     report["seconds"] = time.monotonic() - started
     report["targets"] = TARGETS
@@ -670,6 +750,8 @@ def print_report(report: dict[str, Any], out: Path) -> None:
             f"parallel; xgboost inplace_predict {b['xgboost_inplace_per_s']:,.0f}/s  "
             f"{_mark(best >= 1_000_000, '>= 1M/s')}"
         )
+    if "families" in report:
+        _print_families(report["families"])
     load = report["load_average"]
     print(
         f"\nbenchmark took {report['seconds']:.0f} s, load average {load['start']:.1f} at the start, "
@@ -736,6 +818,37 @@ def print_advertisers(a: dict[str, Any]) -> None:
             f"  N={n:4d}: in process {r['in_process_us']:.1f} us (CPU); over loopback {r['wire_ms']:.3f} ms "
             f"per call ({r['wire_predictions_per_s']:,.0f} predictions/s), N filter calls "
             f"{r['n_filter_calls_ms']:.3f} ms (x{r['speedup_vs_filter_calls']:.1f})"
+        )
+
+
+def _print_families(f: dict[str, Any]) -> None:
+    """(g): each family beside XGBoost, as ratios measured in this run."""
+    if not f:
+        return
+    if "skipped" in f:
+        print(f"\n(g) model families: skipped, {f['skipped']}")
+        return
+    print(
+        f"\n(g) model families served from their releases (CPU time on one thread; {f['requests']:,} "
+        f"requests, {f['rows']:,} feature rows in batches of {f['batch']:,}; ratios to XGBoost's in this run)"
+    )
+    print(
+        f"  {'family':10s} {'per request':>12s} {'x xgboost':>9s} {'scorer':>9s} "
+        f"{'filterBatch':>15s} {'x xgboost':>9s} {'rows/s':>13s} {'x xgboost':>9s}  scored by"
+    )
+    for family, m in f.items():
+        if not isinstance(m, dict):
+            continue
+        print(
+            f"  {family:10s} {m['per_request_us']:9.1f} us {m['per_request_vs_xgboost']:9.1f} "
+            f"{m['scorer_us']:6.1f} us {m['batch_requests_per_s']:11,.0f} r/s "
+            f"{m['batch_requests_vs_xgboost']:9.2f} "
+            f"{m['batch_rows_per_s']:13,.0f} {m['batch_rows_vs_xgboost']:9.3f}  {m['scored_by']}"
+            + (
+                f"; |served - PyTorch| <= {m['max_abs_diff_vs_pytorch']:.1e}"
+                if "max_abs_diff_vs_pytorch" in m
+                else ""
+            )
         )
 
 

@@ -30,6 +30,7 @@ from aik import params, releases, storage
 from aik.bundle import FeatureIndexer, indexer_from_specs, parse_bundle
 from aik.device import device_type_id
 from aik.errors import AikError, ArtifactError
+from aik.onnx_model import INSTALL_HINT
 from aik.params import ParameterStore
 from aik.request_features import (
     REQUEST_COLUMNS,
@@ -83,7 +84,10 @@ def check_hour(value: object) -> None:
 
 @dataclass(frozen=True)
 class ModelSources:
-    """The URIs of the three artifacts: a release's files, or the values of the three model parameters."""
+    """The URIs of the three artifacts: a release's files, or the values of the three model parameters.
+
+    `model_uri` is the file the server scores: the booster, or a neural release's ONNX export.
+    """
 
     model_uri: str
     bundle_uri: str
@@ -93,6 +97,8 @@ class ModelSources:
     #: The release's id and the sha256 its manifest gives each file (model, bundle, schema).
     release_id: str | None = None
     digests: tuple[str, str, str] | None = None
+    #: The model family the release's manifest names (the three parameters name a booster).
+    family: str = releases.BOOSTER_FAMILY
 
     @classmethod
     def from_store(cls, store: ParameterStore) -> ModelSources:
@@ -103,13 +109,15 @@ class ModelSources:
             return cls(model, bundle, schema)
         release = releases.read_release(pointer)
         files = release.files
+        role = release.served_role
         return cls(
-            release.file_uri("model"),
+            release.file_uri(role),
             release.file_uri("bundle"),
             release.file_uri("schema"),
             release_uri=pointer,
             release_id=release.id,
-            digests=(files["model"].sha256, files["bundle"].sha256, files["schema"].sha256),
+            digests=(files[role].sha256, files["bundle"].sha256, files["schema"].sha256),
+            family=release.family,
         )
 
     def uris(self) -> tuple[str, str, str]:
@@ -123,7 +131,7 @@ def fingerprints(sources: ModelSources) -> tuple[str, ...]:
 
 
 def model_version(model_bytes: bytes) -> str:
-    """The model version: the first 12 hex digits of the booster bytes' sha256."""
+    """The model version: the first 12 hex digits of the served model file's sha256."""
     return hashlib.sha256(model_bytes).hexdigest()[:12]
 
 
@@ -362,14 +370,15 @@ def _check_digests(sources: ModelSources, contents: tuple[bytes, bytes, bytes]) 
             )
 
 
-def _check_binding(doc: Mapping[str, Any], indexer: FeatureIndexer, sources: ModelSources) -> None:
-    """Refuse a bundle the booster was not trained on (its codes would mean other values to the trees).
+def _check_binding(
+    bound: str | None, indexer: FeatureIndexer, sources: ModelSources, kind: str = "booster"
+) -> None:
+    """Refuse a bundle the model was not trained on (its codes would mean other values to the model).
 
-    A release's booster must carry the binding; a booster named by the model parameters without one is
-    served with a warning.
+    `bound` is the digest the model carries (a booster's attribute, an ONNX file's metadata). A
+    release's model must carry it; a booster named by the model parameters without one is served with
+    a warning.
     """
-    attributes = (doc.get("learner") or {}).get("attributes") or {}
-    bound = attributes.get(releases.BOOSTER_ATTRIBUTE)
     try:
         releases.check_binding(
             releases.indexer_sha256(indexer),
@@ -377,6 +386,7 @@ def _check_binding(doc: Mapping[str, Any], indexer: FeatureIndexer, sources: Mod
             bundle_uri=sources.bundle_uri,
             model_uri=sources.model_uri,
             required=sources.release_uri is not None,
+            kind=kind,
         )
     except releases.ReleaseError as exc:
         raise ArtifactError(sources.bundle_uri, str(exc)) from exc
@@ -477,9 +487,14 @@ def load_model(
     schema = _parse_schema(schema_bytes, sources.schema_uri)
     indexer = indexer_from_specs(parse_bundle(bundle_bytes, sources.bundle_uri))
     _check_bundle(indexer, schema, sources)
+    if sources.family != releases.BOOSTER_FAMILY:
+        model = _load_neural(sources, model_bytes, indexer, schema, prints, max_string)
+        model.load_seconds = time.monotonic() - start
+        return model
     with BoosterInspector(sources.model_uri) as inspector:
         doc = inspector.load_json(model_bytes)
-        _check_binding(doc, indexer, sources)
+        attributes = (doc.get("learner") or {}).get("attributes") or {}
+        _check_binding(attributes.get(releases.BOOSTER_ATTRIBUTE), indexer, sources)
         forest = forest_from_json(doc, sources.model_uri, layout)
         _check_forest(forest, sources.model_uri)
         model = ServedModel(
@@ -501,4 +516,47 @@ def load_model(
             forest.best_iteration,
             forest.num_trees,
         )
+    return model
+
+
+def _load_neural(
+    sources: ModelSources,
+    model_bytes: bytes,
+    indexer: FeatureIndexer,
+    schema: dict[str, str],
+    prints: tuple[str, ...],
+    max_string: int,
+) -> ServedModel:
+    """A neural release scored by ONNX Runtime from its ONNX export, bound to the release's bundle.
+
+    Without onnxruntime the release is refused in one line naming it (the current model keeps serving).
+    """
+    from aik.onnx_model import BINDING_KEY, FAMILY_KEY, OnnxRuntimeMissing
+    from filtering_server.onnx_scorer import load_onnx_scorer
+
+    try:
+        scorer, meta = load_onnx_scorer(model_bytes, sources.model_uri, sources.family, len(FEATURE_COLUMNS))
+    except OnnxRuntimeMissing as exc:
+        where = sources.release_uri or sources.model_uri
+        raise ArtifactError(
+            where,
+            f"a {sources.family} release is scored by ONNX Runtime, which is not installed here "
+            f"({INSTALL_HINT})",
+        ) from exc
+    named = meta.get(FAMILY_KEY)
+    if named is not None and named != sources.family:
+        raise ArtifactError(
+            sources.model_uri, f"the ONNX model is a {named} model, its release says {sources.family}"
+        )
+    _check_binding(meta.get(BINDING_KEY), indexer, sources, kind="model")
+    model = ServedModel(
+        version=model_version(model_bytes),
+        sources=sources,
+        scorer=scorer,
+        indexer=indexer,
+        schema=schema,
+        fingerprints=prints,
+        max_string=max_string,
+    )
+    validate(model, None)  # PyTorch parity was the release's onnx_parity gate; here: probes in [0, 1]
     return model

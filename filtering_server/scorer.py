@@ -1,9 +1,10 @@
 """What a served release scores with: feature rows in, probabilities out (`Scorer`).
 
 The server turns raw requests into the pipeline's feature rows (`model.ServedModel`) and hands them
-to the release's scorer: the compiled XGBoost trees (`forest.Forest`) for a booster; a model another
-runtime scores implements the same protocol. One scorer per loaded release, immutable once built, safe
-to call from every connection thread at once; a server holding several releases holds one each.
+to the release's scorer: the compiled XGBoost trees (`forest.Forest`) for a booster, an ONNX Runtime
+session (`onnx_scorer.OnnxScorer`) for the PyTorch families. One scorer per loaded release, immutable
+once built, safe to call from every connection thread at once; a server holding several releases holds
+one each.
 """
 
 from __future__ import annotations

@@ -225,7 +225,8 @@ def test_cli_lists_promotes_and_rolls_back(ctx: Context, capsys: pytest.CaptureF
     assert capsys.readouterr().out.splitlines()[-1].startswith(f"rollback: {b.id} -> {a.id} is live")
     assert main([*ws, "releases"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"  {b.id}  auc 0.7200") and lines[1].startswith(f"* {a.id}  auc 0.7100")
+    assert lines[0].startswith(f"  {b.id}  xgboost    auc 0.7200")
+    assert lines[1].startswith(f"* {a.id}  xgboost    auc 0.7100")
 
 
 def test_cli_promote_of_an_unknown_release_is_a_one_line_error(
@@ -234,3 +235,30 @@ def test_cli_promote_of_an_unknown_release_is_a_one_line_error(
     assert main(["--workspace", str(ctx.settings.workspace), "promote", "nope"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("aik promote: no release 'nope'")
+
+
+def test_a_manifest_without_a_family_is_a_booster_release(ctx: Context) -> None:
+    release = _release(ctx, 1, day=0)
+    doc = json.loads(Path(release.manifest_uri).read_text())
+    assert doc["family"] == "xgboost"
+    del doc["family"]  # as manifests were written before they named the family
+    Path(release.manifest_uri).write_text(json.dumps(doc))
+    again = releases.read_release(release.manifest_uri)
+    assert again.family == "xgboost" and again.served_role == "model"
+
+
+def test_a_neural_release_without_an_onnx_export_cannot_be_promoted(ctx: Context) -> None:
+    specs = _specs(1)
+    release = releases.write_release(
+        releases.releases_root(ctx.params),
+        bundle=bundle_bytes(specs),
+        schema=json.dumps(RAW_SCHEMA).encode(),
+        model=b"a torch.save file",
+        family="fm",
+        model_name="model.pt",
+        metrics={"auc": 0.7},
+        gates={"passed": True, "checks": []},
+    )
+    with pytest.raises(releases.ReleaseError, match=f"release {release.id} \\(fm\\) has no ONNX export"):
+        releases.promote(ctx.params, release)
+    assert releases.live_uri(ctx.params) is None

@@ -34,6 +34,8 @@ def _drift(text: str) -> float:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `pipeline run`."""
+    from aik.train.families import FAMILIES
+
     p = sub.add_parser(
         "pipeline",
         help="run the whole loop: ingest new days, features, train, gates, publish",
@@ -88,6 +90,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="days the first run makes (default window + test days)",
     )
     train = run_p.add_argument_group("training")
+    train.add_argument(
+        "--model",
+        dest="family",
+        choices=FAMILIES,
+        default="xgboost",
+        help="model family, as aik train --model (default xgboost)",
+    )
     train.add_argument("--preset", default=None, help="aik train preset (default: default)")
     train.add_argument("--baselines", action="store_true", help="also fit the baselines (slower)")
     train.add_argument("--threads", type=positive_int, default=None, help="xgboost threads")
@@ -114,6 +123,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         drift=args.drift,
         start=args.start,
         initial_days=args.initial_days,
+        family=args.family,
         preset=args.preset,
         baselines=args.baselines,
         nthread=args.threads,

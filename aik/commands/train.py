@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
+from aik import releases as R
 from aik.context import Context
 from aik.errors import AikError
 from aik.settings import positive_int
+
+if TYPE_CHECKING:
+    from aik.train.workflow import TrainResult
 
 
 def _fraction(text: str) -> float:
@@ -209,7 +214,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     m = result.metrics
     lines = {
         "release": result.release.id,
-        "model": result.model_uri
+        "model": _published_model(result)
         if result.published
         else f"{result.candidate_uri} (not published: {m.not_published_because or '--no-publish'})",
         "metrics": result.published_reports.get("metrics.json") or result.candidate_reports["metrics.json"],
@@ -228,3 +233,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     for warning in result.warnings:  # after the release was written and switched: still a success
         print(f"aik train: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _published_model(result: TrainResult) -> str:
+    """Where the live model is: the booster mirror at `/aik/xgboost/path`, or a neural release's ONNX."""
+    release = result.release
+    if release.family == R.BOOSTER_FAMILY:
+        return result.model_uri
+    return release.file_uri(release.served_role)

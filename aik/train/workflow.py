@@ -113,14 +113,12 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         # a neural model is exported for ONNX Runtime now, judged by its parity with PyTorch
         from aik.train.families.onnx_export import export_onnx
 
-        onnx = export_onnx(candidate.model, splits.test.X)
+        onnx = export_onnx(candidate.model, splits.test.X, R.indexer_sha256(pipeline.indexer))
         gates.append(onnx_parity_gate(onnx.max_abs_diff, onnx.parity_rows, onnx.tolerance))
         timings["onnx_s"] = round(onnx.seconds, 2)
     passed = all(g.passed for g in gates)
     reports = make_reports(splits, evaluation, pipeline.indexer, options)
-    # the filtering server serves boosters: a neural family's release is written but never made live
-    servable = config is not None
-    will_publish = passed and options.publish and servable
+    will_publish = passed and options.publish
     timings["total_s"] = round(time.monotonic() - started, 2)
     metrics = Metrics(
         run_id=candidate.run_id,
@@ -138,9 +136,6 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         published=will_publish,
         timings=timings,
         plots={name: f"{R.REPORTS_DIR}/{name}" for name in reports.plots},
-        not_published_because=None
-        if servable or not (passed and options.publish)
-        else "the filtering server serves xgboost models only",
     )
     document = metrics.to_dict()
     release = R.write_release(
@@ -148,6 +143,7 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         bundle=pipeline.bundle,
         schema=pipeline.schema,
         model=candidate.data,
+        family=options.family,
         model_name=candidate.file_name,
         extras={"onnx": (family_models.ONNX_FILE, onnx.data)} if onnx is not None else None,
         metrics=document,

@@ -224,3 +224,20 @@ def test_a_second_run_without_new_days_reuses_everything(ctx: Context, tmp_path:
     ]
     assert second.release is not None and second.release.id == first.release.id  # type: ignore[union-attr]
     assert ctx.params.get(params.RELEASE_LIVE) == first.release.manifest_uri  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_a_neural_family_is_published_live_and_another_family_on_the_same_features_trains_again(
+    ctx: Context, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch", reason="the neural extra trains the fm family")
+    logs = tmp_path / "logs"
+    generate(str(logs), SyntheticConfig(rows=12_000, days=8, seed=5))
+    neural = run_pipeline(ctx, PipelineOptions(source=str(logs), window=Window(7, 1), family="fm"))
+    assert neural.published and neural.release is not None and neural.release.family == "fm"
+    assert ctx.params.get(params.RELEASE_LIVE) == neural.release.manifest_uri
+    booster = run_pipeline(ctx, PipelineOptions(source=str(logs), window=Window(7, 1)))
+    assert ("train", True) in [(s.name, s.ran) for s in booster.steps]  # not skipped: another family
+    assert booster.release is not None and booster.release.family == "xgboost"
+    assert ctx.params.get(params.RELEASE_LIVE) == booster.release.manifest_uri

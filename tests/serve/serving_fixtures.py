@@ -108,6 +108,20 @@ def index_features(rows: Sequence[dict[str, Any]], specs: Sequence[StringIndexer
     return out
 
 
+def varied_rows(artifacts: Artifacts, n: int = 10_000, seed: int = 2) -> list[dict[str, Any]]:
+    """Inference rows, some with categories the pipeline never saw and some with missing (null) ones."""
+    rng = np.random.default_rng(seed)
+    rows = [dict(artifacts.rows[i]) for i in rng.integers(0, len(artifacts.rows), n)]
+    for row in rows:
+        for column in ("AdvertiserID", "Domain", "RegionID", "CityID"):
+            u = rng.random()
+            if u < 0.03:
+                row[column] = f"never-seen-{rng.integers(1_000_000)}"
+            elif u < 0.05:
+                row[column] = None
+    return rows
+
+
 def pandas_frame(features: np.ndarray, specs: Sequence[StringIndexerSpec]) -> Any:
     """Index features as a DataFrame with the index columns as pandas categoricals (all indices)."""
     import pandas as pd

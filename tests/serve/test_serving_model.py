@@ -13,7 +13,7 @@ import pytest
 import xgboost
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_fixtures import Artifacts, build_artifacts, index_features, publish_booster
+from serving_fixtures import Artifacts, build_artifacts, index_features, publish_booster, varied_rows
 
 from ad_server_emulator.emulator import bid_request
 from aik import params, storage
@@ -32,20 +32,6 @@ IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605
 def served(artifacts: Artifacts) -> ServedModel:
     """The model the server would load from these artifacts."""
     return load_model(ModelSources.from_store(artifacts.store))
-
-
-def varied_rows(artifacts: Artifacts, n: int = 10_000, seed: int = 2) -> list[dict[str, Any]]:
-    """Inference rows, some with categories the pipeline never saw and some with missing (null) ones."""
-    rng = np.random.default_rng(seed)
-    rows = [dict(artifacts.rows[i]) for i in rng.integers(0, len(artifacts.rows), n)]
-    for row in rows:
-        for column in ("AdvertiserID", "Domain", "RegionID", "CityID"):
-            u = rng.random()
-            if u < 0.03:
-                row[column] = f"never-seen-{rng.integers(1_000_000)}"
-            elif u < 0.05:
-                row[column] = None
-    return rows
 
 
 @pytest.mark.parametrize("flavour", ["numeric", "categorical", "pandas-categorical", "kit-default"])

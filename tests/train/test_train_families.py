@@ -19,24 +19,23 @@ PNG = b"\x89PNG\r\n\x1a\n"
 QUICK = ["--set", "max_epochs=3", "--set", "patience=1"]
 
 
-def test_a_neural_family_is_evaluated_gated_and_kept_as_a_candidate(
+def test_a_neural_family_is_evaluated_gated_and_released_live(
     make_ws: Callable[..., Path], capsys: pytest.CaptureFixture
 ) -> None:
     ws = make_ws()
     assert main(["--workspace", str(ws), "train", "--model", "fm", "--no-baselines", *QUICK]) == 0
     out = dict(line.split("=", 1) for line in capsys.readouterr().out.strip().splitlines())
-    assert "serves xgboost models only" in out["model"] and not model_path(ws).exists()
-    candidate = Path(out["model"].split(" ", 1)[0])
-    assert candidate.name == "model.pt"
+    onnx = Path(out["model"])
+    assert onnx.name == "model.onnx" and not model_path(ws).exists()  # no booster mirror for a neural model
+    candidate = onnx.parent / "model.pt"
     metrics = json.loads((candidate.parent / "metrics.json").read_text())
     assert metrics["model"]["family"] == "fm" and metrics["model"]["training"]["epochs"] <= 3
     assert metrics["oracle_ratio"] == pytest.approx(metrics["auc"] / metrics["oracle_auc"], abs=1e-5)
-    assert metrics["gates"]["passed"] is True and metrics["published"] is False
+    assert metrics["gates"]["passed"] is True and metrics["published"] is True
     assert {c["name"] for c in metrics["gates"]["checks"]} >= {"features", "auc", "mean_prediction"}
     for name in ("roc.png", "calibration.png", "prediction_histogram.png", "confusion_matrix.png"):
         assert (candidate.parent / "reports" / name).read_bytes().startswith(PNG), name
     NeuralModel.from_bytes(candidate.read_bytes())  # the candidate file is the family's model file
-    onnx = candidate.parent / "model.onnx"
     assert metrics["model"]["onnx"]["max_abs_diff"] <= 1e-5 and metrics["model"]["onnx"]["parity_rows"] > 0
     assert metrics["model"]["onnx"]["bytes"] == onnx.stat().st_size
     assert {c["name"]: c["passed"] for c in metrics["gates"]["checks"]}["onnx_parity"] is True
@@ -88,7 +87,7 @@ def test_an_unknown_family_prints_usage(capsys: pytest.CaptureFixture) -> None:
     assert "invalid choice: 'catboost'" in capsys.readouterr().err
 
 
-def test_a_neural_release_cannot_be_made_live(make_ws: Callable[..., Path]) -> None:
+def test_a_neural_release_names_its_family_and_can_be_promoted_again(make_ws: Callable[..., Path]) -> None:
     from aik import releases as R
 
     ws = make_ws()
@@ -96,10 +95,10 @@ def test_a_neural_release_cannot_be_made_live(make_ws: Callable[..., Path]) -> N
     result = train_and_publish(
         ctx, TrainOptions(family="logreg", overrides={"max_epochs": 1}, baselines=False)
     )
-    assert result.release.files["model"].path == "model.pt" and result.release.passed
-    assert result.release.files["onnx"].path == "model.onnx"
-    onnx = Path(result.release.file_uri("onnx")).read_bytes()
-    assert R.sha256(onnx) == result.release.files["onnx"].sha256
-    with pytest.raises(R.ReleaseError, match="not a booster"):
-        R.promote(ctx.params, result.release)
-    assert R.live(ctx.params) is None
+    release = R.read_release(result.release.manifest_uri)
+    assert release.family == "logreg" and release.served_role == "onnx"
+    assert release.files["model"].path == "model.pt" and release.files["onnx"].path == "model.onnx"
+    assert R.live_uri(ctx.params) == release.manifest_uri
+    R.promote(ctx.params, release)  # re-checked: digests, the ONNX file's binding to the bundle, gates
+    assert R.live_uri(ctx.params) == release.manifest_uri
+    assert "logreg" in R.describe_release(release, live_id=release.id)
