@@ -18,7 +18,7 @@ INPUT, OUTPUT = "features", "probability"
 FAMILY_KEY = "aik_family"
 #: The same name as the booster's attribute (`aik.releases.BOOSTER_ATTRIBUTE`).
 BINDING_KEY = "aik_indexer_sha256"
-INSTALL_HINT = "pip install 'advertising-intelligence-kit[neural]' (or onnxruntime alone)"
+INSTALL_HINT = "install onnxruntime: the kit's serve-onnx or neural extra"
 
 
 class OnnxRuntimeMissing(AikError):
@@ -33,7 +33,9 @@ def session(data: bytes, uri: str = "<bytes>") -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise OnnxRuntimeMissing(f"{uri} needs ONNX Runtime, which is not installed: {INSTALL_HINT}") from exc
+        raise OnnxRuntimeMissing(
+            f"{uri} needs ONNX Runtime, which is not installed ({INSTALL_HINT})"
+        ) from exc
     options = ort.SessionOptions()
     # each connection thread runs its own requests: no pool of runtime threads competing with them
     options.intra_op_num_threads = 1
