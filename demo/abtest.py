@@ -25,7 +25,7 @@ from demo.state import Record
 from demo.steps import Trained
 
 #: Training rows of the weak challenger (per split, as `aik train --max-rows` caps them).
-WEAK_ROWS = 2_000
+WEAK_ROWS = 1_000
 #: The challenger's share of traffic.
 CHALLENGER_SHARE = 0.1
 
