@@ -1,13 +1,15 @@
-"""Benchmark: the synthetic generator and the Spark feature job (local mode) from 100k to 1M bid requests.
+"""Benchmark: the Spark feature job against a plain read-join-write of the same bz2 logs (local mode).
 
-Prints, per size: seconds and rows/s of `ingest --synthetic` and of the feature job, and how the job's
-time grows against the smallest size (the baseline, measured in the same run). One SparkSession serves
-every size, after a small warm-up run, so the JVM start is not counted; it is printed apart. Because
-wall time on a shared machine mostly measures the neighbours, the CPU seconds the job used (the Spark
-JVM and its Python workers, from /proc) are printed too: rows per CPU second hardly depend on load.
+Per size (default 200k, 1M and 5M bid requests), in one SparkSession and one run: generate the logs,
+then run the *copy* — read the bid and impression logs (bz2, tab-separated), left-join them on BidID,
+write parquet: the least any job over this input costs — and the feature job on the same files, and
+print each one's seconds, rows/s and CPU seconds per million rows, and job/copy (the job's throughput
+as a share of the copy's, the figure that counts on a shared machine: both ran back to back).
+The JVM start and a small warm-up of both are not counted. CPU seconds are the Spark JVM's and its
+Python workers' (from /proc), which depend far less on the neighbours' load than wall time does.
 
-    .venv/bin/python bench/bench_features.py                       # 100k, 200k, 500k, 1M
-    .venv/bin/python bench/bench_features.py --sizes 100000,200000 --workdir bench/out
+    .venv/bin/python bench/bench_features.py                          # 200k, 1M, 5M
+    .venv/bin/python bench/bench_features.py --sizes 200000,1000000 --event-log /tmp/aik-events
 """
 
 from __future__ import annotations
@@ -18,14 +20,23 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aik.context import Context
 from aik.features import run_features
+from aik.features.job import log_files, sources_from_params
+from aik.features.report import FeaturesReport
 from aik.features.spark import local_session
 from aik.ingest import ingest_synthetic
 from aik.params import configure
+from aik.schema import BID_LOG_COLUMNS, EVENT_LOG_COLUMNS
 from aik.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 
 def _tree_cpu_seconds(root: int) -> float:
@@ -56,12 +67,33 @@ def _context(workspace: Path) -> Context:
     return ctx
 
 
+def read_join_write(spark: SparkSession, ctx: Context, out: Path) -> None:
+    """The copy: the bid and impression logs read as tab-separated text, left-joined on BidID, parquet."""
+    sources = sources_from_params(ctx.params)
+
+    def read(uri: str, kind: str, columns: tuple[str, ...]) -> DataFrame:
+        schema = ", ".join(f"`{c}` string" for c in columns)
+        return spark.read.csv(log_files(uri, kind), sep="\t", schema=schema)
+
+    bids = read(sources.bid, "bid", BID_LOG_COLUMNS)
+    imps = read(sources.imp, "imp", EVENT_LOG_COLUMNS).select("BidID", "PayingPrice")
+    bids.join(imps, "BidID", "left").write.mode("overwrite").parquet(str(out))
+
+
+def _measure(jvm: int, work: Callable[[], object]) -> tuple[float, float]:
+    t0, c0 = time.monotonic(), _tree_cpu_seconds(jvm)
+    work()
+    return time.monotonic() - t0, _tree_cpu_seconds(jvm) - c0
+
+
 def main() -> int:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--sizes", default="100000,200000,500000,1000000", help="comma-separated row counts")
+    parser.add_argument("--sizes", default="200000,1000000,5000000", help="comma-separated row counts")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--days", type=int, default=7, help="days of logs (one bz2 file per day and kind)")
     parser.add_argument("--workdir", default=None, help="keep the data here (default: a temporary directory)")
+    parser.add_argument("--event-log", default=None, help="write Spark's event log to this directory")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the job's progress lines")
     args = parser.parse_args()
     logging.basicConfig(
@@ -69,46 +101,73 @@ def main() -> int:
     )
     sizes = [int(s) for s in args.sizes.split(",")]
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="aik-bench-"))
-    print(f"cpus {os.cpu_count()}, load average at start {os.getloadavg()[0]:.1f}")
+    print(f"cpus {os.cpu_count()}, load average at start {os.getloadavg()[0]:.1f}", flush=True)
 
+    if args.event_log:
+        Path(args.event_log).mkdir(parents=True, exist_ok=True)
+        # one plain JSON-lines file per application, which bench/spark_stages.py reads
+        events = " ".join(
+            f"--conf spark.eventLog.{key}"
+            for key in (
+                "enabled=true",
+                f"dir=file://{args.event_log}",
+                "compress=false",
+                "rolling.enabled=false",
+            )
+        )
+        os.environ["PYSPARK_SUBMIT_ARGS"] = f"{events} pyspark-shell"
     start = time.monotonic()
     spark = local_session("aik-bench")
-    print(f"local SparkSession started in {time.monotonic() - start:.1f} s (not counted below)")
+    print(f"local SparkSession started in {time.monotonic() - start:.1f} s (not counted below)", flush=True)
     warm = _context(root / "warmup")
     ingest_synthetic(warm, rows=20_000, seed=args.seed, days=2, replace=True)
+    read_join_write(spark, warm, root / "warmup" / "copy")
     run_features(warm, spark=spark)
 
-    jvm = spark.sparkContext._gateway.proc.pid  # type: ignore[attr-defined]
+    gateway: Any = spark.sparkContext._gateway  # the launched gateway holds the JVM's process
+    jvm = gateway.proc.pid
     results = []
     for rows in sizes:
         ctx = _context(root / f"rows-{rows}")
         t0, c0 = time.monotonic(), time.process_time()
-        ingest_synthetic(ctx, rows=rows, seed=args.seed, replace=True)
-        t1, c1 = time.monotonic(), time.process_time()
-        j0 = _tree_cpu_seconds(jvm)
-        report = run_features(ctx, spark=spark)
-        t2, j1 = time.monotonic(), _tree_cpu_seconds(jvm)
-        assert report.rows == rows, report.rows
-        results.append((rows, t1 - t0, c1 - c0, t2 - t1, j1 - j0))
+        ingest_synthetic(ctx, rows=rows, seed=args.seed, days=args.days, replace=True)
+        gen, gen_cpu = time.monotonic() - t0, time.process_time() - c0
+        load0 = os.getloadavg()[0]
+        spark.sparkContext.setJobGroup("copy", f"copy {rows}")
+        copy_out = root / f"rows-{rows}" / "copy"
+        copy, copy_cpu = _measure(jvm, partial(read_join_write, spark, ctx, copy_out))
+        spark.sparkContext.setJobGroup("job", f"job {rows}")
+        reports: list[FeaturesReport] = []
+        job, job_cpu = _measure(jvm, lambda: reports.append(run_features(ctx, spark=spark)))  # noqa: B023
+        assert reports[0].rows == rows, reports[0].rows
+        load = (load0 + os.getloadavg()[0]) / 2
+        results.append((rows, gen, gen_cpu, copy, copy_cpu, job, job_cpu, load))
         print(
-            f"{rows:>9,} rows: generate {t1 - t0:6.1f} s ({c1 - c0:.1f} CPU s), "
-            f"feature job {t2 - t1:6.1f} s ({j1 - j0:.1f} CPU s), load {os.getloadavg()[0]:.1f}",
+            f"{rows:>9,} rows: generate {gen:6.1f} s ({gen_cpu:.1f} CPU s), copy {copy:6.1f} s "
+            f"({copy_cpu:.1f} CPU s), feature job {job:6.1f} s ({job_cpu:.1f} CPU s), "
+            f"job/copy {copy / job:.2f}, load {load:.1f}",
             flush=True,
         )
+        if not args.workdir:
+            shutil.rmtree(root / f"rows-{rows}", ignore_errors=True)
     spark.stop()
 
-    base_rows, _, _, base_job, base_cpu = results[0]
+    base_rows, *_, base_job_cpu, _ = results[0]
     print()
     print(
-        f"{'rows':>9} | {'gen s':>6} | {'gen CPU s':>9} | {'job s':>6} | {'job rows/s':>10} | "
-        f"{'job CPU s':>9} | {'rows/CPU s':>10} | {'rows x':>6} | {'time x':>6} | {'CPU x':>6}"
+        f"{'rows':>9} | {'copy s':>6} | {'copy rows/s':>11} | {'copy CPU s/M':>12} | {'job s':>6} | "
+        f"{'job rows/s':>10} | {'job CPU s/M':>11} | {'job/copy':>8} | {'job CPU x':>9} | {'load':>4}"
     )
-    for rows, gen, gen_cpu, job, cpu in results:
+    for rows, _, _, copy, copy_cpu, job, job_cpu, load in results:
         print(
-            f"{rows:>9,} | {gen:>6.1f} | {gen_cpu:>9.1f} | {job:>6.1f} | {rows / job:>10,.0f} | "
-            f"{cpu:>9.1f} | {rows / cpu:>10,.0f} | {rows / base_rows:>6.1f} | {job / base_job:>6.2f} | "
-            f"{cpu / base_cpu:>6.2f}"
+            f"{rows:>9,} | {copy:>6.1f} | {rows / copy:>11,.0f} | {copy_cpu / rows * 1e6:>12.1f} | "
+            f"{job:>6.1f} | {rows / job:>10,.0f} | {job_cpu / rows * 1e6:>11.1f} | {copy / job:>8.2f} | "
+            f"{job_cpu / base_job_cpu:>9.2f} | {load:>4.1f}"
         )
+    print(
+        f"(job CPU x: the job's CPU seconds against {base_rows:,} rows; linear growth is the rows' ratio; "
+        f"job/copy: the job's rows/s over the copy's)"
+    )
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     if not args.workdir:
         shutil.rmtree(root, ignore_errors=True)
