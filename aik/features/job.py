@@ -9,8 +9,8 @@ Runs the same way everywhere:
 It reads the configured sources, checks every line (rejects are written aside with their reason),
 joins bids with impressions (left, on BidID) or impressions with clicks (`ctr`), derives dow/hour and
 device_type_id, fits the StringIndexers, and writes every artifact to its parameter's URI. The logs
-are read twice: pass 1 writes the rejects and counts the lines, pass 2 builds the joined rows, which
-are cached for the fit and the writes (caching the raw input instead costs more than reading it again).
+are read once: their parsed lines, narrowed to the fields the job uses, are cached for the rejects,
+the counts and the join; the joined rows are cached in turn for the fit and the writes.
 
 Over 400 lines on purpose: the job's five stages and its spark-submit entry point, read top to
 bottom; the pure DataFrame transforms live in transforms.py.
@@ -23,7 +23,6 @@ import json
 import logging
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import reduce
@@ -71,7 +70,7 @@ from aik.schema import LABEL, RAW_SCHEMA
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
-    from pyspark.sql import Column, DataFrame, Observation, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from aik.context import Context
 
@@ -150,7 +149,7 @@ def log_files(uri: str, kind: str) -> list[str]:
 
 
 def _line_metrics(reason: Column) -> list[Column]:
-    """Aggregates of `observe`: lines, rejected lines, and rejected lines per reason class."""
+    """Aggregates of one kind's lines: lines, rejected lines, and rejected lines per reason class."""
     from pyspark.sql import functions as F
 
     metrics = [F.count(F.lit(1)).alias("lines"), F.count(reason).alias("rejected")]
@@ -159,25 +158,15 @@ def _line_metrics(reason: Column) -> list[Column]:
     return metrics
 
 
-def _input_counts(observation: Observation, parsed: DataFrame) -> LineCounts:
-    """Lines, accepted, rejected and rejects per reason class of one kind of log, as observed in pass 1.
-
-    Should the metrics be missing (an optimiser that skipped the observed plan), they are counted in a
-    separate pass rather than reported wrong.
-    """
+def line_counts(parsed: DataFrame) -> LineCounts:
+    """Lines, accepted, rejected and rejects per reason class of one kind of parsed log."""
     from pyspark.sql import functions as F
 
     from aik.features.logs import REASON
 
-    try:
-        metrics = observation.get
-    except Exception:  # py4j wraps the JVM's failure to find them
-        metrics = {}
-    if not metrics:
-        log.info("features: counting the lines in a separate pass")
-        row = parsed.select(*_line_metrics(F.col(REASON))).first()
-        assert row is not None  # an aggregation without grouping has exactly one row
-        metrics = row.asDict()
+    row = parsed.select(*_line_metrics(F.col(REASON))).first()
+    assert row is not None  # an aggregation without grouping has exactly one row
+    metrics = row.asDict()
     return LineCounts(
         lines=metrics["lines"],
         accepted=metrics["lines"] - metrics["rejected"],
@@ -221,38 +210,52 @@ def plan(sources: Sources, use_case: str, window: Window | None) -> Plan:
     return Plan(use_case, kinds, uris, files, chosen)
 
 
+def kept_fields(use_case: str, kind: str) -> tuple[str, ...]:
+    """The fields of one kind of log that the use case's joined rows take."""
+    if kind == BID:
+        return ("BidID", *REQUEST_FIELDS)
+    if kind == IMP:
+        if use_case == BID_FILTERING:
+            return ("BidID", "PayingPrice")
+        return ("BidID", *REQUEST_FIELDS, "PayingPrice")
+    return ("BidID",)
+
+
 def read_and_check(
     spark: SparkSession, plan: Plan, rejects_uri: str
 ) -> tuple[dict[str, DataFrame], dict[str, LineCounts]]:
-    """Pass 1 over the logs: the parsed lines of each kind, the rejects written aside, every line counted.
+    """The one pass over the logs: each kind parsed and cached, the rejects written aside, every line counted.
 
-    The lines are counted on the way (`observe`), so the input is neither cached nor scanned again just
-    to be counted. No shuffle before the write: with one, adaptive execution drops the observed branch
-    when no line is rejected, and the counts with it. The rejects are always written, so those of an
-    earlier run never linger beside this run's output.
+    Decompressing and parsing the logs is most of the job's cost, so it happens once: what is cached is
+    only what the job uses (the kept fields, each line's source and reason, and the text of rejected
+    lines), and the rejects, the counts and the join all read that cache. The rejects are always
+    written, so those of an earlier run never linger beside this run's output. The caller unpersists
+    the parsed frames once the joined rows are cached.
     """
-    from pyspark.sql import Observation
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from aik.features.logs import LINE, REASON, SOURCE, read_logs
 
     parsed: dict[str, DataFrame] = {}
-    observed: dict[str, Observation] = {}
     for kind in plan.kinds:
         log.info("features: reading %d %s file(s) under %s", len(plan.files[kind]), kind, plan.uris[kind])
-        parsed[kind] = read_logs(spark, plan.files[kind], kind)
-        observed[kind] = Observation(f"aik-{kind}-lines-{uuid.uuid4().hex[:8]}")  # unique per session
+        rejected_line = F.when(F.col(REASON).isNotNull(), F.col(LINE)).alias(LINE)
+        parsed[kind] = (
+            read_logs(spark, plan.files[kind], kind)
+            .select(SOURCE, REASON, rejected_line, *kept_fields(plan.use_case, kind))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
     rejects = reduce(
         lambda a, b: a.unionByName(b),
         [
-            df.observe(observed[kind], *_line_metrics(F.col(REASON)))
-            .where(F.col(REASON).isNotNull())
-            .select(F.lit(kind).alias("kind"), SOURCE, REASON, LINE)
+            df.where(F.col(REASON).isNotNull()).select(F.lit(kind).alias("kind"), SOURCE, REASON, LINE)
             for kind, df in parsed.items()
         ],
     )
+    # The first action over the cached frames: it builds their every partition (the filter runs on top).
     rejects.write.mode("overwrite").partitionBy("kind", SOURCE).json(rejects_uri)
-    counts = {kind: _input_counts(observed[kind], parsed[kind]) for kind in plan.kinds}
+    counts = {kind: line_counts(parsed[kind]) for kind in plan.kinds}
     for kind, c in counts.items():
         log.info(
             "features: %s logs: %s lines, %s accepted, %s rejected",
@@ -261,32 +264,30 @@ def read_and_check(
             f"{c.accepted:,}",
             f"{c.rejected:,}",
         )
-        if c.accepted == 0:
-            raise AikError(
-                f"no accepted {kind} log lines under {plan.uris[kind]} (see the rejects in {rejects_uri})"
-            )
+    empty = [kind for kind, c in counts.items() if c.accepted == 0]
+    if empty:
+        for df in parsed.values():  # a notebook's session lives on: free the cache
+            df.unpersist()
+        raise AikError(
+            f"no accepted {empty[0]} log lines under {plan.uris[empty[0]]} (see the rejects in {rejects_uri})"
+        )
     return parsed, counts
 
 
 def labelled_rows(parsed: dict[str, DataFrame], plan: Plan, seed: int) -> DataFrame:
-    """Pass 2: the accepted lines joined and labelled, with dow, hour, device type and split (cached for
-    the fit and the writes that follow)."""
+    """The accepted lines joined and labelled, with dow, hour, device type and split (cached for the fit
+    and the writes that follow)."""
     from pyspark import StorageLevel
 
-    keep = {
-        BID: ("BidID", *REQUEST_FIELDS),
-        IMP: ("BidID", "PayingPrice")
-        if plan.use_case == BID_FILTERING
-        else ("BidID", *REQUEST_FIELDS, "PayingPrice"),
-        CLK: ("BidID",),
-    }
-    narrow = {kind: accepted(parsed[kind]).select(*keep[kind]) for kind in plan.kinds}
+    narrow = {kind: accepted(parsed[kind]).select(*kept_fields(plan.use_case, kind)) for kind in plan.kinds}
     if plan.use_case == BID_FILTERING:
         rows = bid_filtering_rows(narrow[BID], narrow[IMP])
     else:
         rows = ctr_rows(narrow[IMP], narrow[CLK])
     first_test_day = plan.chosen.first_test_day if plan.chosen is not None else None
-    return prepare(rows, seed, first_test_day).persist(StorageLevel.MEMORY_AND_DISK)
+    # the requests' user agents come from the first kind's log (bids, or impressions for ctr)
+    agents = narrow[plan.kinds[0]]
+    return prepare(rows, seed, first_test_day, agents=agents).persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def write_rows(prepared: DataFrame, outputs: Outputs) -> None:
@@ -340,20 +341,34 @@ def run_job(
 
     start = time.monotonic()
     chosen_plan = plan(sources, use_case, window)
+    describe = spark.sparkContext.setJobDescription  # names each step's Spark jobs in the UI and event log
     with StageProgress(spark, "features"):
-        parsed, inputs = read_and_check(spark, chosen_plan, outputs.rejects)
-        prepared = labelled_rows(parsed, chosen_plan, seed)
-        model = fit_indexers(prepared)
-        labels = indexer_labels(model)
-        log.info(
-            "features: indexers fitted: %s", ", ".join(f"{c} {len(v):,} labels" for c, v in labels.items())
-        )
-        write_rows(prepared, outputs)
-        splits = write_splits(prepared, model, outputs)
-        writer = write_spark_bundle(spark, model, prepared, outputs.bundle)
-        storage.write_text(outputs.schema, json.dumps(RAW_SCHEMA, indent=2) + "\n")
-        log.info("features: bundle (%s) and schema written to %s, %s", writer, outputs.bundle, outputs.schema)
-        prepared.unpersist()
+        try:
+            describe("aik features: read the logs, write the rejects, count the lines")
+            parsed, inputs = read_and_check(spark, chosen_plan, outputs.rejects)
+            describe("aik features: join, label, fit the indexers")
+            prepared = labelled_rows(parsed, chosen_plan, seed)
+            model = fit_indexers(prepared)  # the first action over the joined rows: they are cached now
+            for df in parsed.values():
+                df.unpersist()
+            labels = indexer_labels(model)
+            log.info(
+                "features: indexers fitted: %s",
+                ", ".join(f"{c} {len(v):,} labels" for c, v in labels.items()),
+            )
+            describe("aik features: write the joined rows and the inference data")
+            write_rows(prepared, outputs)
+            describe("aik features: write the splits")
+            splits = write_splits(prepared, model, outputs)
+            describe("aik features: write the bundle")
+            writer = write_spark_bundle(spark, model, prepared, outputs.bundle)
+            storage.write_text(outputs.schema, json.dumps(RAW_SCHEMA, indent=2) + "\n")
+            log.info(
+                "features: bundle (%s) and schema written to %s, %s", writer, outputs.bundle, outputs.schema
+            )
+            prepared.unpersist()
+        finally:
+            describe(None)  # type: ignore[arg-type]  # None clears it (pyspark's stub says str)
     chosen = chosen_plan.chosen
     report = FeaturesReport(
         use_case=use_case,

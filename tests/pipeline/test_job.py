@@ -294,14 +294,11 @@ def test_without_mleap_spark_the_aik_writer_is_used(spark: SparkSession) -> None
     assert not bundle.mleap_spark_available(spark)
 
 
-def test_counts_fall_back_to_a_counting_pass_when_metrics_are_missing(spark: SparkSession) -> None:
-    from pyspark.sql import Observation
-
+def test_line_counts_count_lines_rejects_and_reason_classes(spark: SparkSession) -> None:
     from aik.features.logs import parse_lines
 
     frame = spark.createDataFrame([(bid_line(), "f"), ("junk", "f")], "value string, source string")
-    never_run = Observation("aik-test-never-run")
-    counts = job._input_counts(never_run, parse_lines(frame, "bid"))
+    counts = job.line_counts(parse_lines(frame, "bid"))
     assert counts == LineCounts(lines=2, accepted=1, rejected=1, reasons={"wrong field count": 1})
 
 
