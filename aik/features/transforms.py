@@ -6,8 +6,6 @@ Flow: parsed logs -> `bid_filtering_rows` or `ctr_rows` (one row per BidID with 
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, cast
 
 import pyarrow as pa
@@ -110,37 +108,38 @@ def device_type_array(agents: pa.Array) -> pa.Array:
     return pc.take(ids, encoded.indices)
 
 
-def _device_batches(batches: Iterator[pa.RecordBatch], column: int) -> Iterator[pa.RecordBatch]:
-    """Arrow record batches -> the same batches plus device_type_id (the mapInArrow form)."""
-    for batch in batches:
-        devices = device_type_array(batch.column(column))
-        yield pa.RecordBatch.from_arrays([*batch.columns, devices], [*batch.schema.names, "device_type_id"])
+#: The distinct-agents frame's column (kept apart from the rows' own columns in the join).
+_AGENT = "_agent"
+
+
+def device_types(agents: DataFrame, user_agent: str = "UserAgent") -> DataFrame:
+    """One row per distinct user agent of `agents` (`_agent`, missing included) with its `device_type_id`.
+
+    The distinct agents (the traffic's user-agent vocabulary, collected like the indexers' labels) are
+    mapped in the driver by `aik.device.device_type_id`, the server's function, so the job starts no
+    Python worker and no row leaves the JVM; the same code runs on every Spark version.
+    """
+    from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+
+    values = [row[0] for row in agents.select(user_agent).distinct().collect()]
+    ids = device_type_array(pa.array(values, pa.string())).to_pylist()
+    schema = StructType([StructField(_AGENT, StringType()), StructField("device_type_id", IntegerType())])
+    return agents.sparkSession.createDataFrame(list(zip(values, ids, strict=True)), schema)
 
 
 def with_device_type(
-    df: DataFrame, user_agent: str = "UserAgent", *, arrow_udf: bool | None = None
+    df: DataFrame, user_agent: str = "UserAgent", *, agents: DataFrame | None = None
 ) -> DataFrame:
-    """`device_type_id` from the user agent through `aik.device.device_type_id` (the server's function).
+    """`device_type_id` from the user agent: computed once per distinct agent, broadcast-joined to the rows.
 
-    On Arrow arrays, never pandas: no pandas on the executors, and a missing agent stays None (pandas
-    would hand woothee a NaN). Spark 4.1+ has Arrow UDFs, which ship only the agent column to Python;
-    older Spark (EMR) gets the whole row through mapInArrow, the same function, about half as fast.
+    `agents`: a frame whose `user_agent` column holds every agent of `df` (a cached source of it,
+    cheaper to scan than `df`'s lineage); default `df` itself.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import IntegerType, StructField, StructType
 
-    if arrow_udf is None:
-        arrow_udf = hasattr(F, "arrow_udf")
-    with warnings.catch_warnings():  # pyspark warns about pandas 3, which these Arrow-only paths never use
-        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-        if arrow_udf:
-            # Spark reads the UDF's kind from its type hints (pa.Array -> pa.Array: scalar).
-            # pyspark's overloads want the kind as an argument; Spark reads it from the hints at run time
-            devices = F.arrow_udf(device_type_array, IntegerType())  # type: ignore[call-overload]
-            return df.withColumn("device_type_id", devices(F.col(user_agent)))
-        column = df.columns.index(user_agent)
-        schema = StructType([*df.schema.fields, StructField("device_type_id", IntegerType(), False)])
-        return df.mapInArrow(lambda batches: _device_batches(batches, column), schema)
+    devices = device_types(df if agents is None else agents, user_agent)
+    joined = df.join(F.broadcast(devices), df[user_agent].eqNullSafe(devices[_AGENT]), "left")
+    return joined.drop(_AGENT)
 
 
 def with_split(df: DataFrame, seed: int = DEFAULT_SPLIT_SEED) -> DataFrame:
@@ -167,12 +166,19 @@ def with_temporal_split(df: DataFrame, first_test_day: str, seed: int = DEFAULT_
     )
 
 
-def prepare(rows: DataFrame, seed: int = DEFAULT_SPLIT_SEED, first_test_day: str | None = None) -> DataFrame:
+def prepare(
+    rows: DataFrame,
+    seed: int = DEFAULT_SPLIT_SEED,
+    first_test_day: str | None = None,
+    *,
+    agents: DataFrame | None = None,
+) -> DataFrame:
     """Labelled rows -> rows with dow, hour, device_type_id and split (everything but the indices).
 
-    The split is the random 80/10/10 one, or temporal from `first_test_day` on.
+    The split is the random 80/10/10 one, or temporal from `first_test_day` on; `agents` as in
+    `with_device_type`.
     """
-    features = with_device_type(with_time_features(rows))
+    features = with_device_type(with_time_features(rows), agents=agents)
     if first_test_day is None:
         return with_split(features, seed)
     return with_temporal_split(features, first_test_day, seed)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-import pytest
-
 from aik.bundle import indexer_from_specs, specs_from_pipeline
 from aik.device import device_type_id
 from aik.features.transforms import (
     SPLIT,
     bid_filtering_rows,
     ctr_rows,
+    device_types,
     fit_indexers,
     indexer_labels,
     prepare,
@@ -90,21 +89,23 @@ def test_time_features_are_spark_dayofweek_and_the_hour_string(spark: SparkSessi
     assert [r["dow"] for r in rows][:2] == [5, 1]  # Thursday, Sunday
 
 
-@pytest.mark.parametrize("arrow_udf", [True, False], ids=["arrow-udf", "map-in-arrow"])
-def test_device_type_is_the_shared_function_including_missing_agents(
-    spark: SparkSession, arrow_udf: bool
-) -> None:
-    from pyspark.sql import functions as F
-
-    if arrow_udf and not hasattr(F, "arrow_udf"):
-        pytest.skip(f"Spark {spark.version} has no Arrow UDFs (4.1+); the job uses mapInArrow there")
+def test_device_type_is_the_shared_function_including_missing_agents(spark: SparkSession) -> None:
     agents = [PHONE, PC, None, "", "Wget/1.12 (linux-gnu)", "DoCoMo/2.0 P903i(c100;TB;W24H12)", "zzz", PC]
     df = spark.createDataFrame([(i, a) for i, a in enumerate(agents)], "i int, UserAgent string")
-    out = with_device_type(df, arrow_udf=arrow_udf)
+    out = with_device_type(df)
     rows = out.orderBy("i").collect()
     assert [r["device_type_id"] for r in rows] == [device_type_id(a) for a in agents]
     assert [r["UserAgent"] for r in rows] == agents
     assert out.columns == ["i", "UserAgent", "device_type_id"]
+
+
+def test_device_types_map_each_distinct_agent_of_the_agents_frame_once(spark: SparkSession) -> None:
+    agents = spark.createDataFrame([(a,) for a in [PC, PC, None, PHONE, None, PC]], "UserAgent string")
+    devices = {r["_agent"]: r["device_type_id"] for r in device_types(agents).collect()}
+    assert devices == {a: device_type_id(a) for a in (PC, None, PHONE)}
+    rows = spark.createDataFrame([(1, PHONE), (2, None)], "i int, UserAgent string")
+    out = with_device_type(rows, agents=agents).orderBy("i").collect()
+    assert [r["device_type_id"] for r in out] == [device_type_id(PHONE), device_type_id(None)]
 
 
 def test_split_is_80_10_10_seeded_and_independent_of_partitioning(spark: SparkSession) -> None:
