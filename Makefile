@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install test test-all test-aws test-spark35 demo demo-clean lint format synth clean thrift-tools
+.PHONY: install test test-all test-aws test-spark35 test-cluster demo demo-clean lint format synth clean thrift-tools
 
 install: $(STAMP)
 
@@ -70,6 +70,12 @@ $(VENV35)/.installed: emr_bootstrap/requirements.txt pyproject.toml
 
 test-spark35: $(VENV35)/.installed
 	$(VENV35)/bin/pytest -p no:cacheprovider $(SPARK35_TESTS) $(PYTEST_ARGS)
+
+# The feature job on a Spark standalone cluster started on this machine from the pyspark distribution
+# (a master and a worker on 127.0.0.1), submitted with spark-submit as docs/pipeline.md tells cluster
+# users; CI runs it after `make test-aws`.
+test-cluster: install
+	$(BIN)/pytest -p no:cacheprovider tests/pipeline/test_cluster.py $(PYTEST_ARGS)
 
 demo: $(DEMO_STAMP)
 	$(BIN)/aik demo --rows $(ROWS) --requests $(REQUESTS)
