@@ -47,9 +47,10 @@ test-all: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The AWS paths as far as this machine goes (CI runs it after `make test`): the end-to-end tests
-# against moto's server (tests/aws, marked slow) and the feature job under EMR 7's Spark 3.5.
+# against moto's server (tests/aws and the SageMaker backtest, marked slow) and the feature job under
+# EMR 7's Spark 3.5.
 test-aws: install test-spark35
-	$(BIN)/pytest tests/aws $(PYTEST_ARGS)
+	$(BIN)/pytest tests/aws tests/train/test_backtest_sagemaker.py $(PYTEST_ARGS)
 
 # The feature job under Spark 3.5 (EMR 7.x): a second venv with what the EMR bootstrap installs
 # (emr_bootstrap/requirements.txt, then the kit without dependencies), EMR 7.13's pyspark, and pytest.

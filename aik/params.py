@@ -34,6 +34,12 @@ CURRENT_REGION = "/aik/current-region"
 RELEASE_LIVE = "/aik/release/live"
 #: The running A/B experiment (JSON: name, salt, arms of release and share); aik.experiments owns it.
 EXPERIMENT = "/aik/experiment"
+#: The SageMaker managed MLflow tracking server's ARN (the sagemaker-emr stack, with `aik:mlflow`).
+MLFLOW_TRACKING_SERVER = "/aik/mlflow/tracking-server-arn"
+#: Image and role of `aik backtest --on sagemaker`'s training jobs (JSON; the loop stack writes it).
+BACKTEST_JOBS = "/aik/backtest/sagemaker"
+#: The name prefix of those jobs (the stacks scope their IAM to it).
+BACKTEST_JOB_PREFIX = "aik-backtest"
 
 #: The iPinYou dataset on Kaggle (notebook 1 downloads it with the user's Kaggle credentials).
 DEFAULT_DOWNLOAD_URL = "https://www.kaggle.com/datasets/lastsummer/ipinyou"

@@ -26,6 +26,7 @@ CONTEXT_KEYS: Mapping[str, str] = {
     "aik:loop-window-days": "loop_window_days",
     "aik:loop-test-days": "loop_test_days",
     "aik:loop-ingest-prefix": "loop_ingest_prefix",
+    "aik:mlflow": "mlflow",
 }
 #: The retention periods CloudWatch Logs accepts, in days.
 LOG_RETENTION_DAYS = (
@@ -86,6 +87,8 @@ class KitConfig:
     loop_test_days: int = 1
     #: Key prefix of the data bucket where new log days land for the loop's ingest step.
     loop_ingest_prefix: str = "incoming/"
+    #: A SageMaker managed MLflow tracking server for `aik backtest` (billed by the hour while it exists).
+    mlflow: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.nat_gateways <= 2:

@@ -16,6 +16,7 @@ from stacks.buckets import BOOTSTRAP_PREFIX, KitBuckets
 from stacks.config import KitConfig
 from stacks.emr_product import EmrPortfolio, ProductImports, export_names
 from stacks.emr_security import EmrSecurity
+from stacks.mlflow import MlflowTracking
 from stacks.network import Network
 from stacks.parameter_cleanup import ParameterCleanup
 from stacks.retention import LogGroupRetention
@@ -39,7 +40,8 @@ class TwoAzStack(cdk.Stack):
 
 class SagemakerEmrStack(TwoAzStack):
     """VPC, buckets, permissions boundary, EMR roles/key/security configuration, the Service Catalog
-    EMR product and the Studio domain; exports what the product template imports.
+    EMR product and the Studio domain, and with `aik:mlflow` a SageMaker managed MLflow tracking server;
+    exports what the product template imports.
 
     Exposes `vpc`, `data_bucket`, `data_read_policy` and `boundary` for the filtering stack, and
     `data_read_write_policy`, `bootstrap_bucket` and `emr_security` for the loop stack.
@@ -81,6 +83,18 @@ class SagemakerEmrStack(TwoAzStack):
             data_bucket=buckets.data,
             lifecycle=lifecycle,
         )
+
+        self.mlflow: MlflowTracking | None = None
+        if config.mlflow:
+            self.mlflow = MlflowTracking(
+                self, "Mlflow", data_bucket=buckets.data, users=[studio.execution_role]
+            )
+            cdk.CfnOutput(
+                self,
+                "MlflowTrackingServerArn",
+                value=self.mlflow.server.attr_tracking_server_arn,
+                description="The MLflow tracking server (its ARN is the tracking URI, with sagemaker-mlflow)",
+            )
 
         if not config.retain_data:
             # `cdk destroy` also removes what the notebooks wrote under /aik/ (kept with the data).

@@ -75,6 +75,7 @@ class AikStage(cdk.Stage):
                 emr=self.sagemaker_emr.emr_security,
             ),
             boundary=self.sagemaker_emr.boundary,
+            backtest_users=[self.sagemaker_emr.studio_execution_role],
             description="Advertising Intelligence Kit - retraining loop: schedule, Step Functions, transient "
             "EMR, SageMaker (aik/loop)",
         )

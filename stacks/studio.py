@@ -22,7 +22,12 @@ from stacks.studio_lifecycle import StudioLifecycle
 
 CLEANUP_CODE = Path(__file__).resolve().parent / "cleanup"
 #: The parameters the two stacks create (and delete): no notebook or Studio user may change them.
-STACK_PARAMETERS = (params.DATA_BUCKET, params.MONITORING_CONFIG, params.CURRENT_REGION)
+STACK_PARAMETERS = (
+    params.DATA_BUCKET,
+    params.MONITORING_CONFIG,
+    params.CURRENT_REGION,
+    params.MLFLOW_TRACKING_SERVER,
+)
 #: The cleanup role's tag naming the kit's domain ARN (what its EFS deletion must match).
 CLEANUP_DOMAIN_TAG = "aik-studio-domain"
 DOMAIN_NAME = "aik-studio"

@@ -1,8 +1,9 @@
 """`aik backtest EXPERIMENTS.yaml`: candidates side by side on the same splits, recorded in MLflow.
 
 `run_backtest(ctx, experiments, BacktestOptions(...)) -> BacktestResult`. Modules: `spec` (the YAML),
-`runner` (parallel processes), `report` (table and plots), `tracking` (MLflow). Everything a backtest
-writes lives under `<data bucket>/backtests/<id>/`; nothing is released.
+`runner` (parallel processes), `sagemaker` (parallel SageMaker training jobs, `job` their program),
+`report` (table and plots), `tracking` (MLflow). Everything a backtest writes lives under
+`<data bucket>/backtests/<id>/`; nothing is released.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aik import params as P
 from aik import storage
@@ -23,6 +24,9 @@ from aik.backtest.runner import CandidateResult, Job, SplitUris, read_splits, ru
 from aik.backtest.spec import Experiments
 from aik.context import Context
 from aik.errors import AikError
+
+if TYPE_CHECKING:
+    from aik.backtest.sagemaker import SageMakerBacktest
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +39,13 @@ class BacktestOptions:
 
     #: Candidates trained at the same time, each in its own process.
     processes: int = 2
-    #: Threads each candidate's training uses.
-    threads: int = 1
+    #: Threads each candidate's training uses (None: 1 locally, every vCPU of a SageMaker instance).
+    threads: int | None = None
     use_case: str = "bid-filtering"
     mlflow: bool = True
+    #: Where the candidates train: "local" (processes) or "sagemaker" (one training job each).
+    on: str = "local"
+    sagemaker: SageMakerBacktest | None = None
 
 
 @dataclass
@@ -72,13 +79,26 @@ def run_backtest(
     """Run every candidate, write the report under `<bucket>/backtests/<id>/`, record the runs in MLflow."""
     from aik.bundle import read_bundle
     from aik.train import evaluate as E
-    from aik.train.families import models
+    from aik.train.families import SPARK_FAMILIES, models
     from aik.truth import TruthModel, truth_uri
 
     options = options or BacktestOptions()
     if options.use_case not in E.USE_CASES:
         raise AikError(f"unknown use case {options.use_case!r} (choose from {', '.join(E.USE_CASES)})")
-    if any(models.needs_torch(c.family) for c in experiments.candidates):
+    if options.on not in ("local", "sagemaker"):
+        raise AikError(f"unknown place to run {options.on!r} (choose local or sagemaker)")
+    if options.on == "sagemaker" and ctx.settings.backend != "aws":
+        raise AikError(
+            "--on sagemaker needs the aws backend (--backend aws): the jobs read the splits from S3"
+        )
+    spark = [c.name for c in experiments.candidates if c.family in SPARK_FAMILIES]
+    if options.on == "sagemaker" and spark:
+        raise AikError(
+            f"{', '.join(spark)}: Spark ML candidates train in a Spark session, which the backtest jobs' "
+            "image does not have; run them without --on sagemaker"
+        )
+    # on SageMaker the image trains the neural families; locally this process needs PyTorch
+    if options.on == "local" and any(models.needs_torch(c.family) for c in experiments.candidates):
         models.require_torch(next(c.family for c in experiments.candidates if models.needs_torch(c.family)))
     use_mlflow = options.mlflow and tracking.available()
     if options.mlflow and not use_mlflow:
@@ -109,17 +129,18 @@ def run_backtest(
         reference = R.truth_reference(truth, options.use_case, test.y, test.X, indexer)
         p_oracle = E.truth_model(truth, options.use_case).probability(E.deindex(test.X, indexer)[0])
 
+    threads = options.threads if options.threads is not None or options.on == "sagemaker" else 1
     jobs = [
-        Job(c, uris, directory, experiments.seed, experiments.max_rows, options.threads)
+        Job(c, uris, directory, experiments.seed, experiments.max_rows, threads)
         for c in experiments.candidates
     ]
-    processes = max(1, min(options.processes, len(jobs)))
+    processes = max(1, min(options.processes, len(jobs))) if options.on == "local" else len(jobs)
     log.info(
         "backtest %s: %d candidates, %d at a time, %d thread(s) each -> %s",
         backtest_id,
         len(jobs),
         processes,
-        options.threads,
+        threads or "all",
         directory,
     )
     load_before = _load()
@@ -132,16 +153,25 @@ def run_backtest(
         status = f"AUC {result.metrics.get('auc')}" if result.ok else f"failed ({result.error})"
         log.info("backtest: %s done (%d/%d): %s", result.name, done, len(jobs), status)
 
-    results = run_all(jobs, processes, on_done)
+    if options.on == "sagemaker":
+        results = _run_on_sagemaker(ctx, jobs, backtest_id, directory, options, on_done)
+    else:
+        results = run_all(jobs, processes, on_done)
     header = {
         "name": experiments.name,
         "backtest_id": backtest_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "use_case": options.use_case,
+        "on": options.on,
         "seed": experiments.seed,
         "test_rows": test.rows,
         "processes": processes,
-        "threads": options.threads,
+        "threads": threads,
+        **(
+            {"instance_type": (options.sagemaker or _default_sagemaker()).instance_type}
+            if options.on == "sagemaker"
+            else {}
+        ),
         "load_before": load_before,
         "load_after": _load(),
         "seconds": round(time.monotonic() - started, 1),
@@ -153,7 +183,9 @@ def run_backtest(
     recorded: dict[str, Any] = {}
     if use_mlflow:
         files = {name: storage.read_bytes(uri) for name, uri in reports.items()}
-        uri = tracking.default_tracking_uri(ctx.settings.workspace, experiments.mlflow_tracking_uri)
+        uri = tracking.default_tracking_uri(
+            ctx.settings.workspace, experiments.mlflow_tracking_uri, tracking.stack_server_arn(store)
+        )
         recorded = tracking.record(
             uri,
             experiments.mlflow_experiment,
@@ -173,3 +205,34 @@ def run_backtest(
         mlflow=recorded,
         results=results,
     )
+
+
+def _run_on_sagemaker(
+    ctx: Context,
+    jobs: list[Job],
+    backtest_id: str,
+    directory: str,
+    options: BacktestOptions,
+    on_done: Any,
+) -> list[CandidateResult]:
+    """The candidates as parallel SageMaker training jobs (aik.backtest.sagemaker)."""
+    from aik import aws
+    from aik.backtest import sagemaker as S
+
+    settings = options.sagemaker or _default_sagemaker()
+    env = S.environment(ctx.params, settings)
+    return S.run_jobs(
+        aws.client("sagemaker"),
+        jobs,
+        backtest_id=backtest_id,
+        directory=directory,
+        env=env,
+        settings=settings,
+        on_done=on_done,
+    )
+
+
+def _default_sagemaker() -> SageMakerBacktest:
+    from aik.backtest.sagemaker import SageMakerBacktest
+
+    return SageMakerBacktest()

@@ -199,8 +199,14 @@ def write(
             else ""
         )
         + ".",
-        f"{header.get('processes')} parallel processes, {header.get('threads')} thread(s) each; "
-        f"load average before {header.get('load_before')}, after {header.get('load_after')}.",
+        (
+            f"{header.get('processes')} parallel SageMaker training jobs on {header.get('instance_type')}, "
+            f"{header.get('threads') or 'every vCPU'} thread(s) each (train time and µs/request measured "
+            "there); "
+            if header.get("on") == "sagemaker"
+            else f"{header.get('processes')} parallel processes, {header.get('threads')} thread(s) each; "
+        )
+        + f"load average before {header.get('load_before')}, after {header.get('load_after')}.",
         "µs/request: one request at a time in the model's own runtime (xgboost inplace_predict, a "
         "PyTorch forward pass, spark-mlp's NumPy pass), not the filtering server's compiled forest.",
         "",

@@ -174,6 +174,11 @@ def _candidate(doc: Any, index: int, default_seed: int) -> Candidate:
     return candidate
 
 
+def parse_candidate(doc: Any, seed: int = 0) -> Candidate:
+    """One candidate from its mapping (`Candidate.as_dict()` round-trips), checked as in a file."""
+    return _candidate(doc, 0, seed)
+
+
 def _check_params(candidate: Candidate, where: str) -> None:
     """Resolve the hyperparameters now, so a typo fails before any candidate trains."""
     try:

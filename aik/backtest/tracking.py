@@ -5,7 +5,10 @@ Locally the runs go to a SQLite store in the workspace (`<workspace>/mlflow.db`,
 3 keeps its plain-directory store in maintenance mode and refuses it unless `MLFLOW_ALLOW_FILE_STORE`
 is set, so the local store is MLflow's recommended database backend, still one file on disk.
 `MLFLOW_TRACKING_URI` or the EXPERIMENTS file's `mlflow.tracking_uri` point it elsewhere, e.g. a
-tracking server. MLflow is the `tracking` extra.
+tracking server. In AWS, when the sagemaker-emr stack created the SageMaker managed MLflow tracking
+server (`aik:mlflow`), its ARN in `/aik/mlflow/tracking-server-arn` is the default: MLflow reaches it
+through the `sagemaker-mlflow` plugin, which resolves the ARN to the server's URL and signs each request
+with the caller's AWS credentials (SigV4). MLflow and the plugin are the `tracking` extra.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from aik.backtest.spec import Candidate
+from aik.errors import AikError
+from aik.params import MLFLOW_TRACKING_SERVER, ParameterStore
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +49,36 @@ def available() -> bool:
     return True
 
 
-def default_tracking_uri(workspace: Path, configured: str | None) -> str:
-    """The EXPERIMENTS file's URI, else MLFLOW_TRACKING_URI, else a SQLite store in the workspace."""
-    return (
+def stack_server_arn(store: ParameterStore) -> str | None:
+    """The tracking server the stacks created (`/aik/mlflow/tracking-server-arn`), or None."""
+    try:
+        return store.get(MLFLOW_TRACKING_SERVER) or None
+    except AikError:
+        return None
+
+
+def default_tracking_uri(workspace: Path, configured: str | None, server_arn: str | None = None) -> str:
+    """The EXPERIMENTS file's URI, else MLFLOW_TRACKING_URI, else the stacks' tracking server (its ARN),
+    else a SQLite store in the workspace."""
+    uri = (
         configured
         or os.environ.get("MLFLOW_TRACKING_URI")
+        or server_arn
         or "sqlite:///" + str((workspace / "mlflow.db").resolve())
     )
+    if uri.startswith("arn:") and not arn_plugin_installed():
+        raise AikError(
+            f"the MLflow tracking URI {uri} is a SageMaker tracking server's ARN, which MLflow reaches "
+            "through the sagemaker-mlflow plugin: install it (the tracking extra), or pass --no-mlflow"
+        )
+    return uri
+
+
+def arn_plugin_installed() -> bool:
+    """An MLflow tracking-store plugin for `arn:` URIs (sagemaker-mlflow's) is installed."""
+    from importlib.metadata import entry_points
+
+    return any(ep.name == "arn" for ep in entry_points(group="mlflow.tracking_store"))
 
 
 def _experiment_id(mlflow: Any, name: str, artifact_root: Path | None) -> str:

@@ -48,12 +48,12 @@ class JobLayout:
     hyperparameters: Mapping[str, str]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> JobLayout:
+    def from_env(cls, env: Mapping[str, str] | None = None, channels: Sequence[str] = CHANNELS) -> JobLayout:
         """Channels, model and output directories and hyperparameters as SageMaker (or its toolkit) sets."""
         env = os.environ if env is None else env
-        channels = {
+        paths = {
             name: Path(env.get(f"SM_CHANNEL_{name.upper()}", str(OPT_ML / "input" / "data" / name)))
-            for name in CHANNELS
+            for name in channels
         }
         if "SM_HPS" in env:
             raw = env["SM_HPS"]
@@ -69,7 +69,7 @@ class JobLayout:
         if not isinstance(hyperparameters, dict):
             raise AikError(f"hyperparameters in {where} are not a JSON object")
         return cls(
-            channels=channels,
+            channels=paths,
             model_dir=Path(env.get("SM_MODEL_DIR", str(OPT_ML / "model"))),
             output_dir=Path(env.get("SM_OUTPUT_DIR", str(OPT_ML / "output"))),
             hyperparameters={str(k): str(v) for k, v in hyperparameters.items()},

@@ -20,7 +20,8 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 @pytest.fixture(scope="session")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     """The app with every switch flipped: retained data, 1-3 tasks, the emulator, 25 ms alarm, 90-day logs,
-    the loop's schedule on with a 24-hour staleness alarm, a 14+2-day window and another landing prefix."""
+    the loop's schedule on with a 24-hour staleness alarm, a 14+2-day window and another landing prefix,
+    the MLflow tracking server."""
     return synthesize(
         tmp_path_factory.mktemp("cdk.out-variant"),
         context={
@@ -35,6 +36,7 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
             "aik:loop-window-days": "14",
             "aik:loop-test-days": "2",
             "aik:loop-ingest-prefix": "landing/ipinyou/",
+            "aik:mlflow": "true",
         },
     )
 
@@ -44,7 +46,8 @@ def nag_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NagAudit]:
     """Synthesize a second app whose `nag.acknowledge` records instead of acknowledging, then run the pack.
 
     The synth runs without the plugin (it would fail on the unacknowledged findings); the pack then
-    validates the synthesized tree directly, exactly as the plugin does after synthesis.
+    validates the synthesized tree directly, exactly as the plugin does after synthesis. The optional
+    MLflow tracking server is on, so that its acknowledgements are checked too.
     """
     recorded: list[tuple[str, str, str]] = []
     with pytest.MonkeyPatch.context() as patch:
@@ -55,7 +58,9 @@ def nag_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NagAudit]:
         )
         checked: list[str] = []
         patch.setattr(nag, "add_checks", lambda stage: checked.append(stage.node.path))
-        app, _ = build_app(outdir=str(tmp_path_factory.mktemp("cdk.out-audit")))
+        app, _ = build_app(
+            outdir=str(tmp_path_factory.mktemp("cdk.out-audit")), context={"aik:mlflow": "true"}
+        )
         app.synth()
     from cdk_nag import AwsSolutionsChecks
 
