@@ -131,7 +131,7 @@ def train_job(layout: JobLayout) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """The image's `train` program: 0 with the model written, 1 with the reason in `<output>/failure`."""
-    from aik.cli import setup_logging
+    from aik.logsetup import setup_logging
 
     del argv  # SageMaker runs `train` with no arguments; everything comes from the job's layout
     setup_logging()

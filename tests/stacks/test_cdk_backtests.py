@@ -139,41 +139,6 @@ def test_studio_may_use_that_one_server(variant: Synthesized) -> None:
     )
 
 
-def test_studio_users_cannot_repoint_the_tracking_server_parameter(synth: Synthesized) -> None:
-    synth.template("sagemaker-emr").has_resource_properties(
-        "AWS::IAM::Policy",
-        {
-            "PolicyDocument": {
-                "Statement": Match.array_with(
-                    [
-                        Match.object_like(
-                            {
-                                "Sid": "LeaveStackParametersAlone",
-                                "Effect": "Deny",
-                                "Resource": Match.array_with(
-                                    [
-                                        Match.object_like(
-                                            {
-                                                "Fn::Join": Match.array_with(
-                                                    [
-                                                        Match.array_with(
-                                                            [f":parameter{params.MLFLOW_TRACKING_SERVER}"]
-                                                        )
-                                                    ]
-                                                )
-                                            }
-                                        )
-                                    ]
-                                ),
-                            }
-                        )
-                    ]
-                )
-            }
-        },
-    )
-
-
 def test_cfn_lint_finds_no_error_with_every_switch_on(variant: Synthesized) -> None:
     problems, _ = lint.check(variant.assembly_dir)
     assert [str(p) for p in problems] == []

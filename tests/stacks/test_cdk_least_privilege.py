@@ -109,7 +109,7 @@ def test_studio_may_not_change_the_stack_parameters(synth: Synthesized) -> None:
     names = sorted(resolve_join(r).split(":parameter", 1)[1] for r in deny["Resource"])
     assert names == sorted(STACK_PARAMETERS)
     assert sorted(STACK_PARAMETERS) == sorted(
-        [params.DATA_BUCKET, params.MONITORING_CONFIG, params.CURRENT_REGION]
+        [params.DATA_BUCKET, params.MONITORING_CONFIG, params.CURRENT_REGION, params.MLFLOW_TRACKING_SERVER]
     )
 
 

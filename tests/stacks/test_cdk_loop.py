@@ -498,11 +498,16 @@ def test_clusters_are_created_and_used_only_with_the_kits_tag(synth: Synthesized
         )
 
 
-def test_sagemaker_calls_are_limited_to_the_loops_jobs(synth: Synthesized) -> None:
+def test_sagemaker_calls_are_limited_to_the_loops_and_the_backtests_jobs(synth: Synthesized) -> None:
     for statement in _statements(synth):
         if any(a.startswith("sagemaker:") for a in _actions(statement)):
-            resources = [_flat(r) for r in statement["Resource"]]
-            assert all(re.search(r":(training|processing)-job/aik-loop-\*$", r) for r in resources)
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            assert all(
+                re.search(r":((training|processing)-job/aik-loop|training-job/aik-backtest)-\*$", _flat(r))
+                for r in resources
+            )
 
 
 def test_roles_are_passed_only_to_the_emr_and_job_roles(synth: Synthesized) -> None:

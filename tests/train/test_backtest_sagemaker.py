@@ -40,7 +40,8 @@ from aik import params as P
 from aik.backtest import job as J
 from aik.params import LocalParameterStore
 
-pytestmark = pytest.mark.slow
+# one module-scoped backtest (jobs in parallel processes, an MLflow server) runs in the first test
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 REGION = "us-east-1"
 BUCKET = "aik-data-backtest"
@@ -400,8 +401,12 @@ def test_the_client_reports_each_jobs_progress(run: Run) -> None:
         assert f"backtest: {name} Completed/Completed" in run.done.stderr
 
 
-def test_the_runs_are_recorded_on_the_tracking_server_the_stack_names(run: Run, mlflow_server: str) -> None:
+def test_the_runs_are_recorded_on_the_tracking_server_the_stack_names(
+    run: Run, mlflow_server: str, endpoint: tuple[Endpoint, SageMakerPlayer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint[0].url)  # the artifacts are in moto's S3
 
     assert run.lines["mlflow.tracking_uri"] == SERVER_ARN
     client = MlflowClient(tracking_uri=mlflow_server)

@@ -168,3 +168,13 @@ def test_a_tracking_server_arn_without_the_plugin_says_what_to_install(
 
 def test_the_sagemaker_mlflow_plugin_is_installed_for_arn_uris() -> None:
     assert tracking.arn_plugin_installed()
+
+
+def test_spark_ml_candidates_are_refused_on_sagemaker_before_anything_starts(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "experiments.yaml"
+    path.write_text("candidates:\n  - model: xgboost\n  - model: spark-logreg\n")
+    assert main(["--backend", "aws", "backtest", str(path), "--on", "sagemaker"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "spark-logreg: Spark ML candidates train in a Spark session" in err and len(err.splitlines()) == 1
