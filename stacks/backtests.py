@@ -22,7 +22,8 @@ from stacks import nag
 
 
 class BacktestJobs(Construct):
-    """The parameter naming the backtest jobs' image and role, and the policy of the roles that start them.
+    """The parameter naming the backtest jobs' image, role and network (the loop's jobs' subnets and
+    security group), and the policy of the roles that start them.
 
     Exposes `parameter` and `policy` (None without `users`).
     """
@@ -34,6 +35,8 @@ class BacktestJobs(Construct):
         *,
         image: ecr_assets.DockerImageAsset,
         job_role: iam.IRole,
+        subnet_ids: Sequence[str] = (),
+        security_group_ids: Sequence[str] = (),
         users: Sequence[iam.IRole] = (),
     ) -> None:
         super().__init__(scope, construct_id)
@@ -42,7 +45,14 @@ class BacktestJobs(Construct):
             self,
             "Parameter",
             parameter_name=PARAMETER,
-            string_value=stack.to_json_string({"image_uri": image.image_uri, "role_arn": job_role.role_arn}),
+            string_value=stack.to_json_string(
+                {
+                    "image_uri": image.image_uri,
+                    "role_arn": job_role.role_arn,
+                    "subnets": list(subnet_ids),
+                    "security_group_ids": list(security_group_ids),
+                }
+            ),
             description="Image and role of the backtest training jobs (read by aik backtest --on sagemaker)",
             tier=ssm.ParameterTier.STANDARD,
         )

@@ -40,7 +40,13 @@ class LoopStack(TwoAzStack):
         cdk.Aspects.of(self).add(LogGroupRetention(config.log_retention_days, config.removal_policy))
         self.loop = RetrainingLoop(self, "Loop", inputs=inputs, settings=config.loop)
         self.backtests = BacktestJobs(
-            self, "Backtests", image=self.loop.image, job_role=self.loop.job_role, users=backtest_users
+            self,
+            "Backtests",
+            image=self.loop.image,
+            job_role=self.loop.job_role,
+            subnet_ids=self.loop.job_subnets.subnet_ids,
+            security_group_ids=[self.loop.job_security_group.security_group_id],
+            users=backtest_users,
         )
         cdk.CfnOutput(
             self,

@@ -38,10 +38,36 @@ def _statements(resource: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # --- the backtest jobs (aik/loop) -----------------------------------------------------------------
 
 
+def _placeholder(part: Any) -> str:
+    """A joined part as text: intrinsics as quote-free `${...}` placeholders (the result stays JSON)."""
+    if isinstance(part, str):
+        return part
+    if "Fn::GetAtt" in part:
+        return "${" + ".".join(part["Fn::GetAtt"]) + "}"
+    if "Fn::GetStackOutput" in part:
+        return "${output " + part["Fn::GetStackOutput"]["OutputName"] + "}"
+    return "${" + next(iter(part)) + "}"
+
+
+def _backtest_parameter(synth: Synthesized) -> dict[str, Any]:
+    """The parameter's JSON with its intrinsics as placeholders."""
+    value = _parameter(synth, "loop", params.BACKTEST_JOBS)["Value"]
+    delimiter, parts = value["Fn::Join"]
+    return dict(json.loads(delimiter.join(_placeholder(p) for p in parts)))
+
+
 def test_the_backtest_parameter_names_the_loops_image_and_job_role(synth: Synthesized) -> None:
-    value = json.dumps(_parameter(synth, "loop", params.BACKTEST_JOBS)["Value"])
+    value = _backtest_parameter(synth)
     job_role, _ = _one(synth, "loop", "AWS::IAM::Role", "LoopJobRole")
-    assert job_role in value and "dkr.ecr" in value and "image_uri" in value and "role_arn" in value
+    assert value["role_arn"] == "${" + job_role + ".Arn}"
+    assert value["image_uri"] == "${Fn::Sub}"  # the asset image's URI
+
+
+def test_the_backtest_jobs_run_in_the_loop_jobs_network(synth: Synthesized) -> None:
+    value = _backtest_parameter(synth)
+    group, _ = _one(synth, "loop", "AWS::EC2::SecurityGroup", "LoopJobSecurityGroup")
+    assert value["security_group_ids"] == ["${" + group + ".GroupId}"]
+    assert len(value["subnets"]) == 2 and all("privateSubnet" in s for s in value["subnets"])
 
 
 def test_studio_may_start_and_stop_only_backtest_jobs_and_pass_only_the_job_role(synth: Synthesized) -> None:
