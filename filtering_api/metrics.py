@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -87,6 +86,8 @@ class MetricsAggregator:
         self.label = label
         self._log = logger or log
         self._lock = threading.Lock()
+        #: draws the timer sample in C (random.sample's Python loop held the GIL for milliseconds)
+        self._rng = np.random.default_rng()
         self._count = 0
         self._errors = 0
         self._latencies: list[float] = []
@@ -152,7 +153,9 @@ class MetricsAggregator:
             sample = (
                 latencies
                 if len(latencies) <= self.max_timings
-                else random.sample(latencies, self.max_timings)
+                else np.asarray(latencies)[
+                    self._rng.choice(len(latencies), self.max_timings, replace=False)
+                ].tolist()
             )
             pipe = self.client.pipeline()
             if self.names.counter and count:
