@@ -253,9 +253,7 @@ def _encode(df: DataFrame, sizes: Sequence[int], cards: Sequence[int], features:
     return VectorAssembler(inputCols=[f"{c}_hot" for c in inputs], outputCol="features").transform(hot)
 
 
-def _with_unseen(
-    df: DataFrame, cards: Sequence[int], unseen: Mapping[str, int], fraction: float, seed: int
-) -> DataFrame:
+def _with_unseen(df: DataFrame, unseen: Mapping[str, int], fraction: float, seed: int) -> DataFrame:
     """Append, per index column, about `fraction` of the rows with the unseen code, uniform over values."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -321,7 +319,8 @@ def train_spark(
     """Train a Spark ML candidate on `train` (a DataFrame of the split's columns); the model to judge."""
     start = time.monotonic()
     sizes = slot_sizes(config, cards)
-    rows = _with_unseen(train, cards, dict(unseen or {}), config.unseen_fraction, config.seed)
+    train = train.cache()  # read once: counted and sampled per index column below
+    rows = _with_unseen(train, dict(unseen or {}), config.unseen_fraction, config.seed)
     data = _encode(rows, sizes, cards, features).select(LABEL, "features").cache()
     n = data.count()
     valid_frame = _encode(_frame(spark, *valid), sizes, cards, features)
@@ -332,6 +331,7 @@ def train_spark(
     else:
         model, info = _train_mlp(data, valid, valid_frame, test_frame, test_X, config, cards, sizes, info)
     data.unpersist()
+    train.unpersist()
     info["train_seconds"] = round(time.monotonic() - start, 2)
     info["spark_version"] = spark.version
     return TrainedSpark(model, info)
