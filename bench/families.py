@@ -83,7 +83,7 @@ def main() -> None:
                 f"# {world} seed {seed}: load {report['load_before']} -> {report['load_after']}", flush=True
             )
             # each world and seed as it finishes, so a run cut short still leaves its figures
-            print(json.dumps({"world": world, "seed": seed, **report}), flush=True)
+            print(json.dumps({**report, "world": world, "seed": seed}), flush=True)
     print(
         f"\nrows {args.rows:,} per world; load average before {load_before}, after {load()}; "
         f"{time.monotonic() - started:.0f} s in all\n"
@@ -95,10 +95,13 @@ def summarize(paths: list[str]) -> dict[str, dict[int, dict]]:
     """The results of earlier runs from their output (the JSON line each printed per world and seed)."""
     results: dict[str, dict[int, dict]] = {}
     for path in paths:
+        seed = None
         for line in Path(path).read_text().splitlines():
-            if line.startswith("{"):
+            if line.startswith("# ") and " seed " in line:  # "# <world> seed <n>: load ..." precedes it
+                seed = int(line.split(" seed ", 1)[1].split(":", 1)[0])
+            elif line.startswith("{"):
                 doc = json.loads(line)
-                results.setdefault(doc["world"], {})[doc["seed"]] = doc
+                results.setdefault(doc["world"], {})[seed if seed is not None else doc["seed"]] = doc
     return results
 
 

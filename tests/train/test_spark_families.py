@@ -40,7 +40,7 @@ def spark_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     path.write_text(EXPERIMENTS)
     assert main(["--workspace", str(ws), "backtest", str(path), "--jobs", "1", "--no-mlflow"]) == 0
     report = next((ws / "bucket").rglob("backtests/*/report.json"))
-    return {c["name"]: c for c in json.loads(report.read_text())["candidates"]}
+    return {"ws": ws, **{c["name"]: c for c in json.loads(report.read_text())["candidates"]}}
 
 
 # The Spark tests start a Spark session and fit two Spark ML models: minutes on a busy 2-core machine.
@@ -53,6 +53,18 @@ def test_spark_logreg_is_written_as_a_logreg_model_that_predicts_as_spark_did(sp
     assert row["training"]["conversion_max_abs_diff"] <= 1e-5
     model = load_model("spark-logreg", Path(row["model_uri"]).read_bytes(), row["model_uri"])
     assert model.family == "logreg"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_a_spark_logreg_candidate_is_released_as_a_logreg_model_with_its_onnx_export(
+    spark_report: dict,
+) -> None:
+    ws, uri = spark_report["ws"], spark_report["spark-logreg"]["model_uri"]
+    argv = ["--workspace", str(ws), "train", "--model", "logreg", "--model-file", uri, "--no-baselines"]
+    assert main(argv) == 0
+    (manifest,) = (ws / "bucket").rglob("releases/*/release.json")
+    assert (manifest.parent / "model.onnx").is_file()
 
 
 @pytest.mark.slow
