@@ -14,13 +14,24 @@ from collections.abc import Iterator, Sequence
 from types import ModuleType
 
 from aik import __version__
-from aik.commands import backtest, configure, features, ingest, monitor, params, pipeline, releases, train
+from aik.commands import (
+    backtest,
+    configure,
+    experiment,
+    features,
+    ingest,
+    monitor,
+    params,
+    pipeline,
+    releases,
+    train,
+)
 from aik.context import Context
 from aik.errors import AikError
 from aik.logsetup import setup_logging
 from aik.settings import Settings, add_backend_arguments
 
-COMMANDS = (configure, params, ingest, features, train, backtest, releases, pipeline, monitor)
+COMMANDS = (configure, params, ingest, features, train, backtest, releases, pipeline, monitor, experiment)
 #: Entry-point group of subcommand modules from other packages: each has `register(subparsers)`.
 PLUGIN_GROUP = "aik.commands"
 

@@ -27,6 +27,18 @@ LIKELIHOOD = "likelihood_to_bid"  # gauge
 #: gauge, seconds since the server last read the model's parameters and artifacts successfully (the
 #: staleness alarm's metric: a watcher that cannot see new models keeps serving the old one)
 MODEL_CHECK_AGE = "model_check_age_s"
+#: Per-arm metrics of the server, each tagged `,arm=<arm>` (CloudWatch dimension `arm`): requests
+#: (counter), latency of the calls that answered them (timer, ms), mean likelihood per flush (gauge).
+ARM_DIMENSION = "arm"
+ARM_COUNT = "arm_count"
+ARM_LATENCY = "arm_latency"
+ARM_LIKELIHOOD = "arm_likelihood"
+#: The server's errors (counter): requests answered with an error reply.
+FILTERING_ERRORS = "filtering_errors"
+#: Prediction log totals since start (gauges): records dropped because its queue was full, and lost
+#: by its sink (a full disk, an unreachable delivery stream).
+PREDICTION_LOG_DROPPED = "prediction_log_dropped"
+PREDICTION_LOG_FAILED = "prediction_log_failed"
 
 
 @dataclass(frozen=True)

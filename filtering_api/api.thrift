@@ -32,11 +32,38 @@ struct BidResponse {
 // ---- Additions ----
 
 /**
- * Likelihoods of a batch, in request order, all scored by the model named by modelVersion
+ * One arm of what the server serves: its name ("champion" without an experiment), the release that
+ * answers it (the model version when the server reads the original parameters), that release's model
+ * version, and its share of the traffic
+ */
+struct Arm {
+  1: string arm,
+  2: string release,
+  3: string modelVersion,
+  4: double share
+}
+
+/**
+ * Likelihoods of a batch, in request order. modelVersion: the model that scored them (during an
+ * experiment that split the batch, the arms' versions joined by "+"). arms: the arms that answered;
+ * armOfRequest (only during an experiment): each request's arm, as an index into arms;
+ * experiment: the running experiment's name
  */
 struct BidBatchResponse {
   1: list<double> likelihoodToBid,
-  2: string modelVersion
+  2: string modelVersion,
+  3: optional list<Arm> arms,
+  4: optional list<i16> armOfRequest,
+  5: optional string experiment
+}
+
+/**
+ * The likelihood of one request and who answered it (filterArm)
+ */
+struct ArmResponse {
+  1: double likelihoodToBid,
+  2: Arm arm,
+  3: optional string experiment
 }
 
 /**
@@ -85,7 +112,8 @@ struct BidColumnsResponse {
 }
 
 /**
- * Readiness and the model being served. modelCheckAgeSeconds: seconds since the server last read
+ * Readiness and the model being served (the champion's; arms: every arm with its release and share,
+ * experiment: the running experiment's name). modelCheckAgeSeconds: seconds since the server last read
  * the model's parameters and artifacts successfully (-1 when it does not watch for new models).
  * Field 3 (the model's URI) is retired: clients are not told where the model is stored.
  */
@@ -96,7 +124,9 @@ struct HealthStatus {
   5: double modelLoadSeconds,
   6: i64 requestsServed,
   7: double uptimeSeconds,
-  8: double modelCheckAgeSeconds
+  8: double modelCheckAgeSeconds,
+  9: optional string experiment,
+  10: optional list<Arm> arms
 }
 
 service BidRequestFilter {
@@ -121,6 +151,11 @@ service BidRequestFilter {
    * the request with advertiserId = advertiserIds[i] (the request's own advertiserId is not used)
    */
   BidBatchResponse filterAdvertisers(1: BidRequest request, 2: list<string> advertiserIds)
+
+  /**
+   * filter, also saying which arm and release answered (the same likelihood filter returns)
+   */
+  ArmResponse filterArm(1: BidRequest request)
 
   /**
    * Cheap readiness check: ready is false while the server drains on shutdown

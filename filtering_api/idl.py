@@ -18,4 +18,6 @@ StringColumn = api.StringColumn
 BidColumns = api.BidColumns
 BidColumnsResponse = api.BidColumnsResponse
 HealthStatus = api.HealthStatus
+Arm = api.Arm
+ArmResponse = api.ArmResponse
 BidRequestFilter = api.BidRequestFilter

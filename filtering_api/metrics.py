@@ -7,6 +7,8 @@ sent one per request, in milliseconds; above `max_timings` per flush a uniform r
 size is sent instead (percentiles stay unbiased; the exact request count is the counter's job).
 A gauge, when configured, is sent once per flush as the mean of the values recorded since the last;
 gauges added with `add_gauge` are read from their callable at each flush (e.g. the model check's age).
+Per-arm metrics (an experiment's champion and challengers), when named: each arm's request count,
+its calls' latencies and the mean likelihood its requests got, tagged `,arm=<arm>`.
 The same aggregator logs, every `log_interval` seconds, the request count, rate and latency (average and
 p99).
 """
@@ -17,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +64,27 @@ class MetricNames:
     counter: str | None = None
     gauge: str | None = None
     errors: str | None = None
+    #: Per-arm metrics (the server's experiments): counter, timer and mean-likelihood gauge, each sent
+    #: with the influx-style tag `,arm=<arm>` (a CloudWatch dimension `arm`).
+    arm_counter: str | None = None
+    arm_timer: str | None = None
+    arm_gauge: str | None = None
+
+
+class _ArmWindow:
+    """One arm's numbers since the last flush."""
+
+    __slots__ = ("count", "latencies", "likelihood_sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.latencies: list[float] = []
+        self.likelihood_sum = 0.0
+
+
+def tagged(name: str, arm: str) -> str:
+    """A metric name with the arm as an influx-style tag (`name,arm=champion`)."""
+    return f"{name},arm={arm}"
 
 
 class MetricsAggregator:
@@ -93,6 +116,7 @@ class MetricsAggregator:
         self._latencies: list[float] = []
         self._gauge_sum = 0.0
         self._gauge_n = 0
+        self._arms: dict[str, _ArmWindow] = {}
         # totals and the window of the periodic log line
         self.total_count = 0
         self.total_errors = 0
@@ -109,14 +133,28 @@ class MetricsAggregator:
         """Send `name` as a gauge at every flush with the value `read()` returns (nothing when None)."""
         self._polled[name] = read
 
-    def record(self, count: int, latency_ms: float, gauge: float | None = None) -> None:
-        """Count `count` requests served in one call that took `latency_ms`."""
+    def record(
+        self,
+        count: int,
+        latency_ms: float,
+        gauge: float | None = None,
+        arms: Sequence[tuple[str, int, float]] = (),
+    ) -> None:
+        """Count `count` requests served in one call that took `latency_ms`; `arms`: per arm that
+        answered, (arm, requests, sum of their likelihoods)."""
         with self._lock:
             self._count += count
             self._latencies.append(latency_ms)
             if gauge is not None:
                 self._gauge_sum += gauge
                 self._gauge_n += 1
+            for arm, n, likelihood_sum in arms:
+                window = self._arms.get(arm)
+                if window is None:
+                    window = self._arms[arm] = _ArmWindow()
+                window.count += n
+                window.latencies.append(latency_ms)
+                window.likelihood_sum += likelihood_sum
 
     def record_gauge_values(self, total: float, n: int) -> None:
         """Add `n` gauge values whose sum is `total` (a batch's likelihoods)."""
@@ -129,19 +167,41 @@ class MetricsAggregator:
         with self._lock:
             self._errors += 1
 
-    def _take(self) -> tuple[int, int, list[float], float, int]:
+    def _take(self) -> tuple[int, int, list[float], float, int, dict[str, _ArmWindow]]:
         with self._lock:
-            taken = (self._count, self._errors, self._latencies, self._gauge_sum, self._gauge_n)
+            taken = (
+                self._count,
+                self._errors,
+                self._latencies,
+                self._gauge_sum,
+                self._gauge_n,
+                self._arms,
+            )
             self._count = 0
             self._errors = 0
             self._latencies = []
             self._gauge_sum = 0.0
             self._gauge_n = 0
+            self._arms = {}
         return taken
+
+    def _send_arms(self, pipe: Any, arms: dict[str, _ArmWindow]) -> None:
+        names = self.names
+        for arm, window in arms.items():
+            if names.arm_counter:
+                pipe.incr(tagged(names.arm_counter, arm), window.count)
+            if names.arm_timer:
+                latencies = window.latencies
+                if len(latencies) > self.max_timings:
+                    latencies = random.sample(latencies, self.max_timings)
+                for ms in latencies:
+                    pipe.timing(tagged(names.arm_timer, arm), ms)
+            if names.arm_gauge and window.count:
+                pipe.gauge(tagged(names.arm_gauge, arm), window.likelihood_sum / window.count)
 
     def flush(self) -> None:
         """Send everything recorded since the last flush (and log the window when it is due)."""
-        count, errors, latencies, gauge_sum, gauge_n = self._take()
+        count, errors, latencies, gauge_sum, gauge_n, arms = self._take()
         polled = {name: read() for name, read in self._polled.items()}
         polled = {name: value for name, value in polled.items() if value is not None}
         self.total_count += count
@@ -149,7 +209,7 @@ class MetricsAggregator:
         self._window_count += count
         self._window_errors += errors
         self._window_latencies.extend(latencies)
-        if self.client is not None and (count or errors or latencies or gauge_n or polled):
+        if self.client is not None and (count or errors or latencies or gauge_n or polled or arms):
             sample = (
                 latencies
                 if len(latencies) <= self.max_timings
@@ -166,6 +226,7 @@ class MetricsAggregator:
                 pipe.gauge(self.names.gauge, gauge_sum / gauge_n)
             for name, value in polled.items():
                 pipe.gauge(name, value)
+            self._send_arms(pipe, arms)
             pipe.send()
             # timers in chunks, yielding the GIL between them: formatting thousands of lines in one go
             # holds it long enough to stall every request thread of the process (a latency tail)

@@ -20,21 +20,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from aik import dashboard, storage
+from aik import dashboard, predictions, storage
 from aik.context import Context
 from aik.errors import AikError
 from aik.logsetup import setup_logging
 from aik.settings import Settings, add_backend_arguments
 from filtering_api.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
 from filtering_server.model import DEFAULT_MAX_STRING
+from filtering_server.prediction_log import FileSink, FirehoseSink, PredictionLog
 from filtering_server.server import FilteringServer, ServerConfig
 from filtering_server.watcher import ModelHolder, ModelWatcher
 
 log = logging.getLogger("filtering_server")
 
 SERVER_METRICS = MetricNames(
-    timer=dashboard.FILTERING_LATENCY, counter=dashboard.FILTERING_COUNT, errors="filtering_errors"
+    timer=dashboard.FILTERING_LATENCY,
+    counter=dashboard.FILTERING_COUNT,
+    errors=dashboard.FILTERING_ERRORS,
+    arm_counter=dashboard.ARM_COUNT,
+    arm_timer=dashboard.ARM_LATENCY,
+    arm_gauge=dashboard.ARM_LIKELIHOOD,
 )
+ENV_PREDICTION_SAMPLE = "AIK_PREDICTION_SAMPLE"
+ENV_PREDICTION_LOG = "AIK_PREDICTION_LOG"
+FIREHOSE_SCHEME = "firehose:"
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,10 @@ class Options:
     max_string: int = DEFAULT_MAX_STRING
     ready_file: Path | None = None
     echo: bool = False
+    #: Share of answers written to the prediction log (0: off).
+    prediction_sample: float = 0.0
+    #: Where: a local directory, or `firehose:<delivery stream>` (None: <workspace>/predictions/).
+    prediction_log: str | None = None
 
 
 def port_number(text: str) -> int:
@@ -60,6 +73,17 @@ def port_number(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
+
+
+def sample_rate(text: str) -> float:
+    """argparse type of a sampling rate: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from exc
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
     return value
 
 
@@ -150,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--ready-file", type=Path, default=None, help="write {port, pid, version} as JSON here once ready"
     )
     p.add_argument(
+        "--prediction-sample",
+        type=sample_rate,
+        default=None,
+        metavar="RATE",
+        help=f"share of answers written to the prediction log, 0 to 1 (env {ENV_PREDICTION_SAMPLE}, "
+        "default 0: off)",
+    )
+    p.add_argument(
+        "--prediction-log",
+        default=None,
+        metavar="DIR|firehose:STREAM",
+        help=f"where the prediction log goes: a directory, or a Kinesis Data Firehose delivery stream "
+        f"(env {ENV_PREDICTION_LOG}, default <workspace>/predictions/)",
+    )
+    p.add_argument(
         "--echo",
         action="store_true",
         help="answer 0.5 without scoring: the transport baseline of the benchmark (not for production)",
@@ -199,7 +238,38 @@ def options_from_args(args: argparse.Namespace) -> Options:
         max_string=args.max_user_agent,
         ready_file=args.ready_file,
         echo=args.echo,
+        prediction_sample=(
+            args.prediction_sample
+            if args.prediction_sample is not None
+            else _env_rate(os.environ.get(ENV_PREDICTION_SAMPLE))
+        ),
+        prediction_log=args.prediction_log or os.environ.get(ENV_PREDICTION_LOG) or None,
     )
+
+
+def _env_rate(text: str | None) -> float:
+    if not text:
+        return 0.0
+    try:
+        return sample_rate(text)
+    except argparse.ArgumentTypeError as exc:
+        raise AikError(f"{ENV_PREDICTION_SAMPLE}: {exc}") from exc
+
+
+def prediction_log(options: Options) -> PredictionLog | None:
+    """The prediction log the options ask for (None when the sample rate is 0)."""
+    if options.prediction_sample <= 0:
+        return None
+    dest = options.prediction_log or predictions.local_root(options.settings)
+    sink: FileSink | FirehoseSink
+    if dest.startswith(FIREHOSE_SCHEME):
+        stream = dest[len(FIREHOSE_SCHEME) :]
+        if not stream:
+            raise AikError(f"--prediction-log {dest}: name the delivery stream (firehose:NAME)")
+        sink = FirehoseSink(stream)
+    else:
+        sink = FileSink(dest)
+    return PredictionLog(sink, rate=options.prediction_sample)
 
 
 def _load_first_model(watcher: ModelWatcher, wait: float) -> None:
@@ -228,6 +298,9 @@ def serve(options: Options, stop: threading.Event) -> int:
     watcher = ModelWatcher(ctx.params, holder, interval=options.watch_interval, max_string=options.max_string)
     _load_first_model(watcher, options.wait_for_model)
 
+    predictions_log = prediction_log(options)
+    if predictions_log is not None:
+        predictions_log.start()
     metrics = None
     if options.metrics:
         host, port = statsd_address(options.statsd_host, options.statsd_port)
@@ -240,13 +313,22 @@ def serve(options: Options, stop: threading.Event) -> int:
             label="filtering",
             logger=logging.getLogger("filtering_server.stats"),
         )
-        metrics.extra_log = lambda: f"model {holder.current.version if holder.current else 'none'}"
+        metrics.extra_log = lambda: holder.serving.describe() if holder.serving else "model none"
         metrics.add_gauge(dashboard.MODEL_CHECK_AGE, watcher.check_age)
+        if predictions_log is not None:
+            log_ = predictions_log
+            metrics.add_gauge(dashboard.PREDICTION_LOG_DROPPED, lambda: float(log_.dropped))
+            metrics.add_gauge(dashboard.PREDICTION_LOG_FAILED, lambda: float(log_.failed))
         metrics.start()
         log.info("sending StatsD metrics to %s:%d (prefix %s)", host, port, dashboard.SERVER_PREFIX)
 
     server = FilteringServer(
-        holder, options.server, metrics, echo=options.echo, model_check_age=watcher.check_age
+        holder,
+        options.server,
+        metrics,
+        echo=options.echo,
+        model_check_age=watcher.check_age,
+        predictions=predictions_log,
     )
     try:
         port = server.bind()
@@ -272,6 +354,8 @@ def serve(options: Options, stop: threading.Event) -> int:
     clean = server.shutdown()
     if metrics is not None:
         metrics.stop()
+    if predictions_log is not None:
+        predictions_log.stop()
     log.info("stopped (%d requests served)", server.requests_served)
     return 0 if clean else 1
 

@@ -107,14 +107,18 @@ class ModelSources:
         if pointer is None:
             model, bundle, schema = (store.get(name) for name in MODEL_PARAMETERS)
             return cls(model, bundle, schema)
-        release = releases.read_release(pointer)
+        return cls.from_release(releases.read_release(pointer))
+
+    @classmethod
+    def from_release(cls, release: releases.Release) -> ModelSources:
+        """The files of one release (an experiment's arm, or the live one)."""
         files = release.files
         role = release.served_role
         return cls(
             release.file_uri(role),
             release.file_uri("bundle"),
             release.file_uri("schema"),
-            release_uri=pointer,
+            release_uri=release.manifest_uri,
             release_id=release.id,
             digests=(files[role].sha256, files["bundle"].sha256, files["schema"].sha256),
             family=release.family,

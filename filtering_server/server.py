@@ -47,9 +47,10 @@ from thriftpy2.transport import TCyMemoryBuffer
 from filtering_api.idl import BidRequestFilter
 from filtering_api.metrics import MetricsAggregator
 from filtering_server import wire
-from filtering_server.handler import FilteringHandler, requests_scored
+from filtering_server.handler import FilteringHandler, arm_tally, requests_scored
 from filtering_server.log_limit import LogLimiter
 from filtering_server.model import BadRequest
+from filtering_server.prediction_log import PredictionLog
 from filtering_server.processor import Processor, send_exception
 from filtering_server.watcher import ModelHolder
 
@@ -118,6 +119,7 @@ class FilteringServer:
         *,
         echo: bool = False,
         model_check_age: Callable[[], float | None] | None = None,
+        predictions: PredictionLog | None = None,
     ) -> None:
         self.holder = holder
         #: Seconds since the watcher last checked for a new model successfully (None: not watching).
@@ -137,7 +139,9 @@ class FilteringServer:
         self._next_id = 0
         self._buffered = 0  # bytes of message buffers beyond the base buffers, all connections
         self.limited_log = LogLimiter(log, burst=self.config.log_burst, interval=self.config.log_interval)
-        self.handler = FilteringHandler(self)
+        #: the sampled prediction log the handler offers each answer to (None: off)
+        self.predictions = predictions
+        self.handler = FilteringHandler(self, predictions)
         #: decodes each message, calls `handler`, writes the reply or the error reply
         self.processor = Processor(
             BidRequestFilter,
@@ -447,7 +451,8 @@ class _Connection:
                 data = self._next_message()
                 t0 = time.perf_counter()
                 inbuf.setvalue(data)
-                count = requests_scored(processor.process(iprot, oprot, check))
+                result = processor.process(iprot, oprot, check)
+                count = requests_scored(result)
                 reply = outbuf.getvalue()
                 outbuf.clean()
                 if reply:
@@ -455,7 +460,8 @@ class _Connection:
                 if count:
                     self.served += count
                     if server.metrics is not None:
-                        server.metrics.record(count, (time.perf_counter() - t0) * 1000.0)
+                        latency_ms = (time.perf_counter() - t0) * 1000.0
+                        server.metrics.record(count, latency_ms, arms=arm_tally(result))
         except _FrameError as exc:
             self._reject_frame(exc)
         except (_Closed, ConnectionError, TimeoutError):

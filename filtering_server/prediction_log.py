@@ -1,0 +1,247 @@
+"""The sampled prediction log, off the request path: a bounded queue, a writer thread and a sink.
+
+A request pays for a sampling draw and one `deque.append` (atomic in CPython, no lock); when the queue
+holds `capacity` records the record is dropped and counted, never waited for. The writer thread takes
+what is queued every `flush_interval` seconds and hands it to the sink: `FileSink` appends to
+`<root>/YYYY/MM/DD/HH/<writer>.jsonl` (aik.predictions' layout), `FirehoseSink` sends it to a Kinesis
+Data Firehose delivery stream (`put_record_batch`), which writes the same hour prefixes to S3. A sink
+failure counts the records as failed and is logged (rate-limited); serving carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aik.predictions import Prediction, write_local
+from filtering_server.log_limit import LogLimiter
+
+if TYPE_CHECKING:
+    from filtering_server.serving import ArmModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CAPACITY = 200_000
+DEFAULT_FLUSH_INTERVAL = 0.5
+#: Firehose's PutRecordBatch limits: 500 records and 4 MiB per call, 1,000 KiB per record.
+FIREHOSE_CALL_RECORDS = 500
+FIREHOSE_CALL_BYTES = 4 * 1024 * 1024
+FIREHOSE_RECORD_BYTES = 1000 * 1024
+#: Lines are packed into records of up to this size: Firehose bills each record in 5 KB steps and
+#: concatenates records in order, so one record may carry many newline-ended lines.
+PACK_BYTES = 256 * 1024
+FIREHOSE_ATTEMPTS = 3
+
+
+class PredictionSink(Protocol):
+    """Where the writer thread puts records."""
+
+    def write(self, records: list[Prediction]) -> int:
+        """Write the records; return how many could not be written (and are lost)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the records go (for the log)."""
+        ...
+
+
+def writer_name() -> str:
+    """This process's writer name: `<host>-<pid>` (one file per writer per hour, no two appenders)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class FileSink:
+    """Append records to the hour files of one writer under a local root (aik.predictions' layout)."""
+
+    def __init__(self, root: str, writer: str | None = None) -> None:
+        self.root = root
+        self.writer = writer or writer_name()
+
+    def write(self, records: list[Prediction]) -> int:
+        """Append to the hour files (0 lost; an OSError propagates to the writer thread)."""
+        write_local(self.root, records, self.writer)
+        return 0
+
+    def describe(self) -> str:
+        """The root and writer name."""
+        return f"files {self.root.rstrip('/')}/YYYY/MM/DD/HH/{self.writer}.jsonl"
+
+
+def pack(lines: list[bytes], limit: int = PACK_BYTES) -> list[bytes]:
+    """Whole lines joined into records of at most `limit` bytes (a longer line is a record of its own)."""
+    out: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        if current and size + len(line) > limit:
+            out.append(b"".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line)
+    if current:
+        out.append(b"".join(current))
+    return out
+
+
+def calls(records: list[bytes]) -> list[list[bytes]]:
+    """Records grouped into PutRecordBatch calls within the call limits."""
+    out: list[list[bytes]] = []
+    current: list[bytes] = []
+    size = 0
+    for record in records:
+        if current and (len(current) == FIREHOSE_CALL_RECORDS or size + len(record) > FIREHOSE_CALL_BYTES):
+            out.append(current)
+            current, size = [], 0
+        current.append(record)
+        size += len(record)
+    if current:
+        out.append(current)
+    return out
+
+
+class FirehoseSink:
+    """Send records to a Kinesis Data Firehose delivery stream (which writes them to S3 by the hour)."""
+
+    def __init__(
+        self, stream: str, client: Any | None = None, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        if client is None:
+            from aik import aws
+
+            client = aws.client("firehose")
+        self.stream = stream
+        self.client = client
+        self._sleep = sleep
+
+    def write(self, records: list[Prediction]) -> int:
+        """Send in packed records; retry the records Firehose reports failed; return the lines lost."""
+        lost = 0
+        for batch in calls(pack([r.to_line().encode() for r in records])):
+            lost += self._put(batch)
+        return lost
+
+    def _put(self, batch: list[bytes]) -> int:
+        pending = batch
+        for attempt in range(FIREHOSE_ATTEMPTS):
+            response = self.client.put_record_batch(
+                DeliveryStreamName=self.stream, Records=[{"Data": data} for data in pending]
+            )
+            if not response.get("FailedPutCount"):
+                return 0
+            pending = [
+                data
+                for data, result in zip(pending, response["RequestResponses"], strict=True)
+                if result.get("ErrorCode")
+            ]
+            if attempt + 1 < FIREHOSE_ATTEMPTS:
+                self._sleep(0.1 * 2**attempt)
+        return sum(data.count(b"\n") for data in pending)
+
+    def describe(self) -> str:
+        """The delivery stream."""
+        return f"Firehose delivery stream {self.stream}"
+
+
+class PredictionLog:
+    """Sample answers into a bounded queue; a writer thread drains it into a sink."""
+
+    def __init__(
+        self,
+        sink: PredictionSink,
+        *,
+        rate: float = 1.0,
+        capacity: int = DEFAULT_CAPACITY,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+    ) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"the prediction log's sample rate must be in [0, 1], got {rate}")
+        self.sink = sink
+        self.rate = rate
+        self.capacity = capacity
+        self.flush_interval = flush_interval
+        self._queue: deque[tuple[Any, float, str | None, str, str, float]] = deque()
+        self._drop_lock = threading.Lock()
+        #: records dropped because the queue was full, written, and lost by the sink
+        self.dropped = 0
+        self.written = 0
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._limited = LogLimiter(log, burst=3, interval=60.0)
+        self._random = random.random
+        self._time = time.time
+
+    def offer(self, bid_id: Any, experiment: str | None, arm: ArmModel, likelihood: float) -> None:
+        """Queue one answer (when sampled); never blocks: a full queue drops it and counts the drop."""
+        if self.rate < 1.0 and self._random() >= self.rate:
+            return
+        queue = self._queue
+        if len(queue) >= self.capacity:
+            with self._drop_lock:
+                self.dropped += 1
+            return
+        queue.append((bid_id, self._time(), experiment, arm.arm, arm.release, likelihood))
+
+    @property
+    def queued(self) -> int:
+        """Records waiting for the writer."""
+        return len(self._queue)
+
+    def flush(self) -> int:
+        """Write everything queued so far (the writer thread's step); the number of records taken."""
+        queue = self._queue
+        n = len(queue)
+        if n == 0:
+            return 0
+        records = []
+        for _ in range(n):
+            bid_id, ts, experiment, arm, release, likelihood = queue.popleft()
+            records.append(
+                Prediction(
+                    bid_id="" if bid_id is None else str(bid_id),
+                    ts_ms=int(ts * 1000),
+                    experiment=experiment,
+                    arm=arm,
+                    release=release,
+                    likelihood=float(likelihood),
+                )
+            )
+        try:
+            lost = self.sink.write(records)
+        except Exception as exc:  # a full disk or an unreachable stream must not stop serving
+            lost = n
+            self._limited.log("sink", logging.ERROR, "prediction log: %d record(s) lost: %s", n, exc)
+        self.written += n - lost
+        self.failed += lost
+        return n
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            self.flush()
+
+    def start(self) -> PredictionLog:
+        """Start the writer thread."""
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+        log.info("prediction log: %.0f %% of requests to %s", self.rate * 100, self.sink.describe())
+        return self
+
+    def stop(self) -> None:
+        """Stop the writer after writing what is queued."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+        log.info(
+            "prediction log: %d written, %d dropped (queue full), %d lost by the sink",
+            self.written,
+            self.dropped,
+            self.failed,
+        )
