@@ -1,5 +1,6 @@
 """The monitoring dashboard as data: the CDK stack builds `Monitoring-Dashboard` from it and the local
-demo renders the same four widgets from the StatsD metrics it receives.
+demo renders the same widgets from the StatsD metrics it receives: four in the first row, and a second
+row per experiment arm (`ARM_WIDGETS`).
 
 Metric contract (docs/monitoring.md): StatsD names `<prefix>.<name>`; the CloudWatch agent publishes them as
 `<prefix>_<name>` in namespace `aik` with dimension `metric_type` (`counter`, `timing`, `gauge`).
@@ -60,6 +61,47 @@ class MetricSpec:
     def cloudwatch_name(self) -> str:
         """The name the CloudWatch agent publishes (`prefix_name`)."""
         return f"{self.prefix}_{self.name}"
+
+
+@dataclass(frozen=True)
+class ArmMetricSpec:
+    """A per-arm server metric (dimension `arm` beside `metric_type`): one line per arm in its widget."""
+
+    name: str
+    metric_type: Literal["counter", "timing", "gauge"]
+    stat: str
+    label: str
+    prefix: str = SERVER_PREFIX
+
+    @property
+    def cloudwatch_name(self) -> str:
+        """The name the CloudWatch agent publishes (`prefix_name`)."""
+        return f"{self.prefix}_{self.name}"
+
+
+@dataclass(frozen=True)
+class ArmWidgetSpec:
+    """A widget of the second row: one metric, a line per arm (CloudWatch finds the arms by SEARCH)."""
+
+    title: str
+    metric: ArmMetricSpec
+    unit: str
+
+
+#: The experiments row: what each arm (champion, challengers) served, how fast, and what it predicted.
+ARM_WIDGETS: tuple[ArmWidgetSpec, ...] = (
+    ArmWidgetSpec(
+        "Requests per arm (per 10 s)", ArmMetricSpec(ARM_COUNT, "counter", "Sum", "requests"), "requests"
+    ),
+    ArmWidgetSpec(
+        "Latency p99 per arm (ms)", ArmMetricSpec(ARM_LATENCY, "timing", "p99", "p99 latency"), "ms"
+    ),
+    ArmWidgetSpec(
+        "Mean likelihood per arm",
+        ArmMetricSpec(ARM_LIKELIHOOD, "gauge", "Average", "mean likelihood"),
+        "probability",
+    ),
+)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ Everything is measured in this one run on this machine, and every figure is prin
 (d)-(f) `filterColumns`, `filterAdvertisers` and the tail experiment (their functions say what);
 (g) each model family as the server serves its release (XGBoost's compiled trees, the PyTorch families
     through ONNX Runtime): per-request cost and batch throughput, as ratios to XGBoost's in this run.
+(h) the p99 at the paced rate with the prediction log writing every answer (rate 1.0) against the same
+    server with the log off (`--only prediction-log` runs just this).
 Server and clients run in separate processes (`python -m filtering_server`, `python -m
 ad_server_emulator`), so they do not share a GIL. Targets are printed beside the figures; nothing here
 asserts on time. Scoring figures are CPU time per call (thread_time), the median of repeats, so other
@@ -58,7 +60,7 @@ from filtering_server.model import ModelSources, ServedModel, _hot_path, load_mo
 from filtering_server.process import ServerProcess  # noqa: E402
 
 KIT_DEFAULT = "the kit's default preset: depth 1, 2000 categorical trees"
-PARTS = ("scoring", "end-to-end", "columns", "advertisers", "tail", "families")
+PARTS = ("scoring", "end-to-end", "columns", "advertisers", "tail", "prediction-log", "families")
 #: Requests/s of the paced run, from emulator processes of two connections each.
 PACED_RATE = 8000
 PACED_CLIENTS = 2
@@ -260,13 +262,20 @@ def server_timings(collector: StatsdLines) -> np.ndarray:
     return out
 
 
-def start_server(workspace: Path, out: Path, statsd_port: int, echo: bool = False) -> ServerProcess:
+def start_server(
+    workspace: Path,
+    out: Path,
+    statsd_port: int,
+    echo: bool = False,
+    more: Sequence[str] = (),
+    name: str | None = None,
+) -> ServerProcess:
     """`python -m filtering_server` on a free port, in its own process."""
-    name = "echo" if echo else "model"
+    name = name or ("echo" if echo else "model")
     extra = ["--watch-interval", "0", "--statsd-host", "127.0.0.1", "--statsd-port", str(statsd_port)]
     return ServerProcess(
         Settings(workspace=workspace),
-        extra_args=extra + (["--echo"] if echo else []),
+        extra_args=extra + (["--echo"] if echo else []) + list(more),
         log_path=out / f"server-{name}.log",
     )
 
@@ -620,6 +629,76 @@ def print_tail(t: dict[str, Any]) -> None:
         )
 
 
+def prediction_log_cost(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
+    """(h) the p99 cost of the prediction log: the same model served with the log off and at rate 1.0.
+
+    Both servers run side by side and the paced runs (`PACED_RATE` from `PACED_CLIENTS` emulator
+    processes, as in (b)) alternate between them; each figure is the best of its repeats. The logging
+    server writes every answer to files under the benchmark's workspace.
+    """
+    duration = "4" if quick else "10"
+    repeats = 2 if quick else 3
+    log_dir = workspace.parent / "predictions"
+    collector = StatsdLines()
+    modes = {
+        "log off": start_server(workspace, out, collector.port, name="log-off"),
+        "log 1.0": start_server(
+            workspace,
+            out,
+            collector.port,
+            name="log-on",
+            more=["--prediction-sample", "1.0", "--prediction-log", str(log_dir)],
+        ),
+    }
+    runs: dict[str, list[tuple[dict[str, Any], np.ndarray, np.ndarray]]] = {mode: [] for mode in modes}
+    failed = dict.fromkeys(modes, 0)
+    try:
+        for rep in range(repeats):
+            for mode, server in modes.items():
+                server_timings(collector)
+                rate = str(PACED_RATE // PACED_CLIENTS)
+                paced_args = ("2", "0", "--rate", rate, "--duration", duration, "--warmup", "200")
+                names = [f"{mode.replace(' ', '-')}-10k-{rep}-{k}" for k in range(PACED_CLIENTS)]
+                procs = [emulate(workspace, server.port, out, name, *paced_args) for name in names]
+                try:
+                    results = [collect(proc, out, name) for proc, name in zip(procs, names, strict=True)]
+                except (RuntimeError, OSError) as exc:  # an emulator that wrote no report: say so, go on
+                    print(f"    {mode} run {rep}: no result ({exc})")
+                    failed[mode] += 1
+                    continue
+                report = {
+                    "throughput_rps": sum(r["throughput_rps"] for r, _ in results),
+                    "errors": sum(r["errors"] for r, _ in results),
+                }
+                latency = np.concatenate([lat for _, lat in results])
+                runs[mode].append((report, latency, server_timings(collector)))
+    finally:
+        for server in modes.values():
+            server.stop()
+        collector.close()
+    from aik.predictions import read_predictions
+
+    results: dict[str, Any] = {"load_average": os.getloadavg()[0]}
+    for mode, r in runs.items():
+        report, latency, server_side = min(r, key=lambda x: _pct(x[1], 99))
+        results[mode] = {
+            "paced_rps": report["throughput_rps"],
+            "paced_p50_ms": _pct(latency, 50),
+            "paced_p99_ms": _pct(latency, 99),
+            "paced_p99_ms_runs": [_pct(x[1], 99) for x in r],
+            "paced_server_p99_ms": _pct(server_side, 99),
+            "paced_server_p99_ms_runs": [_pct(x[2], 99) for x in r],
+            "errors": sum(x[0]["errors"] for x in r),
+            "runs_without_result": failed[mode],
+        }
+    results["records_logged"] = len(read_predictions(str(log_dir)))
+    results["p99_ratio"] = results["log 1.0"]["paced_p99_ms"] / results["log off"]["paced_p99_ms"]
+    results["server_p99_ratio"] = (
+        results["log 1.0"]["paced_server_p99_ms"] / results["log off"]["paced_server_p99_ms"]
+    )
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -631,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=PARTS,
         default=list(PARTS),
         help="only these parts: scoring (a, c), end-to-end (b), columns (d), advertisers (e), tail (f), "
-        "families (g)",
+        "prediction-log (h), families (g)",
     )
     parser.add_argument("--end-to-end-only", action="store_true", help="the same as --only end-to-end")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serving")
@@ -697,6 +776,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["advertisers"] = advertisers(served[0], requests, workspace, out)
     if "tail" in parts:
         report["tail"] = tail_sources(workspace, out, args.quick)
+    if "prediction-log" in parts:
+        report["prediction_log"] = prediction_log_cost(workspace, out, args.quick)
     if "families" in parts:  # last: it promotes releases in the workspace the servers above read
         report["families"] = families(artifacts, served[1], requests, args.quick)
     report["load_average"] = {"start": load_at_start, "end": os.getloadavg()[0]}
@@ -704,6 +785,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["targets"] = TARGETS
     (out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
     print_report(report, out)
+    if "prediction_log" in report:
+        print_prediction_log(report["prediction_log"])
     shutil.rmtree(workspace.parent, ignore_errors=True)
     return 0
 
@@ -861,6 +944,25 @@ def _print_families(f: dict[str, Any]) -> None:
                 else ""
             )
         )
+
+
+def print_prediction_log(r: dict[str, Any]) -> None:
+    """(h) as text."""
+    load = r["load_average"]
+    print(f"(h) prediction log cost, paced {PACED_RATE:,} requests/s (load average {load:.1f} at the end)")
+    for mode in ("log off", "log 1.0"):
+        m = r[mode]
+        client_runs = ", ".join(f"{x:.3f}" for x in m["paced_p99_ms_runs"])
+        server_runs = ", ".join(f"{x:.3f}" for x in m["paced_server_p99_ms_runs"])
+        print(
+            f"    {mode}: client p50 {m['paced_p50_ms']:.3f} ms, p99 {m['paced_p99_ms']:.3f} ms "
+            f"(runs {client_runs}), server p99 {m['paced_server_p99_ms']:.3f} ms (runs {server_runs}), "
+            f"{m['paced_rps']:,.0f} requests/s, {m['errors']} errors"
+        )
+    print(
+        f"    p99 with the log / without: client {r['p99_ratio']:.2f}, server {r['server_p99_ratio']:.2f}; "
+        f"{r['records_logged']:,} records logged"
+    )
 
 
 if __name__ == "__main__":

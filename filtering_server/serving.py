@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aik import experiments, releases
-from aik.experiments import CHAMPION, Experiment
+from aik.errors import ArtifactNotFound
+from aik.experiments import CHAMPION, Experiment, ExperimentError
 from aik.params import ParameterStore
 from filtering_server.model import ModelSources, ServedModel
 
@@ -89,8 +90,11 @@ def plan(store: ParameterStore) -> Plan:
     if experiment is None:
         return Plan(None, {CHAMPION: ModelSources.from_store(store)}, {CHAMPION: 1.0})
     root = releases.releases_root(store)
-    arms = {
-        a.arm: ModelSources.from_release(releases.read_release(experiments.manifest_uri(root, a.release)))
-        for a in experiment.arms
-    }
+    arms = {}
+    for a in experiment.arms:
+        try:
+            release = releases.read_release(experiments.manifest_uri(root, a.release))
+        except (ArtifactNotFound, releases.ReleaseError) as exc:  # a verdict on the experiment
+            raise ExperimentError(f"experiment {experiment.name}, arm {a.arm}: {exc}") from exc
+        arms[a.arm] = ModelSources.from_release(release)
     return Plan(experiment, arms, {a.arm: a.share for a in experiment.arms})

@@ -13,6 +13,7 @@ from constructs import Construct
 
 from aik import params
 from stacks import nag
+from stacks.predictions import PREDICTION_PREFIXES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Key prefix of everything the deployment copies into the bootstrap bucket (it prunes only below it).
@@ -84,8 +85,8 @@ def secure_bucket(
 class KitBuckets(Construct):
     """The access-log bucket, the data bucket (`/aik/data-bucket`) and the EMR bootstrap bucket.
 
-    Exposes `access_logs`, `data`, `bootstrap`, `data_read_policy` (read-only on the data bucket) and
-    `data_read_write_policy`.
+    Exposes `access_logs`, `data`, `bootstrap`, `data_read_policy` (read-only on the data bucket),
+    `data_read_write_policy` and `prediction_write_policy` (the prediction log's prefixes, write-only).
     The scripts of `emr_bootstrap/` and the `aik` sources are deployed under `bootstrap/` in the
     bootstrap bucket; EMR writes its logs under `emr-logs/`.
     """
@@ -165,6 +166,34 @@ class KitBuckets(Construct):
             "its reports and candidates under keys that notebook 0 and each run choose; the wildcard is "
             "object keys of the kit's data bucket.",
         )
+
+        # Write under the prediction log's prefixes only, for the Firehose delivery stream's role in the
+        # filtering stack (its findings name this stack's bucket).
+        log_objects = [self.data.arn_for_objects(f"{prefix}*") for prefix in PREDICTION_PREFIXES]
+        self.prediction_write_policy = iam.ManagedPolicy(
+            self,
+            "PredictionWritePolicy",
+            description="Write the prediction log's objects into the kit's data bucket (Firehose)",
+            statements=[
+                iam.PolicyStatement(
+                    sid="FindTheBucket",
+                    actions=["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                    resources=[self.data.bucket_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteTheLogPrefixes",
+                    actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                    resources=log_objects,
+                ),
+            ],
+        )
+        for prefix, objects in zip(PREDICTION_PREFIXES, log_objects, strict=True):
+            nag.acknowledge(
+                self.prediction_write_policy,
+                nag.resource_rule(self, objects),
+                f"Firehose writes objects it names itself (UTC hour prefixes, random suffixes) under "
+                f"{prefix} of the data bucket: the wildcard is that prefix, the only place it may write.",
+            )
 
         deployment = s3deploy.BucketDeployment(
             self,

@@ -27,6 +27,7 @@ CONTEXT_KEYS: Mapping[str, str] = {
     "aik:loop-test-days": "loop_test_days",
     "aik:loop-ingest-prefix": "loop_ingest_prefix",
     "aik:mlflow": "mlflow",
+    "aik:prediction-sample": "prediction_sample",
 }
 #: The retention periods CloudWatch Logs accepts, in days.
 LOG_RETENTION_DAYS = (
@@ -89,6 +90,8 @@ class KitConfig:
     loop_ingest_prefix: str = "incoming/"
     #: A SageMaker managed MLflow tracking server for `aik backtest` (billed by the hour while it exists).
     mlflow: bool = False
+    #: Share of the filtering server's answers sent to the prediction log (0 to 1; 0: off).
+    prediction_sample: float = 0.1
 
     def __post_init__(self) -> None:
         if not 1 <= self.nat_gateways <= 2:
@@ -101,6 +104,8 @@ class KitConfig:
             raise ValueError(
                 f"log_retention_days must be one of {LOG_RETENTION_DAYS}, got {self.log_retention_days}"
             )
+        if not 0.0 <= self.prediction_sample <= 1.0:
+            raise ValueError(f"prediction_sample must be 0 to 1, got {self.prediction_sample}")
         if self.latency_alarm_ms <= 0:
             raise ValueError(f"latency_alarm_ms must be positive, got {self.latency_alarm_ms}")
         # CloudWatch evaluates an alarm of hourly periods over at most 7 days

@@ -23,6 +23,7 @@ from constructs import Construct
 from aik import dashboard, params
 from stacks import nag
 from stacks.network import VPC_CIDR
+from stacks.predictions import PredictionStream
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_NAME = "advertising-server"
@@ -40,7 +41,7 @@ EMULATOR_LOAD = ("1", "500000")
 #: The original model parameters the server falls back to when no release is live.
 MODEL_PARAMETERS = (params.XGBOOST_PATH, params.PIPELINE_MODEL, params.PIPELINE_SCHEMA)
 #: Parameters each task reads (and nothing else under /aik/ is readable by it).
-SERVER_PARAMETERS = (params.RELEASE_LIVE, *MODEL_PARAMETERS)
+SERVER_PARAMETERS = (params.RELEASE_LIVE, params.EXPERIMENT, *MODEL_PARAMETERS)
 EMULATOR_PARAMETERS = (params.INFERENCE_DATA,)
 #: Seconds a bidder's idle Thrift connection stays open through the load balancer (the original client
 #: keeps one connection per thread for its whole run; the NLB default would reset it after 350 s).
@@ -123,8 +124,9 @@ class FilteringService(Construct):
     starting new tasks before stopping old ones (100 % / 200 %). Bidders in the VPC reach it at
     `endpoint` (the NLB's DNS name, TCP 9090): the NLB admits 9090 from the kit VPC's CIDR
     (`VPC_CIDR`, a literal so that the rule is readable in the template and by cdk-nag), the tasks only
-    from the NLB. The task role may put metrics into namespace `aik`, read the data bucket and get
-    exactly the parameters the server reads. Exposes `cluster`, `task_definition`, `service`,
+    from the NLB. The task role may put metrics into namespace `aik`, read the data bucket, get
+    exactly the parameters the server reads (the release pointer, the experiment, the original three)
+    and send records to the prediction log's delivery stream. Exposes `cluster`, `task_definition`, `service`,
     `task_role`, `load_balancer`, `target_group`, `endpoint`, `monitoring_config`, `current_region`,
     `agent_log_group` and the containers.
     """
@@ -138,11 +140,13 @@ class FilteringService(Construct):
         data_read_policy: iam.IManagedPolicy,
         min_tasks: int,
         max_tasks: int,
+        prediction_stream: PredictionStream | None = None,
+        prediction_sample: float = 0.0,
     ) -> None:
         super().__init__(scope, construct_id)
         self._parameters()
         self._task(vpc, data_read_policy)
-        self._server_container()
+        self._server_container(prediction_stream, prediction_sample)
         self._service(min_tasks)
         self._load_balancer(vpc)
         self._scaling(min_tasks, max_tasks)
@@ -200,14 +204,24 @@ class FilteringService(Construct):
             agent_log_group=self.agent_log_group,
         )
 
-    def _server_container(self) -> None:
-        """The filtering-server container, started after its agent."""
+    def _server_container(self, prediction_stream: PredictionStream | None, prediction_sample: float) -> None:
+        """The filtering-server container, started after its agent; it sends the sampled prediction log
+        to `prediction_stream` (when given and the sample rate is above 0)."""
+        # the server listens on loopback unless told otherwise; in the task it serves the VPC
+        command = ["--backend", "aws", "--host", "0.0.0.0", "--port", str(FILTERING_PORT)]
+        if prediction_stream is not None and prediction_sample > 0:
+            command += [
+                "--prediction-sample",
+                f"{prediction_sample:g}",
+                "--prediction-log",
+                f"firehose:{prediction_stream.delivery_stream_name}",
+            ]
+            prediction_stream.grant_put(self.task_role)
         self.filtering_server = self.task_definition.add_container(
             "filtering-server",
             container_name="filtering-server",
             image=image("filtering_server/Dockerfile"),
-            # the server listens on loopback unless told otherwise; in the task it serves the VPC
-            command=["--backend", "aws", "--host", "0.0.0.0", "--port", str(FILTERING_PORT)],
+            command=command,
             cpu=1792,
             memory_limit_mib=3584,
             essential=True,

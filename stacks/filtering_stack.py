@@ -7,6 +7,7 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from aik import params
@@ -21,16 +22,18 @@ from stacks.filtering_service import (
 )
 from stacks.model_check import ModelCheck
 from stacks.monitoring import FilteringMonitoring
+from stacks.predictions import PredictionStream
 from stacks.retention import LogGroupRetention
 from stacks.sagemaker_emr_stack import TwoAzStack
 
 
 class FilteringStack(TwoAzStack):
     """The filtering service (in the kit's VPC, reading the data bucket), its monitoring, the model
-    check that runs before it, and the emulator service when `config.emulator` is on.
+    check that runs before it, the prediction log's delivery stream (into the data bucket), and the
+    emulator service when `config.emulator` is on.
 
     Every role of the stack is under the kit's permissions boundary. Exposes `service`, `model_check`,
-    `emulator` (None when off) and `monitoring`.
+    `emulator` (None when off), `monitoring` and `predictions`.
     """
 
     def __init__(
@@ -41,12 +44,17 @@ class FilteringStack(TwoAzStack):
         config: KitConfig,
         vpc: ec2.IVpc,
         data_read_policy: iam.IManagedPolicy,
+        data_bucket: s3.IBucket,
+        prediction_write_policy: iam.IManagedPolicy,
         boundary: PermissionsBoundary,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         boundary.apply_to(self)
         cdk.Aspects.of(self).add(LogGroupRetention(config.log_retention_days, config.removal_policy))
+        self.predictions = PredictionStream(
+            self, "Predictions", data_bucket=data_bucket, write_policy=prediction_write_policy
+        )
         self.service = FilteringService(
             self,
             "Filtering",
@@ -54,6 +62,8 @@ class FilteringStack(TwoAzStack):
             data_read_policy=data_read_policy,
             min_tasks=config.min_tasks,
             max_tasks=config.max_tasks,
+            prediction_stream=self.predictions,
+            prediction_sample=config.prediction_sample,
         )
         self.model_check = ModelCheck(
             self,

@@ -8,7 +8,8 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
 from aik import dashboard
-from aik.dashboard import MetricSpec, WidgetSpec
+from aik.dashboard import ArmMetricSpec, ArmWidgetSpec, MetricSpec, WidgetSpec
+from aik.experiments import CHALLENGER, CHAMPION
 
 #: Alarms evaluate 1-minute periods (CloudWatch alarms on high-resolution metrics accept 10 s, 30 s or
 #: multiples of 60 s; a minute smooths single slow requests) over this many periods.
@@ -20,6 +21,15 @@ MODEL_CHECK_AGE_ALARM_S = 900
 MODEL_CHECK_AGE = MetricSpec(
     dashboard.SERVER_PREFIX, dashboard.MODEL_CHECK_AGE, "gauge", "Maximum", "model check age (s)"
 )
+#: The mean-likelihood alarms: outside CloudWatch's anomaly band of this many standard deviations
+#: (a band it learns from the metric's own history, daily pattern included) for 3 of 5 minutes.
+LIKELIHOOD_BAND_STD_DEVS = 3
+LIKELIHOOD_DATAPOINTS = 3
+#: The arms whose mean likelihood is alarmed on (`aik experiment start` names one challenger so).
+ALARMED_ARMS = (CHAMPION, CHALLENGER)
+#: The error alarm: error replies above this share of the requests for five minutes.
+ERROR_RATE_ALARM = 0.01
+ERRORS = MetricSpec(dashboard.SERVER_PREFIX, dashboard.FILTERING_ERRORS, "counter", "Sum", "errors")
 
 
 def metric(
@@ -74,6 +84,46 @@ def widget(spec: WidgetSpec) -> cloudwatch.IWidget:
     )
 
 
+def arm_search(spec: ArmMetricSpec) -> str:
+    """The SEARCH expression of a per-arm metric: one time series per arm the agent published."""
+    dims = ",".join(sorted((dashboard.ARM_DIMENSION, dashboard.DIMENSION)))
+    query = f'{{{dashboard.NAMESPACE},{dims}}} MetricName="{spec.cloudwatch_name}"'
+    return f"SEARCH('{query}', '{spec.stat}', {dashboard.PERIOD_S})"
+
+
+def arm_widget(spec: ArmWidgetSpec) -> cloudwatch.IWidget:
+    """A second-row widget: its metric, a line per arm (found by SEARCH, so any arm name shows)."""
+    return cloudwatch.GraphWidget(
+        title=spec.title,
+        left=[
+            cloudwatch.MathExpression(
+                expression=arm_search(spec.metric),
+                label="",
+                period=cdk.Duration.seconds(dashboard.PERIOD_S),
+            )
+        ],
+        left_y_axis=cloudwatch.YAxisProps(label=spec.unit, show_units=False),
+        legend_position=cloudwatch.LegendPosition.BOTTOM,
+        live_data=True,
+        period=cdk.Duration.seconds(dashboard.PERIOD_S),
+        view=cloudwatch.GraphWidgetView.TIME_SERIES,
+        width=8,
+        height=6,
+    )
+
+
+def arm_metric(spec: ArmMetricSpec, arm: str, period: cdk.Duration) -> cloudwatch.Metric:
+    """One arm's series of a per-arm metric."""
+    return cloudwatch.Metric(
+        namespace=dashboard.NAMESPACE,
+        metric_name=spec.cloudwatch_name,
+        dimensions_map={dashboard.DIMENSION: spec.metric_type, dashboard.ARM_DIMENSION: arm},
+        statistic=spec.stat,
+        period=period,
+        label=f"{arm} {spec.label}",
+    )
+
+
 def _spec(prefix: str, name: str) -> MetricSpec:
     """The one `MetricSpec` of `aik.dashboard.WIDGETS` with this prefix and name."""
     for w in dashboard.WIDGETS:
@@ -92,7 +142,11 @@ class FilteringMonitoring(Construct):
     traffic (the NLB reports its targets every minute; missing data counts as none healthy).
     `model_check_alarm`: a server has not been able to check for a new model for
     `MODEL_CHECK_AGE_ALARM_S` (it keeps serving the old one).
-    Exposes `dashboard`, `latency_alarm`, `health_alarm`, `model_check_alarm`.
+    The second row shows each experiment arm's requests, latency p99 and mean likelihood.
+    `likelihood_alarms` (champion, challenger): the arm's mean likelihood outside CloudWatch's anomaly
+    band, a sudden change of the predictions. `error_alarm`: error replies above 1 % of the requests.
+    Exposes `dashboard`, `latency_alarm`, `health_alarm`, `model_check_alarm`, `likelihood_alarms`,
+    `error_alarm`.
     """
 
     def __init__(
@@ -112,6 +166,9 @@ class FilteringMonitoring(Construct):
             period_override=cloudwatch.PeriodOverride.INHERIT,
         )
         self.dashboard.add_widgets(*(widget(spec) for spec in dashboard.WIDGETS))
+        self.dashboard.add_widgets(*(arm_widget(spec) for spec in dashboard.ARM_WIDGETS))
+        self.likelihood_alarms = {arm: self._likelihood_alarm(arm) for arm in ALARMED_ARMS}
+        self.error_alarm = self._error_alarm()
 
         latency = _spec(dashboard.SERVER_PREFIX, dashboard.FILTERING_LATENCY)
         self.latency_alarm = cloudwatch.Alarm(
@@ -145,6 +202,48 @@ class FilteringMonitoring(Construct):
             ),
             metric=metric(MODEL_CHECK_AGE, ALARM_PERIOD, "seconds since the last model check"),
             threshold=MODEL_CHECK_AGE_ALARM_S,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=ALARM_EVALUATION_PERIODS,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _likelihood_alarm(self, arm: str) -> cloudwatch.AnomalyDetectionAlarm:
+        """The arm's mean likelihood outside its anomaly band: a sudden change of what the model predicts."""
+        spec = next(w.metric for w in dashboard.ARM_WIDGETS if w.metric.name == dashboard.ARM_LIKELIHOOD)
+        return cloudwatch.AnomalyDetectionAlarm(
+            self,
+            f"{arm.capitalize()}LikelihoodAlarm",
+            alarm_description=(
+                f"The {arm}'s mean likelihood to bid left its anomaly band ({LIKELIHOOD_BAND_STD_DEVS} "
+                f"standard deviations) in {LIKELIHOOD_DATAPOINTS} of {ALARM_EVALUATION_PERIODS} minutes"
+            ),
+            metric=arm_metric(spec, arm, ALARM_PERIOD),
+            std_devs=LIKELIHOOD_BAND_STD_DEVS,
+            evaluation_periods=ALARM_EVALUATION_PERIODS,
+            datapoints_to_alarm=LIKELIHOOD_DATAPOINTS,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_LOWER_OR_GREATER_THAN_UPPER_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _error_alarm(self) -> cloudwatch.Alarm:
+        """Error replies above `ERROR_RATE_ALARM` of the requests for five minutes."""
+        count = _spec(dashboard.SERVER_PREFIX, dashboard.FILTERING_COUNT)
+        return cloudwatch.Alarm(
+            self,
+            "ErrorAlarm",
+            alarm_description=(
+                f"Filtering server error replies above {ERROR_RATE_ALARM:.0%} of its requests for 5 minutes"
+            ),
+            metric=cloudwatch.MathExpression(
+                expression="errors / (errors + requests)",
+                using_metrics={
+                    "errors": metric(ERRORS, ALARM_PERIOD, "error replies"),
+                    "requests": metric(count, ALARM_PERIOD, "requests"),
+                },
+                label="error share",
+                period=ALARM_PERIOD,
+            ),
+            threshold=ERROR_RATE_ALARM,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=ALARM_EVALUATION_PERIODS,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,

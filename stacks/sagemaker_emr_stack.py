@@ -43,8 +43,9 @@ class SagemakerEmrStack(TwoAzStack):
     EMR product and the Studio domain, and with `aik:mlflow` a SageMaker managed MLflow tracking server;
     exports what the product template imports.
 
-    Exposes `vpc`, `data_bucket`, `data_read_policy` and `boundary` for the filtering stack, and
-    `data_read_write_policy`, `bootstrap_bucket` and `emr_security` for the loop stack.
+    Exposes `vpc`, `data_bucket`, `data_read_policy`, `prediction_write_policy` and `boundary` for the
+    filtering stack, and `data_read_write_policy`, `bootstrap_bucket` and `emr_security` for the loop
+    stack.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: KitConfig, **kwargs: Any) -> None:
@@ -63,6 +64,7 @@ class SagemakerEmrStack(TwoAzStack):
         self.data_bucket: s3.IBucket = buckets.data
         self.data_read_policy: iam.IManagedPolicy = buckets.data_read_policy
         self.data_read_write_policy: iam.IManagedPolicy = buckets.data_read_write_policy
+        self.prediction_write_policy: iam.IManagedPolicy = buckets.prediction_write_policy
         self.bootstrap_bucket: s3.IBucket = buckets.bootstrap
         emr_security = EmrSecurity(
             self,

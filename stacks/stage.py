@@ -59,6 +59,8 @@ class AikStage(cdk.Stage):
             config=config,
             vpc=self.sagemaker_emr.vpc,
             data_read_policy=self.sagemaker_emr.data_read_policy,
+            data_bucket=self.sagemaker_emr.data_bucket,
+            prediction_write_policy=self.sagemaker_emr.prediction_write_policy,
             boundary=self.sagemaker_emr.boundary,
             description="Advertising Intelligence Kit - bid-filtering service on ECS Fargate (aik/filtering)",
         )

@@ -12,6 +12,7 @@ from serving_fixtures import Artifacts
 from filtering_api.metrics import MetricsAggregator
 from filtering_server import forest, wire
 from filtering_server.model import ServedModel
+from filtering_server.prediction_log import PredictionLog
 from filtering_server.server import FilteringServer, ServerConfig
 from filtering_server.watcher import ModelHolder, ModelWatcher
 
@@ -50,6 +51,7 @@ def run_server(
     config: ServerConfig | None = None,
     echo: bool = False,
     model: ServedModel | None = None,
+    predictions: PredictionLog | None = None,
 ) -> Iterator[LiveServer]:
     """Warm the kernels up, load the model (unless given one), serve on 127.0.0.1:<ephemeral>, yield,
     then drain and stop."""
@@ -68,6 +70,7 @@ def run_server(
         metrics,
         echo=echo,
         model_check_age=watcher.check_age,
+        predictions=predictions,
     )
     server.start()
     watcher.start()

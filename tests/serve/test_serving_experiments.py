@@ -245,3 +245,49 @@ def test_a_malformed_experiment_parameter_is_ignored_and_reported(
             time.sleep(0.05)
         assert live.watcher.failures == 0  # a verdict on the parameter, not a failing store
         assert live.client().filter(_requests(artifacts, 1)[0]).likelihoodToBid >= 0.0
+
+
+def test_aik_experiment_start_status_stop(
+    pair: tuple[Artifacts, Built, Built], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aik.cli import main
+
+    artifacts, a, b = pair
+    ws = ["--workspace", str(artifacts.settings.workspace)]
+    assert (
+        main([*ws, "experiment", "start", "--challenger", b.release.id[:20], "--share", "0.1", "--name", "t"])
+        == 0
+    )
+    experiment = X.active(artifacts.store)
+    assert experiment is not None and experiment.name == "t"
+    assert [(x.arm, x.release, x.share) for x in experiment.arms] == [
+        ("champion", a.release.id, pytest.approx(0.9)),
+        ("challenger", b.release.id, 0.1),
+    ]
+    # the same name again changes the share and keeps the salt
+    assert (
+        main([*ws, "experiment", "start", "--challenger", b.release.id, "--share", "0.2", "--name", "t"]) == 0
+    )
+    changed = X.active(artifacts.store)
+    assert changed is not None and changed.salt == experiment.salt and changed.arm("challenger").share == 0.2
+    assert main([*ws, "experiment", "status"]) == 0
+    assert "running t" in capsys.readouterr().out
+    assert main([*ws, "experiment", "stop"]) == 0
+    assert X.active(artifacts.store) is None
+    assert main([*ws, "experiment", "stop"]) == 1
+    assert "no experiment is running" in capsys.readouterr().err
+
+
+def test_aik_experiment_start_refuses_an_unknown_release_and_writes_nothing(
+    pair: tuple[Artifacts, Built, Built], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aik.cli import main
+
+    artifacts, _, _ = pair
+    ws = ["--workspace", str(artifacts.settings.workspace)]
+    assert main([*ws, "experiment", "start", "--challenger", "nope"]) == 1
+    assert "no release 'nope'" in capsys.readouterr().err
+    assert X.load(artifacts.store) is None
+    with pytest.raises(SystemExit) as usage:
+        main([*ws, "experiment", "start", "--challenger", "x", "--share", "1.5"])
+    assert usage.value.code == 2

@@ -469,9 +469,17 @@ def _parameters_readable(synth: Synthesized, family: str) -> list[str]:
     return sorted(resolve_join(r).split(":parameter", 1)[1] for r in resources)
 
 
-def test_server_role_gets_exactly_the_release_pointer_and_the_model_parameters(synth: Synthesized) -> None:
+def test_server_role_gets_exactly_the_release_pointer_experiment_and_model_parameters(
+    synth: Synthesized,
+) -> None:
     assert _parameters_readable(synth, TASK_FAMILY) == sorted(
-        [params.RELEASE_LIVE, params.XGBOOST_PATH, params.PIPELINE_MODEL, params.PIPELINE_SCHEMA]
+        [
+            params.RELEASE_LIVE,
+            params.EXPERIMENT,
+            params.XGBOOST_PATH,
+            params.PIPELINE_MODEL,
+            params.PIPELINE_SCHEMA,
+        ]
     )
 
 
@@ -507,15 +515,29 @@ def test_dashboard_is_named_monitoring_dashboard(synth: Synthesized) -> None:
 
 
 def test_dashboard_shows_the_shared_widgets_in_order(synth: Synthesized) -> None:
-    widgets = _dashboard(synth)["widgets"]
+    widgets = _dashboard(synth)["widgets"][: len(dashboard.WIDGETS)]
     assert [w["properties"]["title"] for w in widgets] == [w.title for w in dashboard.WIDGETS]
     assert [w["properties"]["view"] for w in widgets] == [
         "singleValue" if w.kind == "single_value" else "timeSeries" for w in dashboard.WIDGETS
     ]
 
 
+def test_dashboard_second_row_shows_each_arms_metric_found_by_search(synth: Synthesized) -> None:
+    widgets = _dashboard(synth)["widgets"][len(dashboard.WIDGETS) :]
+    assert [w["properties"]["title"] for w in widgets] == [w.title for w in dashboard.ARM_WIDGETS]
+    assert {w["y"] for w in widgets} == {6}  # a row of its own, under the first
+    for widget, spec in zip(widgets, dashboard.ARM_WIDGETS, strict=True):
+        (expression,) = [m[0]["expression"] for m in widget["properties"]["metrics"]]
+        assert expression == (
+            f"SEARCH('{{aik,arm,metric_type}} MetricName=\"{spec.metric.cloudwatch_name}\"', "
+            f"'{spec.metric.stat}', {dashboard.PERIOD_S})"
+        )
+
+
 def test_dashboard_metrics_are_the_agent_names_in_namespace_aik(synth: Synthesized) -> None:
-    for widget, spec in zip(_dashboard(synth)["widgets"], dashboard.WIDGETS, strict=True):
+    for widget, spec in zip(
+        _dashboard(synth)["widgets"][: len(dashboard.WIDGETS)], dashboard.WIDGETS, strict=True
+    ):
         shown = [m for m in widget["properties"]["metrics"] if m[0] == dashboard.NAMESPACE]
         assert [(m[1], m[2], m[3]) for m in shown] == [
             (s.cloudwatch_name, dashboard.DIMENSION, s.metric_type) for s in spec.metrics
@@ -568,7 +590,7 @@ def test_latency_alarm_watches_the_server_p99(synth: Synthesized) -> None:
 
 def test_latency_alarm_threshold_follows_the_setting(variant: Synthesized) -> None:
     thresholds = {
-        a["Properties"]["Threshold"] for a in variant.resources(STACK, "AWS::CloudWatch::Alarm").values()
+        a["Properties"].get("Threshold") for a in variant.resources(STACK, "AWS::CloudWatch::Alarm").values()
     }
     assert 25 in thresholds
 
@@ -583,9 +605,78 @@ def test_latency_alarm_raises_nothing_when_requests_stop(synth: Synthesized) -> 
 
 def test_no_alarm_counts_missing_requests_as_a_failure(synth: Synthesized) -> None:
     for alarm in synth.resources(STACK, "AWS::CloudWatch::Alarm").values():
-        metric = alarm["Properties"]["Metrics"][0]["MetricStat"]["Metric"]
-        if metric["Namespace"] == dashboard.NAMESPACE:
-            assert alarm["Properties"]["TreatMissingData"] == "notBreaching", metric["MetricName"]
+        for entry in alarm["Properties"]["Metrics"]:
+            metric = entry.get("MetricStat", {}).get("Metric", {})
+            if metric.get("Namespace") == dashboard.NAMESPACE:
+                assert alarm["Properties"]["TreatMissingData"] == "notBreaching", metric["MetricName"]
+
+
+def _alarm_metrics(alarm: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["Id"]: m for m in alarm["Properties"]["Metrics"]}
+
+
+@pytest.mark.parametrize("arm", ["champion", "challenger"])
+def test_likelihood_alarm_fires_when_an_arms_mean_prediction_leaves_its_anomaly_band(
+    synth: Synthesized, arm: str
+) -> None:
+    (alarm,) = [
+        a
+        for a in synth.resources(STACK, "AWS::CloudWatch::Alarm").values()
+        if any(
+            {"Name": "arm", "Value": arm} in m.get("MetricStat", {}).get("Metric", {}).get("Dimensions", [])
+            for m in a["Properties"]["Metrics"]
+        )
+    ]
+    props = alarm["Properties"]
+    assert props["ComparisonOperator"] == "LessThanLowerOrGreaterThanUpperThreshold"
+    band = _alarm_metrics(alarm)[props["ThresholdMetricId"]]
+    (watched,) = [m for m in props["Metrics"] if "MetricStat" in m]
+    assert band["Expression"] == f"ANOMALY_DETECTION_BAND({watched['Id']}, 3)"
+    assert watched["MetricStat"]["Metric"]["MetricName"] == "filtering_server_arm_likelihood"
+    assert watched["MetricStat"]["Stat"] == "Average"
+    assert props["TreatMissingData"] == "notBreaching"  # no experiment, no challenger data: no alarm
+
+
+def test_error_alarm_watches_the_share_of_error_replies(synth: Synthesized) -> None:
+    (alarm,) = [
+        a
+        for a in synth.resources(STACK, "AWS::CloudWatch::Alarm").values()
+        if any(m.get("Expression") == "errors / (errors + requests)" for m in a["Properties"]["Metrics"])
+    ]
+    names = {
+        m["Id"]: m["MetricStat"]["Metric"]["MetricName"]
+        for m in alarm["Properties"]["Metrics"]
+        if "MetricStat" in m
+    }
+    assert names == {
+        "errors": "filtering_server_filtering_errors",
+        "requests": "filtering_server_filtering_count",
+    }
+    assert alarm["Properties"]["Threshold"] == 0.01
+
+
+def test_server_sends_the_sampled_prediction_log_to_the_delivery_stream(synth: Synthesized) -> None:
+    command = _containers(synth)["filtering-server"]["Command"]
+    assert command[command.index("--prediction-sample") + 1] == "0.1"
+    (stream_id,) = synth.resources(STACK, "AWS::KinesisFirehose::DeliveryStream")
+    assert command[command.index("--prediction-log") + 1] == {
+        "Fn::Join": ["", ["firehose:", {"Ref": stream_id}]]
+    }
+    (put,) = [s for s in _task_role_statements(synth) if "firehose:PutRecordBatch" in s["Action"]]
+    assert put["Resource"] == {"Fn::GetAtt": [stream_id, "Arn"]}
+
+
+def test_delivery_stream_writes_gzip_hour_prefixes_under_predictions_encrypted(synth: Synthesized) -> None:
+    synth.template(STACK).has_resource_properties(
+        "AWS::KinesisFirehose::DeliveryStream",
+        {
+            "DeliveryStreamType": "DirectPut",
+            "DeliveryStreamEncryptionConfigurationInput": {"KeyType": "AWS_OWNED_CMK"},
+            "ExtendedS3DestinationConfiguration": Match.object_like(
+                {"Prefix": "predictions/", "CompressionFormat": "GZIP"}
+            ),
+        },
+    )
 
 
 def test_health_alarm_fires_when_no_task_behind_the_load_balancer_is_healthy(synth: Synthesized) -> None:
