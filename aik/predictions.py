@@ -36,6 +36,7 @@ SUFFIX = ".jsonl"
 FIELDS = ("bid_id", "ts_ms", "experiment", "arm", "release", "likelihood")
 _HOUR = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
 _GZIP_MAGIC = b"\x1f\x8b"
+_text = json.JSONEncoder(ensure_ascii=True).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +51,18 @@ class Prediction:
     likelihood: float
 
     def to_line(self) -> str:
-        """The JSON line (with its newline: Firehose concatenates records as they are sent)."""
-        # a dict by hand: dataclasses.asdict deep-copies every field, several times the cost of the dump
-        record = {name: getattr(self, name) for name in FIELDS}
-        return json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+        """The JSON line (with its newline: Firehose concatenates records as they are sent).
+
+        Formatted field by field rather than through `asdict` + `json.dumps` of a dict: the server's log
+        writer formats every sampled answer, and this is several times cheaper (same JSON).
+        """
+        if not math.isfinite(self.likelihood):
+            raise ValueError(f"likelihood {self.likelihood} is not finite")
+        return (
+            f'{{"bid_id":{_text(self.bid_id)},"ts_ms":{int(self.ts_ms)},'
+            f'"experiment":{"null" if self.experiment is None else _text(self.experiment)},'
+            f'"arm":{_text(self.arm)},"release":{_text(self.release)},"likelihood":{float(self.likelihood)!r}}}\n'
+        )
 
     @classmethod
     def from_dict(cls, doc: Any) -> Prediction:
