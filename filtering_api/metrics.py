@@ -193,7 +193,8 @@ class MetricsAggregator:
             if names.arm_timer:
                 latencies = window.latencies
                 if len(latencies) > self.max_timings:
-                    latencies = random.sample(latencies, self.max_timings)
+                    picked = self._rng.choice(len(latencies), self.max_timings, replace=False)
+                    latencies = np.asarray(latencies)[picked].tolist()
                 for ms in latencies:
                     pipe.timing(tagged(names.arm_timer, arm), ms)
             if names.arm_gauge and window.count:

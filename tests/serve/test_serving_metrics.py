@@ -129,3 +129,24 @@ def test_an_unresolvable_statsd_host_is_a_one_line_error() -> None:
 
     with pytest.raises(AikError, match=r"cannot reach StatsD at no-such-host\.invalid:8125"):
         statsd_client("no-such-host.invalid", 8125, "x")
+
+
+def test_each_arm_gets_its_count_latencies_and_mean_likelihood_tagged_with_its_name(
+    statsd_receiver: StatsdLines,
+) -> None:
+    client = statsd_client("127.0.0.1", statsd_receiver.port, dashboard.SERVER_PREFIX)
+    metrics = MetricsAggregator(client, SERVER_METRICS, max_timings=10)
+    for _ in range(3):
+        metrics.record(1, 0.5, arms=[("champion", 1, 0.2)])
+    metrics.record(40, 2.0, arms=[("champion", 30, 3.0), ("challenger", 10, 5.0)])
+    metrics.flush()
+    prefix = dashboard.SERVER_PREFIX
+    assert statsd_receiver.wait_for(
+        lambda _: statsd_receiver.values(f"{prefix}.arm_likelihood,arm=challenger", "g")
+    )
+    assert statsd_receiver.values(f"{prefix}.arm_count,arm=champion", "c") == [33]
+    assert statsd_receiver.values(f"{prefix}.arm_count,arm=challenger", "c") == [10]
+    assert statsd_receiver.values(f"{prefix}.arm_likelihood,arm=champion", "g") == [pytest.approx(3.6 / 33)]
+    assert statsd_receiver.values(f"{prefix}.arm_likelihood,arm=challenger", "g") == [0.5]
+    assert sorted(statsd_receiver.values(f"{prefix}.arm_latency,arm=champion", "ms")) == [0.5, 0.5, 0.5, 2.0]
+    assert sum(statsd_receiver.values(COUNT, "c")) == 43
