@@ -20,7 +20,7 @@ from aik.errors import AikError
 from aik.experiments import Arm, Experiment
 from aik.monitor.report import MonitorReport
 from aik.truth import TruthModel, truth_uri
-from demo.closed_loop import by_contract, release_model, run_closed_loop
+from demo.closed_loop import by_server, run_closed_loop
 from demo.state import Record
 from demo.steps import Trained
 
@@ -131,15 +131,12 @@ def _release_id(manifest_uri: str) -> str:
 def abtest(ctx: Context, directory: Path, first: Trained, weak: Trained, requests: int) -> AbTested:
     """Run both experiments through the closed loop and judge them."""
     from ad_server_emulator.emulator import load_rows
-    from aik import releases
 
     root = directory / "abtest"
     shutil.rmtree(root, ignore_errors=True)  # each run judges its own requests only
     traffic = load_rows(ctx.params.get(params.INFERENCE_DATA), 100_000)
     truth = TruthModel.load(truth_uri(ctx.params.get(params.RAW_DATA)))
-    releases_root = releases.releases_root(ctx.params)
     good, bad = _release_id(first.release), _release_id(weak.release)
-    models = {rid: release_model(releases_root, rid) for rid in (good, bad)}
     judged = []
     for name, challenger in (("demo-ab", bad), ("demo-aa", good)):
         experiment = Experiment(
@@ -152,7 +149,7 @@ def abtest(ctx: Context, directory: Path, first: Trained, weak: Trained, request
         )
         out = str(root / name / "monitor")
         loop = run_closed_loop(
-            serve=by_contract(releases_root, models),
+            serve=by_server(ctx.settings, ctx.params, root / name / "server.log"),
             experiment=experiment,
             traffic=traffic,
             truth=truth,
@@ -169,7 +166,7 @@ def abtest(ctx: Context, directory: Path, first: Trained, weak: Trained, request
             f"the verdicts disagree with the truth: {ab.name} winner {ab.winner} (truth: the champion), "
             f"{aa.name} {'significant' if aa.significant else 'not significant'} (truth: equal)"
         )
-    return AbTested(weak, judged, served_by="contract")
+    return AbTested(weak, judged, served_by="server")
 
 
 def _interval(d: dict[str, float | None], digits: int = 4) -> str:
