@@ -120,6 +120,8 @@ def record(
     import mlflow
 
     client_uri = mlflow.get_tracking_uri()
+    # mlflow's setters also write these variables: a notebook's next backtest would follow them
+    client_env = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
     mlflow.set_tracking_uri(tracking_uri)
     try:
         experiment_id = _experiment_id(mlflow, experiment, artifact_root)
@@ -156,3 +158,8 @@ def record(
         }
     finally:
         mlflow.set_tracking_uri(client_uri)
+        for name, value in client_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -67,14 +67,16 @@ def test_a_backtest_of_five_candidates_writes_one_report_and_an_mlflow_run_per_c
     for name in ("roc.png", "calibration.png"):
         assert Path(lines[name]).read_bytes().startswith(PNG)
 
-    mlflow.set_tracking_uri(lines["mlflow.tracking_uri"])
-    runs = mlflow.search_runs(experiment_names=["aik-backtest"], output_format="list")
+    client = mlflow.MlflowClient(tracking_uri=lines["mlflow.tracking_uri"])
+    experiment = client.get_experiment_by_name("aik-backtest")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == lines["mlflow.parent_run_id"]]
     assert sorted(r.info.run_name for r in children) == sorted(NAMES)
     for run in children:
         assert 0.5 < run.data.metrics["auc"] < 1 and "oracle_ratio" in run.data.metrics
     parent = next(r for r in runs if r.info.run_id == lines["mlflow.parent_run_id"])
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "report.json", "roc.png", "calibration.png"} <= artifacts
 
 

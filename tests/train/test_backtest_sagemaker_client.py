@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from aik import params as P
 from aik.backtest import sagemaker as S
 from aik.backtest import tracking
 from aik.backtest.runner import Job, SplitUris
-from aik.backtest.spec import parse
+from aik.backtest.spec import Candidate, parse
 from aik.cli import main
 from aik.errors import AikError
 from aik.params import LocalParameterStore
@@ -178,3 +179,24 @@ def test_spark_ml_candidates_are_refused_on_sagemaker_before_anything_starts(
     assert main(["--backend", "aws", "backtest", str(path), "--on", "sagemaker"]) != 0
     err = capsys.readouterr().err.strip()
     assert "spark-logreg: Spark ML candidates train in a Spark session" in err and len(err.splitlines()) == 1
+
+
+def test_recording_a_backtest_leaves_the_processs_tracking_uri_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI: a notebook's later backtests would follow it
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    candidate = Candidate("c", "logreg")
+    row = {"ok": True, "auc": 0.7}
+    tracking.record(
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "aik-test",
+        tmp_path / "artifacts",
+        "r",
+        {},
+        [candidate],
+        [row],
+        {},
+    )
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_EXPERIMENT_ID" not in os.environ
