@@ -5,7 +5,7 @@ No PyTorch here: the CLI's help and a backtest's validation read these without l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from itertools import combinations
 from typing import Any
@@ -123,7 +123,8 @@ def parse_crosses(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _hidden(value: Any) -> tuple[int, ...]:
+def parse_hidden(value: Any) -> tuple[int, ...]:
+    """Hidden widths from an int, a list or text such as "256x128" / "256,128" ("none": no hidden layer)."""
     if isinstance(value, int):
         return (value,)
     if isinstance(value, str):
@@ -133,14 +134,12 @@ def _hidden(value: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in value)
 
 
-def resolve_neural(
-    family: str, overrides: Mapping[str, Any] | None = None, seed: int | None = None
-) -> NeuralConfig:
-    """The family's defaults with overrides by field name; unknown names and bad values raise AikError."""
-    if family not in DEFAULTS:
-        raise AikError(f"unknown neural family {family!r} (choose from {', '.join(DEFAULTS)})")
-    config = DEFAULTS[family]
-    known = {f.name for f in fields(NeuralConfig)} - {"family"}
+def parse_overrides(
+    family: str, config_type: type, overrides: Mapping[str, Any] | None, parse: Callable[[str, Any], Any]
+) -> dict[str, Any]:
+    """Overrides of a config dataclass by field name, each value through `parse(name, value)`; unknown
+    names and bad values raise AikError."""
+    known = {f.name for f in fields(config_type)} - {"family"}
     changes: dict[str, Any] = {}
     for name, value in (overrides or {}).items():
         if name not in known:
@@ -148,18 +147,32 @@ def resolve_neural(
                 f"{family} has no hyperparameter {name!r} (choose from {', '.join(sorted(known))})"
             )
         try:
-            if name == "hidden":
-                changes[name] = _hidden(value)
-            elif name == "crosses":
-                changes[name] = parse_crosses(value)
-            elif name == "cross_l2":
-                changes[name] = None if value is None or str(value).lower() == "none" else float(value)
-            elif name in ("lr", "dropout", "l2", "weight_decay", "unseen_fraction"):
-                changes[name] = float(value)
-            else:
-                changes[name] = int(value)
+            changes[name] = parse(name, value)
         except (TypeError, ValueError) as exc:
             raise AikError(f"{family}: bad value {value!r} for {name}") from exc
+    return changes
+
+
+def _neural_value(name: str, value: Any) -> Any:
+    if name == "hidden":
+        return parse_hidden(value)
+    if name == "crosses":
+        return parse_crosses(value)
+    if name == "cross_l2":
+        return None if value is None or str(value).lower() == "none" else float(value)
+    if name in ("lr", "dropout", "l2", "weight_decay", "unseen_fraction"):
+        return float(value)
+    return int(value)
+
+
+def resolve_neural(
+    family: str, overrides: Mapping[str, Any] | None = None, seed: int | None = None
+) -> NeuralConfig:
+    """The family's defaults with overrides by field name; unknown names and bad values raise AikError."""
+    if family not in DEFAULTS:
+        raise AikError(f"unknown neural family {family!r} (choose from {', '.join(DEFAULTS)})")
+    config = DEFAULTS[family]
+    changes = parse_overrides(family, NeuralConfig, overrides, _neural_value)
     if seed is not None:
         changes["seed"] = seed
     config = replace(config, **changes)

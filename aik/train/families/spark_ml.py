@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +37,7 @@ import numpy as np
 from aik.errors import AikError, ArtifactError
 from aik.schema import FEATURE_COLUMNS, LABEL
 from aik.train.families import SPARK_FAMILIES
+from aik.train.families.config import parse_hidden, parse_overrides
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -77,30 +78,21 @@ class SparkConfig:
         return out
 
 
+def _spark_value(name: str, value: Any) -> Any:
+    if name == "hidden":
+        return parse_hidden(value)
+    if name in ("l2", "unseen_fraction"):
+        return float(value)
+    return int(value)
+
+
 def resolve_spark(
     family: str, overrides: Mapping[str, Any] | None = None, seed: int | None = None
 ) -> SparkConfig:
     """The family's defaults with overrides by field name; unknown names and bad values raise AikError."""
     if family not in SPARK_FAMILIES:
         raise AikError(f"unknown Spark ML family {family!r} (choose from {', '.join(SPARK_FAMILIES)})")
-    known = {f.name for f in fields(SparkConfig)} - {"family"}
-    changes: dict[str, Any] = {}
-    for name, value in (overrides or {}).items():
-        if name not in known:
-            raise AikError(
-                f"{family} has no hyperparameter {name!r} (choose from {', '.join(sorted(known))})"
-            )
-        try:
-            if name == "hidden":
-                text = str(value).replace("x", ",") if not isinstance(value, list | tuple) else value
-                items = text.split(",") if isinstance(text, str) else text
-                changes[name] = tuple(int(v) for v in items if str(v).strip())
-            elif name in ("l2", "unseen_fraction"):
-                changes[name] = float(value)
-            else:
-                changes[name] = int(value)
-        except (TypeError, ValueError) as exc:
-            raise AikError(f"{family}: bad value {value!r} for {name}") from exc
+    changes = parse_overrides(family, SparkConfig, overrides, _spark_value)
     if seed is not None:
         changes["seed"] = seed
     config = replace(SparkConfig(family=family), **changes)
