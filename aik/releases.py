@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import shutil
@@ -189,10 +190,18 @@ def releases_root(store: ParameterStore) -> str:
     return storage.join(bucket_root(store.get(DATA_BUCKET)), RELEASES_DIR) + "/"
 
 
-def release_id(model: bytes, now: datetime | None = None) -> str:
-    """Dated and content-addressed: `YYYYMMDDTHHMMSSZ-<first 10 hex of the booster's sha256>`."""
+def release_id(model: bytes, now: datetime | None = None, root: str | None = None) -> str:
+    """Dated and content-addressed: `YYYYMMDDTHHMMSSZ-<first 10 hex of the model's sha256>`.
+
+    Under `root`, the same model released again within the same second (a re-evaluation of its
+    file) takes the first free of `-2`, `-3`, ...: ids stay unique and still sort by creation.
+    """
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{sha256(model)[:10]}"
+    base = f"{stamp}-{sha256(model)[:10]}"
+    if root is None:
+        return base
+    candidates = (base if n == 1 else f"{base}-{n}" for n in itertools.count(1))
+    return next(rid for rid in candidates if not storage.exists(storage.join(root, rid, MANIFEST)))
 
 
 def write_release(
@@ -209,15 +218,17 @@ def write_release(
     data: Mapping[str, Any] | None = None,
     gates: Mapping[str, Any] | None = None,
     now: datetime | None = None,
+    rid: str | None = None,
 ) -> Release:
     """Write a release's files, then its manifest (last: a release without one is incomplete).
 
     `family` is the model's (`xgboost` by default); `model_name` names a model file other than a
     booster (a PyTorch family's `model.pt`). `extras` adds files by role: role -> (file name, bytes);
-    a neural family's release is served from its ONNX export, role `onnx`.
+    a neural family's release is served from its ONNX export, role `onnx`. `rid` is the id chosen
+    when the candidate was made (its model URI names it); by default the first free one.
     """
     created = now or datetime.now(UTC)
-    rid = release_id(model, created)
+    rid = rid or release_id(model, created, root)
     prefix = storage.join(root, rid) + "/"
     if storage.exists(storage.join(prefix, MANIFEST)):
         raise ReleaseError(f"release {rid} already exists at {prefix}")

@@ -262,3 +262,10 @@ def test_a_neural_release_without_an_onnx_export_cannot_be_promoted(ctx: Context
     with pytest.raises(releases.ReleaseError, match=f"release {release.id} \\(fm\\) has no ONNX export"):
         releases.promote(ctx.params, release)
     assert releases.live_uri(ctx.params) is None
+
+
+def test_the_same_model_released_twice_in_one_second_gets_a_second_id(ctx: Context) -> None:
+    first = _release(ctx, 1, day=0)
+    again = _release(ctx, 1, day=0)
+    assert again.id == first.id + "-2"
+    assert sorted([again.id, first.id]) == [first.id, again.id]

@@ -302,8 +302,8 @@ def make_candidate(
         model.set_attr(**{R.BOOSTER_ATTRIBUTE: R.indexer_sha256(indexer)})
     data = family_models.model_bytes(model)
     created = datetime.now(UTC)
-    run_id = R.release_id(data, created)
     root = R.releases_root(store)
+    run_id = R.release_id(data, created, root)
     uri = storage.join(root, run_id, family_models.NEURAL_FILE if neural else R.FILE_NAMES["model"])
     return Candidate(run_id, created, root, uri, data, family_models.load_model(family, data, uri), family)
 

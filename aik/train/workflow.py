@@ -151,6 +151,7 @@ def train_and_publish(ctx: Context, options: TrainOptions | None = None) -> Trai
         data=data_window(pipeline.features_report, metrics.data),
         gates=document["gates"],
         now=candidate.created,
+        rid=candidate.run_id,
     )
     candidate_reports = {name: storage.join(release.uri, R.REPORTS_DIR, name) for name in reports.plots}
     candidate_reports[R.FILE_NAMES["metrics"]] = release.file_uri("metrics")
