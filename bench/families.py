@@ -5,9 +5,12 @@ world), the Spark feature job in local mode, then `aik backtest` of the five fam
 defaults and the Spark ML baselines (bench/families.yaml) in parallel processes. Prints one table per
 world (AUC / oracle AUC per family and seed, the mean, and on the interaction world the share of the
 interactions' gain each captured), then each family's mean ratio on both worlds side by side, and the
-load average before and after.
+load average before and after. Each world and seed prints its step times and load as it finishes,
+then its report as one JSON line, so a run cut short keeps what finished and `--done` resumes it.
 
-    nice -n 10 .venv/bin/python bench/families.py --rows 200000 --seeds 1,2,3
+    nice -n 19 .venv/bin/python bench/families.py --rows 200000 --seeds 1,2,3
+    nice -n 19 .venv/bin/python bench/families.py --rows interactions=400000 --worlds interactions \
+        --candidates wide-deep,fm,mlp,xgboost,logreg --done run1.out   # skips what run1.out finished
     .venv/bin/python bench/families.py --summarize run1.out run2.out   # tables of runs split in parts
 """
 
@@ -20,7 +23,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,20 +41,70 @@ def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def run_world(ws: Path, world: str, rows: int, seed: int, experiments: Path, jobs: int) -> dict:
-    """One world and seed: ingest, features, backtest; the backtest's report.json."""
+def parse_rows(text: str, worlds: list[str]) -> dict[str, int]:
+    """Requests per world from `N` (every world) or `world=N,...` (the worlds not named: 200,000)."""
+    if "=" not in text:
+        return dict.fromkeys(worlds, int(text))
+    rows = dict.fromkeys(worlds, 200_000)
+    for item in text.split(","):
+        world, _, value = item.partition("=")
+        if world.strip() not in WORLDS:
+            raise SystemExit(f"--rows: unknown world {world.strip()!r} (choose from {', '.join(WORLDS)})")
+        rows[world.strip()] = int(value)
+    return rows
+
+
+def select_candidates(experiments: Path, names: str | None, out: Path) -> Path:
+    """The experiments file with only the named candidates (comma-separated; None: all of them)."""
+    if not names:
+        return experiments
+    doc = yaml.safe_load(experiments.read_text())
+    by_name = {c.get("name", c["model"]): c for c in doc["candidates"]}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise SystemExit(f"--candidates: {', '.join(unknown)} not in {experiments} ({', '.join(by_name)})")
+    out.write_text(yaml.safe_dump({**doc, "candidates": [by_name[n] for n in wanted]}, sort_keys=False))
+    return out
+
+
+def run_world(ws: Path, world: str, rows: int, seed: int, experiments: Callable[[], Path], jobs: int) -> dict:
+    """One world and seed: ingest, features, backtest; the backtest's report.json with each step's time.
+
+    A workspace whose features were made before (its `features.done`) goes straight to the backtest.
+    The experiments file is read when the backtest starts.
+    """
     base = ["--workspace", str(ws)]
-    for argv in (
-        ["configure"],
-        ["ingest", "--synthetic", "--rows", str(rows), "--seed", str(seed), "--interactions", WORLDS[world]],
-        ["features"],
-        ["backtest", str(experiments), "--jobs", str(jobs), "--no-mlflow"],
-    ):
+    steps: dict[str, float] = {}
+    prepared = ws / "features.done"
+    ingest = [
+        "ingest",
+        "--synthetic",
+        "--rows",
+        str(rows),
+        "--seed",
+        str(seed),
+        "--interactions",
+        WORLDS[world],
+    ]
+    todo = (
+        []
+        if prepared.exists()
+        else [("configure", ["configure"]), ("ingest", ingest), ("features", ["features"])]
+    )
+    for step, argv in [*todo, ("backtest", None)]:
+        started = time.monotonic()
+        if argv is None:
+            argv = ["backtest", str(experiments()), "--jobs", str(jobs), "--no-mlflow"]
         code = aik(base + argv)
         if code != 0:
             raise SystemExit(f"aik {' '.join(argv)} failed ({code})")
+        steps[step] = round(time.monotonic() - started, 1)
+        print(f"# {world} seed {seed}: {step} {steps[step]:.0f} s, load {load()}", flush=True)
+        if step == "features":
+            prepared.write_text(json.dumps(steps))
     reports = sorted((ws / "bucket").rglob("backtests/*/report.json"))
-    return json.loads(storage.read_text(str(reports[-1])))
+    return {**json.loads(storage.read_text(str(reports[-1]))), "rows": rows, "steps_s": steps}
 
 
 def main() -> None:
@@ -56,11 +112,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument(
+        "--rows", default="200000", help="requests per world: N, or world=N,... (default 200000)"
+    )
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--worlds", default="default,interactions")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--experiments", default=str(ROOT / "bench" / "families.yaml"))
+    parser.add_argument(
+        "--candidates", default=None, help="comma-separated names of the experiments file's candidates to run"
+    )
+    parser.add_argument(
+        "--done",
+        nargs="+",
+        default=[],
+        metavar="OUTPUT",
+        help="earlier runs' output: the worlds and seeds they finished are not run again",
+    )
+    parser.add_argument(
+        "--keep",
+        default=None,
+        metavar="DIR",
+        help="keep each world and seed's workspace under DIR; one whose features were made is reused",
+    )
     parser.add_argument(
         "--summarize",
         nargs="+",
@@ -72,12 +146,26 @@ def main() -> None:
         tables(summarize(args.summarize))
         return
     seeds = [int(s) for s in args.seeds.split(",")]
+    worlds = args.worlds.split(",")
+    rows = parse_rows(args.rows, worlds)
+    finished = summarize(args.done)
     results: dict[str, dict[int, dict]] = {}
     started, load_before = time.monotonic(), load()
-    for world in args.worlds.split(","):
+    for world in worlds:
         for seed in seeds:
+            if seed in finished.get(world, {}):
+                print(f"# {world} seed {seed}: finished in {', '.join(args.done)}, not run again", flush=True)
+                results.setdefault(world, {})[seed] = finished[world][seed]
+                continue
             with tempfile.TemporaryDirectory() as tmp:
-                report = run_world(Path(tmp), world, args.rows, seed, Path(args.experiments), args.jobs)
+                ws = Path(args.keep) / f"{world}-{rows[world]}-seed{seed}" if args.keep else Path(tmp) / "ws"
+
+                def experiments(tmp: str = tmp) -> Path:
+                    return select_candidates(
+                        Path(args.experiments), args.candidates, Path(tmp) / "experiments.yaml"
+                    )
+
+                report = run_world(ws, world, rows[world], seed, experiments, args.jobs)
             results.setdefault(world, {})[seed] = report
             print(
                 f"# {world} seed {seed}: load {report['load_before']} -> {report['load_after']}", flush=True
@@ -85,7 +173,7 @@ def main() -> None:
             # each world and seed as it finishes, so a run cut short still leaves its figures
             print(json.dumps({**report, "world": world, "seed": seed}), flush=True)
     print(
-        f"\nrows {args.rows:,} per world; load average before {load_before}, after {load()}; "
+        f"\nrequests per world {rows}; load average before {load_before}, after {load()}; "
         f"{time.monotonic() - started:.0f} s in all\n"
     )
     tables(results)
@@ -97,7 +185,7 @@ def summarize(paths: list[str]) -> dict[str, dict[int, dict]]:
     for path in paths:
         seed = None
         for line in Path(path).read_text().splitlines():
-            if line.startswith("# ") and " seed " in line:  # "# <world> seed <n>: load ..." precedes it
+            if line.startswith("# ") and " seed " in line:  # "# <world> seed <n>: ..." lines precede it
                 seed = int(line.split(" seed ", 1)[1].split(":", 1)[0])
             elif line.startswith("{"):
                 doc = json.loads(line)

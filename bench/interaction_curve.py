@@ -11,7 +11,8 @@ over are cheap). Per size it prints
   pair's effect, could get from n draws (a Gaussian prior of the term's sd against the information in
   n Bernoulli outcomes). How much of each term sits on rarely seen pairs is printed beside it;
 - each family given (`--families`, with `--set name=value;...` overrides) trained on the train split,
-  early-stopped on the valid split, as AUC / oracle AUC on the test split.
+  early-stopped on the valid split, as AUC / oracle AUC on the valid split (the one to choose
+  hyperparameters by) and on the test split.
 
     nice -n 10 .venv/bin/python bench/interaction_curve.py --rows 200000,400000,800000 --families wide-deep
 """
@@ -101,7 +102,12 @@ def main() -> None:
             for p in (order[:a], order[a:b], order[b:])
         )
         oracle = auc(test.y, s.p_win[order[b:]])
-        print(f"rows {rows:,} seed {args.seed}: oracle AUC {oracle:.4f}; load {load()}", flush=True)
+        oracle_valid = auc(valid.y, s.p_win[order[a:b]])
+        print(
+            f"rows {rows:,} seed {args.seed}: oracle AUC {oracle:.4f} (valid {oracle_valid:.4f}); "
+            f"load {load()}",
+            flush=True,
+        )
         ceiling(s, order[:a], order[b:], config.win_rate)
         unseen = {sp.output_col: len(sp.labels) for sp in specs}
         cards = tuple(unseen.get(c, FIXED.get(c, 0)) for c in FEATURE_COLUMNS)
@@ -113,8 +119,10 @@ def main() -> None:
                     train, valid, resolve_neural(family, values, seed=0), cards, unseen=unseen, nthread=1
                 )
                 ratio = auc(test.y, trained.model.predict(test.X)) / oracle
+                ratio_valid = auc(valid.y, trained.model.predict(valid.X)) / oracle_valid
                 print(
-                    f"  {family} {values or 'defaults'}: {ratio:.4f} of the oracle (best epoch "
+                    f"  {family} {values or 'defaults'}: valid {ratio_valid:.4f}, test {ratio:.4f} of the "
+                    f"oracle (best epoch "
                     f"{trained.best_epoch}/{trained.epochs}, {time.monotonic() - start:.0f} s, "
                     f"load {load()})",
                     flush=True,
