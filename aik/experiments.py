@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from aik import releases as R
 from aik import storage
 from aik.errors import AikError, ParameterNotFound
@@ -158,12 +160,33 @@ def assign(bid_id: str, experiment: Experiment | None) -> str:
     """The arm that answers `bid_id`: the champion without a running experiment, else by the salted hash."""
     if experiment is None or experiment.stopped:
         return CHAMPION
-    return experiment.arms[bisect_right(experiment.bounds, unit(bid_id, experiment.salt))].arm
+    found = bisect_right(experiment.bounds, unit(bid_id, experiment.salt))
+    return experiment.arms[min(found, len(experiment.arms) - 1)].arm  # as `arm_indices`
 
 
 def assign_many(bid_ids: Iterable[str], experiment: Experiment | None) -> list[str]:
     """`assign` for each BidID, in order."""
     return [assign(b, experiment) for b in bid_ids]
+
+
+def units_of_keys(keys: Iterable[bytes], salt: str) -> np.ndarray:
+    """`unit` of many BidIDs given as their UTF-8 bytes, as a float64 array: one blake2b per key (hashlib
+    has no batch call; the salt's prefix is hashed once and copied), the rest in numpy."""
+    base = hashlib.blake2b(f"{salt}\x00".encode(), digest_size=8)
+    digests = []
+    for key in keys:
+        h = base.copy()
+        h.update(key)
+        digests.append(h.digest())
+    # big-endian uint64 -> float64 rounds as int -> float does in `unit`; / 2**64 is exact
+    return np.frombuffer(b"".join(digests), dtype=">u8").astype(np.float64) / _SCALE
+
+
+def arm_indices(units: np.ndarray, experiment: Experiment) -> np.ndarray:
+    """Each unit's arm as an index into `experiment.arms` (`assign`'s bisect, vectorised)."""
+    found = np.searchsorted(np.asarray(experiment.bounds), units, side="right")
+    # a unit that rounded up to 1.0 (a digest within 2**10 of 2**64) belongs to the last arm
+    return np.minimum(found, len(experiment.arms) - 1)
 
 
 def new_experiment(

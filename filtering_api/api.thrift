@@ -103,12 +103,19 @@ struct BidColumns {
 }
 
 /**
- * Likelihoods of a BidColumns call: one little-endian float64 per row, in row order, all scored by
- * the model named by modelVersion
+ * Likelihoods of a BidColumns call: one little-endian float64 per row, in row order, scored by the
+ * model named by modelVersion. During an experiment (only then; without one the reply is fields 1-2)
+ * each row is scored by the arm its bidId is assigned to: modelVersion joins the arms' versions with
+ * "+", arms lists the arms that answered, armOfRequest holds one little-endian i16 per row, an index
+ * into arms, and experiment names the experiment (as BidBatchResponse's fields 3-5). A row without a
+ * bidId (or a call without the bidId column) is assigned as the empty bidId
  */
 struct BidColumnsResponse {
   1: binary likelihoodToBid,
-  2: string modelVersion
+  2: string modelVersion,
+  3: optional list<Arm> arms,
+  4: optional binary armOfRequest,
+  5: optional string experiment
 }
 
 /**

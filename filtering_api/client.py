@@ -2,7 +2,7 @@
 
 `bid_columns` builds the `BidColumns` of a `filterColumns` call from one sequence per BidRequest field
 (integer fields as little-endian arrays, string fields dictionary-encoded, bidId plain-encoded),
-`likelihoods` reads its reply as a numpy array.
+`likelihoods` reads its reply as a numpy array, `arm_of_rows` which experiment arm answered each row.
 """
 
 from __future__ import annotations
@@ -132,3 +132,11 @@ def bid_columns_of(requests: Sequence[Any]) -> Any:
 def likelihoods(response: Any) -> np.ndarray:
     """The likelihoods of a `filterColumns` reply (a `BidColumnsResponse`), one float64 per row."""
     return np.frombuffer(response.likelihoodToBid, dtype="<f8")
+
+
+def arm_of_rows(response: Any) -> np.ndarray | None:
+    """Each row's arm of a `filterColumns` reply during an experiment, as an index into `response.arms`
+    (None outside an experiment: the champion answered every row)."""
+    if response.armOfRequest is None:
+        return None
+    return np.frombuffer(response.armOfRequest, dtype="<i2")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from aik import experiments
 from aik.device import UNKNOWN_DEVICE, device_type_id
 from aik.request_features import as_text, hour_feature
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS
@@ -63,14 +64,18 @@ class ColumnScorer:
 
     # -- filterColumns ------------------------------------------------------------------------------
 
-    def features(self, columns: Any, max_rows: int) -> np.ndarray:
-        """The float32 feature matrix of a `BidColumns` (rows in order), or `BadRequest`.
+    def features(self, columns: Any, max_rows: int, select: np.ndarray | None = None) -> np.ndarray:
+        """The float32 feature matrix of a `BidColumns` (rows in order), or `BadRequest`; with `select`
+        (row numbers, ascending), of those rows only (an experiment's arm scores its own rows).
 
         Each string column becomes its codes and the feature value of each distinct string (and of a
         missing one); `wire.gather_columns` spreads them over the rows in one compiled pass.
         """
         rows = column_rows(columns, max_rows)
         _check_unscored(columns, rows)
+        dow = _int_column(columns.dayOfWeek, rows, 4, "dayOfWeek", _EMPTY)
+        device = _int_column(columns.deviceTypeId, rows, 4, "deviceTypeId", _EMPTY)
+        assert dow is not None and device is not None  # an absent column is _EMPTY
         slots = [
             ("hour", columns.hour, None, _hour_value),
             *(
@@ -86,16 +91,20 @@ class ColumnScorer:
             starts.append(len(values))
         values += self._agents(columns.userAgent, rows, codes[-1])
         starts.append(len(values))
+        if select is not None:
+            codes = np.ascontiguousarray(codes[:, select])
+            dow, device = _rows_of(dow, select), _rows_of(device, select)
+            rows = len(select)
         out = np.empty((rows, len(FEATURE_COLUMNS)), dtype=np.float32)
         bad = wire.gather_columns(
             out,
             _DOW,
-            _int_column(columns.dayOfWeek, rows, 4, "dayOfWeek", _EMPTY),
+            dow,
             _SLOT_POSITIONS,
             codes,
             np.asarray(values, dtype=np.float64),
             np.asarray(starts, dtype=np.int64),
-            _int_column(columns.deviceTypeId, rows, 4, "deviceTypeId", _EMPTY),
+            device,
             float(UNKNOWN_DEVICE),
         )
         if bad >= 0:
@@ -194,6 +203,16 @@ def column_rows(columns: Any, max_rows: int) -> int:
     return int(rows)
 
 
+def _rows_of(column: np.ndarray, select: np.ndarray) -> np.ndarray:
+    """The selected rows of an integer column (an absent, empty one stays empty), read-only like the
+    columns read in place, so `wire.gather_columns` runs its one compiled signature."""
+    if not column.size:
+        return column
+    picked = column[select]
+    picked.setflags(write=False)
+    return picked
+
+
 def _int_column(
     data: bytes | None, rows: int, width: int, name: str, absent: np.ndarray | None = None
 ) -> np.ndarray | None:
@@ -261,6 +280,41 @@ def column_strings(column: Any, rows: int, name: str) -> list[str | None]:
     strings, codes = _string_column(column, rows, name, check_codes=True)
     table = [*strings, None]
     return [table[code] for code in codes.tolist()]
+
+
+def bid_units(column: Any, rows: int, salt: str) -> np.ndarray:
+    """`aik.experiments.unit` of each row's BidID under `salt` (a missing one hashes as "", as
+    `Serving.pick` hashes a request without a BidID); a dictionary column hashes each distinct value once."""
+    if column is None:
+        return np.full(rows, experiments.unit("", salt))
+    if column.data is not None or column.offsets is not None:
+        data = column.data
+        if data.isascii():  # the bytes are the UTF-8 of the decoded ids: hash slices, no str per row
+            bounds = _plain_offsets(column, rows, "bidId").tolist()
+            return experiments.units_of_keys(map(data.__getitem__, map(slice, bounds, bounds[1:])), salt)
+        strings = _plain_values(column, rows, "bidId")
+        return experiments.units_of_keys((s.encode() for s in strings), salt)
+    distinct, codes = _string_column(column, rows, "bidId", check_codes=True)
+    # each distinct id as `unit` formats it, then the missing value's "" at index -1
+    keys = [f"{value}".encode() for value in distinct] + [b""]
+    return experiments.units_of_keys(keys, salt)[codes]
+
+
+def column_strings_at(column: Any, rows: int, select: np.ndarray) -> list[str | None]:
+    """The values of the rows `select` of a `StringColumn` of either encoding (None: missing), without
+    a string for the other rows (the prediction log's sampled BidIDs)."""
+    if column is None:
+        return [None] * select.shape[0]
+    if column.data is not None or column.offsets is not None:
+        data = column.data
+        offsets = _plain_offsets(column, rows, "bidId")
+        return [
+            data[a:b].decode("utf-8", "replace")
+            for a, b in zip(offsets[select].tolist(), offsets[select + 1].tolist(), strict=True)
+        ]
+    strings, codes = _string_column(column, rows, "bidId", check_codes=True)
+    table = [*strings, None]
+    return [table[code] for code in codes[select].tolist()]
 
 
 def _hour_value(raw: object) -> float:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aik import experiments as X
 from filtering_api.idl import (
     Arm,
     ArmResponse,
@@ -24,7 +26,7 @@ from filtering_api.idl import (
     BidResponse,
     HealthStatus,
 )
-from filtering_server.columns import ColumnScorer, column_rows
+from filtering_server.columns import ColumnScorer, bid_units, column_rows, column_strings_at
 from filtering_server.model import BadRequest, ServedModel
 from filtering_server.serving import ArmModel, Serving
 
@@ -73,13 +75,18 @@ class FilteringHandler:
         self.server = server
         #: the sampled prediction log (None: off)
         self.predictions = predictions
-        #: the columnar calls' scorer of the current model (rebuilt when the model changes)
-        self._columns: ColumnScorer | None = None
+        #: the columnar calls' scorer of each served model, by id(model) (rebuilt when a model changes)
+        self._columns: dict[int, ColumnScorer] = {}
 
     def _column_scorer(self, model: ServedModel) -> ColumnScorer:
-        scorer = self._columns
+        scorer = self._columns.get(id(model))
         if scorer is None or scorer.model is not model:
-            self._columns = scorer = ColumnScorer(model)  # two threads may both build one: harmless
+            scorer = ColumnScorer(model)  # two threads may both build one: harmless
+            # keep the scorers of the models still served (each arm's), replaced as one reference
+            serving = self.server.holder.serving
+            served = {id(a.model) for a in serving.arms} if serving is not None else set()
+            kept = {k: v for k, v in self._columns.items() if k in served}
+            self._columns = {**kept, id(model): scorer}
         return scorer
 
     def _serving(self) -> Serving:
@@ -152,22 +159,77 @@ class FilteringHandler:
     def filterColumns(self, columns: Any) -> Any:  # the IDL's method name
         """The likelihoods of many requests sent as columns, as little-endian float64s in row order.
 
-        Answered by the champion alone, also during an experiment (its rows are not split by arm, and
-        not written to the prediction log): columnar clients get the live release.
+        Without an experiment the champion scores every row and the reply is fields 1-2 only, as before
+        experiments existed. During one, each row is answered by the arm `aik.experiments.assign` gives
+        its BidID (rows grouped by arm with numpy, one scoring call per arm), and the reply says which
+        arm answered each row (`arms`, `armOfRequest`, `experiment`), as `filterBatch`'s does.
         """
+        max_rows = self.server.config.max_batch
         if self.server.echo:
-            rows = column_rows(columns, self.server.config.max_batch)
+            rows = column_rows(columns, max_rows)
             return BidColumnsResponse(
                 likelihoodToBid=np.full(rows, 0.5, "<f8").tobytes(), modelVersion="echo"
             )
-        arm = self._serving().champion
-        model = arm.model
-        features = self._column_scorer(model).features(columns, self.server.config.max_batch)
-        likelihoods = model.score_features(features) if features.shape[0] else np.empty(0)
+        serving = self._serving()
+        if serving.experiment is None:
+            arm = serving.champion
+            model = arm.model
+            features = self._column_scorer(model).features(columns, max_rows)
+            likelihoods = model.score_features(features) if features.shape[0] else np.empty(0)
+            answer = ColumnsAnswer(
+                likelihoodToBid=likelihoods.astype("<f8", copy=False).tobytes(), modelVersion=model.version
+            )
+            answer.tally = ((arm.arm, int(likelihoods.shape[0]), float(likelihoods.sum())),)
+            if self.predictions is not None:
+                rows = int(likelihoods.shape[0])
+                self.predictions.offer_rows(
+                    partial(column_strings_at, columns.bidId, rows), rows, None, (arm,), None, likelihoods
+                )
+            return answer
+        return self._split_columns(serving, columns, max_rows)
+
+    def _split_columns(self, serving: Serving, columns: Any, max_rows: int) -> Any:
+        """`filterColumns` during an experiment: each arm scores its own rows (chosen by numpy)."""
+        experiment = serving.experiment
+        assert experiment is not None
+        rows = column_rows(columns, max_rows)
+        # each row's arm as an index into serving.arms (the order the reply's `arms` follow)
+        position = {a.arm: i for i, a in enumerate(serving.arms)}
+        to_serving = np.asarray([position[a.arm] for a in experiment.arms], dtype=np.int64)
+        arm_of_row = to_serving[X.arm_indices(bid_units(columns.bidId, rows, experiment.salt), experiment)]
+        likelihoods = np.empty(rows, dtype=np.float64)
+        counts = np.bincount(arm_of_row, minlength=len(serving.arms))
+        present = np.flatnonzero(counts)
+        order = np.argsort(arm_of_row, kind="stable")  # rows grouped by arm, in row order within each
+        bounds = np.concatenate(([0], np.cumsum(counts)))
+        tally = []
+        for k in present.tolist():
+            arm = serving.arms[k]
+            select = order[bounds[k] : bounds[k + 1]]
+            features = self._column_scorer(arm.model).features(columns, max_rows, select)
+            scores = arm.model.score_features(features)
+            likelihoods[select] = scores
+            tally.append((arm.arm, int(select.shape[0]), float(scores.sum())))
+        reply_index = np.full(len(serving.arms), -1, dtype=np.int64)
+        reply_index[present] = np.arange(present.shape[0])
+        arms = [serving.arms[k] for k in present.tolist()]
         answer = ColumnsAnswer(
-            likelihoodToBid=likelihoods.astype("<f8", copy=False).tobytes(), modelVersion=model.version
+            likelihoodToBid=likelihoods.astype("<f8", copy=False).tobytes(),
+            modelVersion="+".join(a.model.version for a in arms),
+            arms=[arm_info(a) for a in arms],
+            armOfRequest=reply_index[arm_of_row].astype("<i2").tobytes(),
+            experiment=experiment.name,
         )
-        answer.tally = ((arm.arm, int(likelihoods.shape[0]), float(likelihoods.sum())),)
+        answer.tally = tuple(tally)
+        if self.predictions is not None:
+            self.predictions.offer_rows(
+                partial(column_strings_at, columns.bidId, rows),
+                rows,
+                experiment.name,
+                serving.arms,
+                arm_of_row,
+                likelihoods,
+            )
         return answer
 
     def filterAdvertisers(self, request: Any, advertiserIds: Any) -> Any:  # the IDL's names

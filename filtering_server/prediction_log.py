@@ -1,7 +1,8 @@
 """The sampled prediction log, off the request path: a bounded queue, a writer thread and a sink.
 
 A request pays for a sampling draw and one `deque.append` (atomic in CPython, no lock); when the queue
-holds `capacity` records the record is dropped and counted, never waited for. The writer thread takes
+holds `capacity` records the record is dropped and counted, never waited for. A columnar call draws its
+rows' sample with numpy and queues the chosen rows with one `deque.extend`. The writer thread takes
 what is queued every `flush_interval` seconds and hands it to the sink: `FileSink` appends to
 `<root>/YYYY/MM/DD/HH/<writer>.jsonl` (aik.predictions' layout), `FirehoseSink` sends it to a Kinesis
 Data Firehose delivery stream (`put_record_batch`), which writes the same hour prefixes to S3. A sink
@@ -17,8 +18,11 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from aik.predictions import Prediction, write_local
 from filtering_server.log_limit import LogLimiter
@@ -178,6 +182,7 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self._limited = LogLimiter(log, burst=3, interval=60.0)
         self._random = random.random
+        self._rng = np.random.default_rng()
         self._time = time.time
 
     def offer(self, bid_id: Any, experiment: str | None, arm: ArmModel, likelihood: float) -> None:
@@ -190,6 +195,48 @@ class PredictionLog:
                 self.dropped += 1
             return
         queue.append((bid_id, self._time(), experiment, arm.arm, arm.release, likelihood))
+
+    def offer_rows(
+        self,
+        bid_ids: Callable[[np.ndarray], list[Any]],
+        rows: int,
+        experiment: str | None,
+        arms: Sequence[ArmModel],
+        arm_of_row: np.ndarray | None,
+        likelihoods: np.ndarray,
+    ) -> None:
+        """Queue the sampled rows of a columnar call (drawn with numpy; only those rows' records are
+        built): `bid_ids(rows)` gives the chosen rows' BidIDs, `arm_of_row` each row's index into `arms`
+        (None: `arms[0]` answered all). A full queue keeps what fits and counts the rest as dropped."""
+        whole = self.rate >= 1.0
+        chosen = np.arange(rows) if whole else np.flatnonzero(self._rng.random(rows) < self.rate)
+        queue = self._queue
+        room = max(self.capacity - len(queue), 0)
+        if chosen.shape[0] > room:
+            with self._drop_lock:
+                self.dropped += chosen.shape[0] - room
+            chosen = chosen[:room]
+        if not chosen.shape[0]:
+            return
+        n = chosen.shape[0]
+        if arm_of_row is None:
+            names: Iterable[str] = repeat(arms[0].arm, n)
+            releases: Iterable[str] = repeat(arms[0].release, n)
+        else:
+            picked = arm_of_row[chosen]
+            names = np.asarray([a.arm for a in arms], dtype=object)[picked].tolist()
+            releases = np.asarray([a.release for a in arms], dtype=object)[picked].tolist()
+        queue.extend(
+            zip(
+                bid_ids(chosen),
+                repeat(self._time(), n),
+                repeat(experiment, n),
+                names,
+                releases,
+                likelihoods[chosen].tolist(),
+                strict=True,
+            )
+        )
 
     @property
     def queued(self) -> int:

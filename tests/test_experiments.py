@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from aik import experiments as X
@@ -80,6 +81,19 @@ def test_without_a_running_experiment_every_request_is_the_champions() -> None:
     stopped = X.parse({**TEN.to_dict(), "stopped": True})
     assert {X.assign(b, None) for b in _ids(500)} == {"champion"}
     assert {X.assign(b, stopped) for b in _ids(500)} == {"champion"}
+
+
+def test_many_bid_ids_hashed_at_once_get_the_arms_assign_gives_them() -> None:
+    three = X.new_experiment(champion="R1", challengers=[("R2", 0.2), ("R3", 0.3)], name="three", salt="x")
+    ids = [*_ids(5000), "", "é-ünïcode", "x" * 300]
+    units = X.units_of_keys((b.encode() for b in ids), three.salt)
+    assert units.tolist() == [X.unit(b, three.salt) for b in ids]
+    names = [three.arms[i].arm for i in X.arm_indices(units, three)]
+    assert names == X.assign_many(ids, three)
+
+
+def test_a_unit_rounded_up_to_one_belongs_to_the_last_arm() -> None:
+    assert X.arm_indices(np.asarray([0.0, 0.95, 1.0]), TEN).tolist() == [0, 1, 1]
 
 
 def test_the_parameter_round_trips() -> None:

@@ -1,5 +1,6 @@
 """Experiments in the live server: each BidID answered by its arm's whole release, swaps of the experiment
-under load without a failed request, the original client unchanged, arms in health and filterBatch."""
+under load without a failed request, the original client unchanged, arms in health, filterBatch and
+filterColumns (split by arm, counted per arm, written to the prediction log)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ import pytest
 import thrift_bytes as tb
 import thriftpy2
 from serve_live import LiveServer, run_server
-from serving_fixtures import Artifacts, copy_artifacts
+from serving_fixtures import Artifacts, StatsdLines, copy_artifacts
+from test_serving_metrics import server_metrics
 from test_serving_releases import SWAP_TIMEOUT, Built, build_release
 
 from ad_server_emulator.emulator import bid_request
 from aik import experiments as X
 from aik import params
+from aik import predictions as P
+from filtering_api.client import arm_of_rows, bid_columns_of, likelihoods
 from filtering_api.idl import BidRequest
+from filtering_server import prediction_log as L
 from filtering_server.model import ModelSources, ServedModel, load_model
 
 HERE = Path(__file__).parent
@@ -291,3 +296,99 @@ def test_aik_experiment_start_refuses_an_unknown_release_and_writes_nothing(
     with pytest.raises(SystemExit) as usage:
         main([*ws, "experiment", "start", "--challenger", "x", "--share", "1.5"])
     assert usage.value.code == 2
+
+
+# -- filterColumns during an experiment -----------------------------------------------------------------
+
+
+def _columns_run(pair: tuple[Artifacts, Built, Built], requests: list[Any], **server: Any) -> tuple[Any, Any]:
+    """A filterColumns reply of `requests` during experiment ab (30 % challenger), and the experiment."""
+    artifacts, a, b = pair
+    experiment = _experiment(a, b, share=0.3)
+    with run_server(artifacts, watch_interval=0.1, **server) as live:
+        X.start(artifacts.store, experiment)
+        wait_for(live, "ab")
+        reply = live.client().filterColumns(bid_columns_of(requests))
+    return reply, experiment
+
+
+def test_columns_are_split_by_arm_and_say_which_arm_scored_each_row(
+    pair: tuple[Artifacts, Built, Built],
+) -> None:
+    artifacts, a, b = pair
+    requests = _requests(artifacts, 400)
+    reply, experiment = _columns_run(pair, requests)
+    arm_of_row = arm_of_rows(reply)
+    assert arm_of_row is not None
+    arms = [reply.arms[i].arm for i in arm_of_row]
+    assert arms == X.assign_many([r.bidId for r in requests], experiment)
+    models = _models(a, b)
+    expected = [models[arm].score(r) for arm, r in zip(arms, requests, strict=True)]
+    assert likelihoods(reply).tolist() == expected
+    releases = [(x.arm, x.release) for x in reply.arms]
+    assert releases == [("champion", a.release.id), ("challenger", b.release.id)]
+    assert reply.modelVersion == f"{models['champion'].version}+{models['challenger'].version}"
+    assert reply.experiment == "ab"
+
+
+def test_columns_with_dictionary_bid_ids_assign_a_missing_one_as_the_empty_bid_id(
+    pair: tuple[Artifacts, Built, Built],
+) -> None:
+    artifacts, _, _ = pair
+    requests = _requests(artifacts, 200)
+    for request in requests[::7]:
+        request.bidId = None  # a None makes bid_columns_of send bidId dictionary-encoded
+    reply, experiment = _columns_run(pair, requests)
+    assert reply.arms is not None
+    arms = [reply.arms[i].arm for i in arm_of_rows(reply)]  # type: ignore[union-attr]  # an experiment runs
+    assert arms == X.assign_many([r.bidId or "" for r in requests], experiment)
+
+
+def test_columns_without_an_experiment_reply_with_the_champions_fields_only(
+    pair: tuple[Artifacts, Built, Built],
+) -> None:
+    artifacts, _, _ = pair
+    with run_server(artifacts) as live:
+        reply = live.client().filterColumns(bid_columns_of(_requests(artifacts, 50)))
+        assert live.holder.current is not None and reply.modelVersion == live.holder.current.version
+    assert (reply.arms, reply.armOfRequest, reply.experiment) == (None, None, None)
+    assert arm_of_rows(reply) is None
+    assert likelihoods(reply).shape == (50,)
+
+
+def test_columns_count_each_arms_rows_in_the_per_arm_metrics(
+    pair: tuple[Artifacts, Built, Built], statsd_receiver: StatsdLines
+) -> None:
+    artifacts, _, _ = pair
+    metrics = server_metrics(statsd_receiver)
+    requests = _requests(artifacts, 400)
+    reply, experiment = _columns_run(pair, requests, metrics=metrics)
+    metrics.stop()
+    expected = Counter(X.assign_many([r.bidId for r in requests], experiment))
+    scores = likelihoods(reply)
+    arm_of_row = arm_of_rows(reply)
+    assert arm_of_row is not None and reply.arms is not None
+    for k, arm in enumerate(x.arm for x in reply.arms):
+        count = f"filtering_server.arm_count,arm={arm}"
+        assert statsd_receiver.wait_for(lambda _, c=count: statsd_receiver.values(c, "c"))
+        assert sum(statsd_receiver.values(count, "c")) == expected[arm]
+        mean = statsd_receiver.values(f"filtering_server.arm_likelihood,arm={arm}", "g")
+        assert mean == [pytest.approx(float(scores[arm_of_row == k].mean()))]
+
+
+def test_columns_rows_are_written_to_the_prediction_log_with_their_arms(
+    pair: tuple[Artifacts, Built, Built], tmp_path: Path
+) -> None:
+    artifacts, a, b = pair
+    log = L.PredictionLog(L.FileSink(str(tmp_path / "predictions"), writer="w"), rate=1.0).start()
+    requests = _requests(artifacts, 300)
+    reply, experiment = _columns_run(pair, requests, predictions=log)
+    log.stop()
+    frame = P.read_predictions(str(tmp_path / "predictions"))
+    assert list(frame["bid_id"]) == [r.bidId for r in requests]
+    arms = X.assign_many([r.bidId for r in requests], experiment)
+    assert list(frame["arm"]) == arms
+    releases = {"champion": a.release.id, "challenger": b.release.id}
+    assert list(frame["release"]) == [releases[arm] for arm in arms]
+    assert list(frame["likelihood"]) == likelihoods(reply).tolist()
+    assert set(frame["experiment"]) == {"ab"}

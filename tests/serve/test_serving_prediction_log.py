@@ -6,12 +6,14 @@ import math
 from pathlib import Path
 
 import boto3
+import numpy as np
 from moto import mock_aws
 from serve_live import run_server
 from serving_fixtures import Artifacts
 
 from ad_server_emulator.emulator import bid_request
 from aik import predictions as P
+from filtering_api.client import bid_columns_of, likelihoods
 from filtering_server import prediction_log as L
 from filtering_server.model import ServedModel
 from filtering_server.serving import ArmModel
@@ -41,6 +43,41 @@ def test_a_live_server_logs_every_answer_at_rate_one(
     assert set(frame["arm"]) == {"champion"} and set(frame["release"]) == {numeric_model.version}
     assert frame["experiment"].isna().all()
     assert (log.written, log.dropped, log.failed) == (200, 0, 0)
+
+
+def test_a_live_server_logs_the_rows_of_columnar_calls_as_the_champions(
+    numeric_artifacts: Artifacts, numeric_model: ServedModel, tmp_path: Path
+) -> None:
+    log = L.PredictionLog(L.FileSink(str(tmp_path / "predictions"), writer="w"), rate=1.0).start()
+    requests = [bid_request(row) for row in numeric_artifacts.rows[:120]]
+    for i, request in enumerate(requests):
+        request.bidId = f"bid-{i}"
+    with run_server(numeric_artifacts, model=numeric_model, predictions=log) as live:
+        reply = live.client().filterColumns(bid_columns_of(requests))
+    log.stop()
+    frame = P.read_predictions(str(tmp_path / "predictions"))
+    assert list(frame["bid_id"]) == [r.bidId for r in requests]
+    assert list(frame["likelihood"]) == likelihoods(reply).tolist()
+    assert set(frame["arm"]) == {"champion"} and set(frame["release"]) == {numeric_model.version}
+    assert frame["experiment"].isna().all()
+
+
+def _ids_of(select: np.ndarray) -> list[str]:
+    return [f"bid-{i}" for i in select.tolist()]
+
+
+def test_columnar_rows_keep_the_sample_rates_share(tmp_path: Path) -> None:
+    log = L.PredictionLog(L.FileSink(str(tmp_path)), rate=0.25, capacity=100_000)
+    n = 20_000
+    log.offer_rows(_ids_of, n, None, (ARM,), None, np.full(n, 0.5))
+    assert abs(log.queued - n * 0.25) < 3 * math.sqrt(n * 0.25 * 0.75)
+
+
+def test_columnar_rows_beyond_a_full_queue_are_dropped_and_counted(tmp_path: Path) -> None:
+    log = L.PredictionLog(L.FileSink(str(tmp_path)), capacity=10)
+    log.offer("bid-x", None, ARM, 0.5)
+    log.offer_rows(_ids_of, 25, None, (ARM,), None, np.full(25, 0.5))
+    assert (log.queued, log.dropped) == (10, 16)
 
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking() -> None:
