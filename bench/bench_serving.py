@@ -308,11 +308,119 @@ def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else float("nan")
 
 
-def end_to_end(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
+def paced_run(
+    workspace: Path, out: Path, server: ServerProcess, collector: StatsdLines, label: str, duration: float
+) -> dict[str, float] | None:
+    """One run at `PACED_RATE` from `PACED_CLIENTS` emulator processes of two connections each.
+
+    Its figures: achieved rate, client p50/p99 (all clients' calls together), the server's own p99 (its
+    StatsD timer; NaN without metrics), the server's CPU time and thread context switches per request,
+    and the 1-minute load average at its end. None when an emulator wrote no report.
+    """
+    server_timings(collector)
+    pid = server.proc.pid
+    cpu0, switches0 = cpu_seconds(pid), thread_switches(pid)
+    rate = str(PACED_RATE // PACED_CLIENTS)
+    args = ("2", "0", "--rate", rate, "--duration", f"{duration:g}", "--warmup", "200")
+    names = [f"{label}-{k}" for k in range(PACED_CLIENTS)]
+    procs = [emulate(workspace, server.port, out, name, *args) for name in names]
+    try:
+        results = [collect(proc, out, name) for proc, name in zip(procs, names, strict=True)]
+    except (RuntimeError, OSError) as exc:  # an emulator that wrote no report: say so, go on
+        print(f"    {label}: no result ({exc})")
+        return None
+    served = sum(r["requests_measured"] for r, _ in results)
+    cpu = cpu_seconds(pid) - cpu0
+    switches = thread_switches(pid)
+    latency = np.concatenate([lat for _, lat in results])
+    inside = server_timings(collector)
+    return {
+        "rps": sum(r["throughput_rps"] for r, _ in results),
+        "p50_ms": _pct(latency, 50),
+        "p99_ms": _pct(latency, 99),
+        "server_p50_ms": _pct(inside, 50),
+        "server_p99_ms": _pct(inside, 99),
+        "server_cpu_us": cpu / max(served, 1) * 1e6,
+        "voluntary_switches": (switches[0] - switches0[0]) / max(served, 1),
+        "involuntary_switches": (switches[1] - switches0[1]) / max(served, 1),
+        "errors": float(sum(r["errors"] for r, _ in results)),
+        "load": os.getloadavg()[0],
+    }
+
+
+def alternate_paced(
+    workspace: Path,
+    out: Path,
+    servers: dict[str, ServerProcess],
+    collector: StatsdLines,
+    repeats: int,
+    duration: float,
+    tag: str,
+) -> dict[str, list[dict[str, float] | None]]:
+    """`repeats` rounds of one paced run per server, in the same order every round.
+
+    The servers run side by side, so a burst of other load on the machine hits neighbouring runs alike:
+    the figures that count are the ratios within a round (`round_ratios`), not one server's best run.
+    """
+    runs: dict[str, list[dict[str, float] | None]] = {name: [] for name in servers}
+    for rep in range(repeats):
+        for name, server in servers.items():
+            label = f"{tag}-{rep}-{name.replace(' ', '-').replace(',', '')}"
+            runs[name].append(paced_run(workspace, out, server, collector, label, duration))
+        loads = ", ".join(f"{name} {r[-1]['p99_ms']:.3f}" for name, r in runs.items() if r[-1])
+        print(
+            f"  ({tag}) round {rep + 1}/{repeats}: p99 ms {loads}; load {os.getloadavg()[0]:.1f}", flush=True
+        )
+    return runs
+
+
+def round_ratios(
+    runs: dict[str, list[dict[str, float] | None]], name: str, base: str, key: str = "p99_ms"
+) -> list[float]:
+    """`name`'s figure over `base`'s in each round where both have a result."""
+    return [
+        a[key] / b[key]
+        for a, b in zip(runs[name], runs[base], strict=True)
+        if a is not None and b is not None
+    ]
+
+
+def paced_summary(runs: list[dict[str, float] | None]) -> dict[str, Any]:
+    """Medians over a server's paced runs, the p99 of each run and the runs without a result."""
+    done = [r for r in runs if r is not None]
+    if not done:
+        return {"runs_without_result": len(runs)}
+    summary: dict[str, Any] = {
+        key: float(np.nanmedian([r[key] for r in done]))
+        if not all(np.isnan(r[key]) for r in done)
+        else float("nan")
+        for key in done[0]
+        if key != "errors"
+    }
+    return summary | {
+        "p99_ms_runs": [r["p99_ms"] for r in done],
+        "server_p99_ms_runs": [r["server_p99_ms"] for r in done],
+        "load_runs": [r["load"] for r in done],
+        "errors": sum(r["errors"] for r in done),
+        "runs_without_result": len(runs) - len(done),
+    }
+
+
+def ratio_summary(ratios: list[float]) -> dict[str, Any]:
+    """The median of per-round ratios and their spread."""
+    if not ratios:
+        return {"median": float("nan"), "runs": []}
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "runs": ratios}
+
+
+def end_to_end(
+    workspace: Path, out: Path, quick: bool, repeats: int | None, duration: float | None
+) -> dict[str, Any]:
     """(b) the real server vs the echo server: one connection closed-loop, then paced at `PACED_RATE`.
 
     Both servers run side by side and the runs alternate between them (echo, model, echo, model, ...),
-    so a burst of other load on the machine hits both alike; each figure is the best of its repeats.
+    so a burst of other load on the machine hits both alike. One-connection figures are the best of their
+    repeats; the paced p99 is compared round by round (`round_ratios`: the median ratio and its spread).
     The paced runs use `PACED_CLIENTS` emulator processes with two connections each: a Python client
     spends tens of microseconds of CPU per request, under one GIL, so a single client process would
     partly measure its own queue (docs/serving.md has the comparison). The server's own
@@ -320,67 +428,54 @@ def end_to_end(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
     still includes the clients' scheduling on a 2-core machine shared with the server.
     """
     n = "4000" if quick else "20000"
-    duration = "4" if quick else "10"
-    repeats = 2 if quick else 3
+    single_repeats = 2 if quick else 3
     collector = StatsdLines()
     servers = {
         mode: start_server(workspace, out, collector.port, echo=mode == "echo") for mode in ("echo", "model")
     }
-    runs: dict[str, dict[str, list[Any]]] = {
-        mode: {"single": [], "paced": [], "batch": []} for mode in servers
-    }
+    single: dict[str, list[Any]] = {mode: [] for mode in servers}
+    batch: dict[str, Any] = {}
     try:
-        for rep in range(repeats):
+        for rep in range(single_repeats):
             for mode, server in servers.items():
                 name = f"{mode}-1conn-{rep}"
-                single, _ = collect(
+                report, _ = collect(
                     emulate(workspace, server.port, out, name, "1", n, "--warmup", "500"), out, name
                 )
-                runs[mode]["single"].append(single)
-        for rep in range(repeats):
-            for mode, server in servers.items():
-                server_timings(collector)
-                rate = str(PACED_RATE // PACED_CLIENTS)
-                paced_args = ("2", "0", "--rate", rate, "--duration", duration, "--warmup", "200")
-                names = [f"{mode}-paced-{rep}-{k}" for k in range(PACED_CLIENTS)]
-                procs = [emulate(workspace, server.port, out, name, *paced_args) for name in names]
-                results = [collect(proc, out, name) for proc, name in zip(procs, names, strict=True)]
-                report = {
-                    "throughput_rps": sum(r["throughput_rps"] for r, _ in results),
-                    "errors": sum(r["errors"] for r, _ in results),
-                }
-                latency = np.concatenate([lat for _, lat in results])
-                runs[mode]["paced"].append((report, latency, server_timings(collector)))
+                single[mode].append(report)
+        paced = alternate_paced(
+            workspace,
+            out,
+            servers,
+            collector,
+            repeats or (2 if quick else 5),
+            duration or (4.0 if quick else 10.0),
+            "paced",
+        )
         for mode, server in servers.items():
             name = f"{mode}-batch"
-            batch, _ = collect(
+            batch[mode], _ = collect(
                 emulate(workspace, server.port, out, name, "1", n, "--batch-size", "100"), out, name
             )
-            runs[mode]["batch"].append(batch)
     finally:
         for server in servers.values():
             server.stop()
         collector.close()
     results: dict[str, Any] = {}
-    for mode, r in runs.items():
-        single = max(r["single"], key=lambda x: x["throughput_rps"])
-        report, latency, server_side = min(r["paced"], key=lambda x: _pct(x[1], 99))
+    for mode in servers:
+        best = max(single[mode], key=lambda x: x["throughput_rps"])
         results[mode] = {
-            "single_rps": single["throughput_rps"],
-            "single_rps_runs": [x["throughput_rps"] for x in r["single"]],
-            "single_p50_ms": single["latency_ms"]["p50"],
-            "single_p99_ms": single["latency_ms"]["p99"],
-            "paced_rps": report["throughput_rps"],
-            "paced_p50_ms": _pct(latency, 50),
-            "paced_p99_ms": _pct(latency, 99),
-            "paced_p99_ms_runs": [_pct(x[1], 99) for x in r["paced"]],
-            "paced_errors": sum(x[0]["errors"] for x in r["paced"]),
-            "paced_server_p50_ms": _pct(server_side, 50),
-            "paced_server_p99_ms": _pct(server_side, 99),
-            "batch100_requests_per_s": r["batch"][0]["throughput_rps"],
-            "errors": sum(x["errors"] for x in r["single"]) + r["batch"][0]["errors"],
+            "single_rps": best["throughput_rps"],
+            "single_rps_runs": [x["throughput_rps"] for x in single[mode]],
+            "single_p50_ms": best["latency_ms"]["p50"],
+            "single_p99_ms": best["latency_ms"]["p99"],
+            "paced": paced_summary(paced[mode]),
+            "batch100_requests_per_s": batch[mode]["throughput_rps"],
+            "errors": sum(x["errors"] for x in single[mode]) + batch[mode]["errors"],
         }
     results["throughput_vs_echo"] = results["model"]["single_rps"] / results["echo"]["single_rps"]
+    results["paced_p99_vs_echo"] = ratio_summary(round_ratios(paced, "model", "echo"))
+    results["paced_server_p99_vs_echo"] = ratio_summary(round_ratios(paced, "model", "echo", "server_p99_ms"))
     return results
 
 
@@ -536,21 +631,20 @@ def thread_switches(pid: int) -> tuple[int, int]:
     return voluntary, involuntary
 
 
-def tail_sources(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
+def tail_sources(
+    workspace: Path, out: Path, quick: bool, repeats: int | None, duration: float | None
+) -> dict[str, Any]:
     """(f) where the paced p99 comes from: the same paced load against server variants side by side.
 
     Each variant differs from `model` or `echo` in one thing (metrics off, the garbage collector off, a
     shorter GIL switch interval), so its p99 against theirs measures that thing's share of the tail.
-    Runs alternate between the variants; per variant the p99 of each run, the server's own p99 (its
-    StatsD timer; none without metrics), its CPU time and thread context switches per request.
+    Runs alternate between the variants; per variant the medians of its runs (client and server p99, CPU
+    time and thread context switches per request) and the median of its per-round p99 ratio to the echo.
     """
-    duration = "4" if quick else "8"
-    repeats = 2 if quick else 3
     site = Path(tempfile.mkdtemp(prefix="aik-bench-site-"))
     (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     collector = StatsdLines()
     servers: dict[str, ServerProcess] = {}
-    runs: dict[str, list[dict[str, float]]] = {}
     try:
         for name, echo, extra, env in TAIL_VARIANTS:
             args = [
@@ -568,76 +662,55 @@ def tail_sources(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
                 log_path=out / f"server-tail-{len(servers)}.log",
                 env={**env, "PYTHONPATH": path},
             )
-            runs[name] = []
-        for rep in range(repeats):
-            for name, server in servers.items():
-                server_timings(collector)
-                pid = server.proc.pid
-                cpu0, switches0 = cpu_seconds(pid), thread_switches(pid)
-                rate = str(PACED_RATE // PACED_CLIENTS)
-                paced_args = ("2", "0", "--rate", rate, "--duration", duration, "--warmup", "200")
-                names = [
-                    f"tail-{len(runs[name])}-{rep}-{k}-{name.split(',')[0]}" for k in range(PACED_CLIENTS)
-                ]
-                procs = [emulate(workspace, server.port, out, n, *paced_args) for n in names]
-                results = [collect(proc, out, n) for proc, n in zip(procs, names, strict=True)]
-                served = sum(r["requests_measured"] for r, _ in results)
-                cpu = cpu_seconds(pid) - cpu0
-                switches = thread_switches(pid)
-                latency = np.concatenate([lat for _, lat in results])
-                inside = server_timings(collector)
-                runs[name].append(
-                    {
-                        "rps": sum(r["throughput_rps"] for r, _ in results),
-                        "p50_ms": _pct(latency, 50),
-                        "p99_ms": _pct(latency, 99),
-                        "server_p99_ms": _pct(inside, 99),
-                        "server_cpu_us": cpu / max(served, 1) * 1e6,
-                        "voluntary_switches": (switches[0] - switches0[0]) / max(served, 1),
-                        "involuntary_switches": (switches[1] - switches0[1]) / max(served, 1),
-                        "errors": float(sum(r["errors"] for r, _ in results)),
-                        "load": os.getloadavg()[0],
-                    }
-                )
+        runs = alternate_paced(
+            workspace,
+            out,
+            servers,
+            collector,
+            repeats or (2 if quick else 3),
+            duration or (4.0 if quick else 8.0),
+            "tail",
+        )
     finally:
         for server in servers.values():
             server.stop()
         collector.close()
         shutil.rmtree(site, ignore_errors=True)
-    results: dict[str, Any] = {}
-    for name, r in runs.items():
-        results[name] = {key: float(np.median([x[key] for x in r])) for key in r[0] if key != "errors"} | {
-            "p99_ms_runs": [x["p99_ms"] for x in r],
-            "errors": sum(x["errors"] for x in r),
-        }
-    return results
+    return {
+        name: paced_summary(r) | {"p99_vs_echo": ratio_summary(round_ratios(runs, name, "echo"))}
+        for name, r in runs.items()
+    }
 
 
 def print_tail(t: dict[str, Any]) -> None:
     """(f): the tail experiment, one line per variant, ratios to the echo server."""
-    echo = t["echo"]["p99_ms"]
     print(
-        f"\n(f) paced {PACED_RATE:,}/s against server variants (median of runs; per request: server CPU, "
-        "thread context switches voluntary/involuntary)"
+        f"\n(f) paced {PACED_RATE:,}/s against server variants (medians of runs; x echo: the median of the "
+        "rounds' p99 ratios; per request: server CPU, thread context switches voluntary/involuntary)"
     )
     for name, v in t.items():
+        if "p99_ms" not in v:
+            print(f"  {name:30s} no result")
+            continue
+        ratio = v["p99_vs_echo"]
         print(
-            f"  {name:30s} p99 {v['p99_ms']:.3f} ms (x{v['p99_ms'] / echo:.2f} echo; runs "
+            f"  {name:30s} p99 {v['p99_ms']:.3f} ms (x{ratio['median']:.2f} echo, {_runs(ratio)}; runs "
             f"{', '.join(f'{x:.3f}' for x in v['p99_ms_runs'])}), p50 {v['p50_ms']:.3f} ms, "
             f"in the server p99 {v['server_p99_ms']:.3f} ms; CPU {v['server_cpu_us']:.1f} us, "
-            f"switches {v['voluntary_switches']:.2f}/{v['involuntary_switches']:.2f}; load {v['load']:.1f}"
+            f"switches {v['voluntary_switches']:.2f}/{v['involuntary_switches']:.2f}; "
+            f"load {', '.join(f'{x:.1f}' for x in v['load_runs'])}"
         )
 
 
-def prediction_log_cost(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
+def prediction_log_cost(
+    workspace: Path, out: Path, quick: bool, repeats: int | None, duration: float | None
+) -> dict[str, Any]:
     """(h) the p99 cost of the prediction log: the same model served with the log off and at rate 1.0.
 
     Both servers run side by side and the paced runs (`PACED_RATE` from `PACED_CLIENTS` emulator
-    processes, as in (b)) alternate between them; each figure is the best of its repeats. The logging
-    server writes every answer to files under the benchmark's workspace.
+    processes, as in (b)) alternate between them; the cost is the median of the rounds' p99 ratios. The
+    logging server writes every answer to files under the benchmark's workspace.
     """
-    duration = "4" if quick else "10"
-    repeats = 2 if quick else 3
     log_dir = workspace.parent / "predictions"
     collector = StatsdLines()
     modes = {
@@ -650,52 +723,26 @@ def prediction_log_cost(workspace: Path, out: Path, quick: bool) -> dict[str, An
             more=["--prediction-sample", "1.0", "--prediction-log", str(log_dir)],
         ),
     }
-    runs: dict[str, list[tuple[dict[str, Any], np.ndarray, np.ndarray]]] = {mode: [] for mode in modes}
-    failed = dict.fromkeys(modes, 0)
     try:
-        for rep in range(repeats):
-            for mode, server in modes.items():
-                server_timings(collector)
-                rate = str(PACED_RATE // PACED_CLIENTS)
-                paced_args = ("2", "0", "--rate", rate, "--duration", duration, "--warmup", "200")
-                names = [f"{mode.replace(' ', '-')}-10k-{rep}-{k}" for k in range(PACED_CLIENTS)]
-                procs = [emulate(workspace, server.port, out, name, *paced_args) for name in names]
-                try:
-                    results = [collect(proc, out, name) for proc, name in zip(procs, names, strict=True)]
-                except (RuntimeError, OSError) as exc:  # an emulator that wrote no report: say so, go on
-                    print(f"    {mode} run {rep}: no result ({exc})")
-                    failed[mode] += 1
-                    continue
-                report = {
-                    "throughput_rps": sum(r["throughput_rps"] for r, _ in results),
-                    "errors": sum(r["errors"] for r, _ in results),
-                }
-                latency = np.concatenate([lat for _, lat in results])
-                runs[mode].append((report, latency, server_timings(collector)))
+        runs = alternate_paced(
+            workspace,
+            out,
+            modes,
+            collector,
+            repeats or (2 if quick else 5),
+            duration or (4.0 if quick else 10.0),
+            "log",
+        )
     finally:
         for server in modes.values():
             server.stop()
         collector.close()
     from aik.predictions import read_predictions
 
-    results: dict[str, Any] = {"load_average": os.getloadavg()[0]}
-    for mode, r in runs.items():
-        report, latency, server_side = min(r, key=lambda x: _pct(x[1], 99))
-        results[mode] = {
-            "paced_rps": report["throughput_rps"],
-            "paced_p50_ms": _pct(latency, 50),
-            "paced_p99_ms": _pct(latency, 99),
-            "paced_p99_ms_runs": [_pct(x[1], 99) for x in r],
-            "paced_server_p99_ms": _pct(server_side, 99),
-            "paced_server_p99_ms_runs": [_pct(x[2], 99) for x in r],
-            "errors": sum(x[0]["errors"] for x in r),
-            "runs_without_result": failed[mode],
-        }
+    results: dict[str, Any] = {mode: paced_summary(r) for mode, r in runs.items()}
     results["records_logged"] = len(read_predictions(str(log_dir)))
-    results["p99_ratio"] = results["log 1.0"]["paced_p99_ms"] / results["log off"]["paced_p99_ms"]
-    results["server_p99_ratio"] = (
-        results["log 1.0"]["paced_server_p99_ms"] / results["log off"]["paced_server_p99_ms"]
-    )
+    results["p99_ratio"] = ratio_summary(round_ratios(runs, "log 1.0", "log off"))
+    results["server_p99_ratio"] = ratio_summary(round_ratios(runs, "log 1.0", "log off", "server_p99_ms"))
     return results
 
 
@@ -711,6 +758,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=list(PARTS),
         help="only these parts: scoring (a, c), end-to-end (b), columns (d), advertisers (e), tail (f), "
         "prediction-log (h), families (g)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help="rounds of paced runs in (b), (f) and (h) (default 5, 3 in (f); 2 with --quick)",
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds per paced run (default 10, 8 in (f); 4 with --quick)"
     )
     parser.add_argument("--end-to-end-only", action="store_true", help="the same as --only end-to-end")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serving")
@@ -769,15 +824,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert served is not None
     publish_booster(artifacts, served[1])  # the servers serve what `aik train` publishes by default
     if "end-to-end" in parts:
-        report["end_to_end"] = end_to_end(workspace, out, args.quick)
+        report["end_to_end"] = end_to_end(workspace, out, args.quick, args.repeats, args.duration)
     if "columns" in parts:
         report["columns"] = columns_throughput(workspace, out, args.quick)
     if "advertisers" in parts:
         report["advertisers"] = advertisers(served[0], requests, workspace, out)
     if "tail" in parts:
-        report["tail"] = tail_sources(workspace, out, args.quick)
+        report["tail"] = tail_sources(workspace, out, args.quick, args.repeats, args.duration)
     if "prediction-log" in parts:
-        report["prediction_log"] = prediction_log_cost(workspace, out, args.quick)
+        report["prediction_log"] = prediction_log_cost(
+            workspace, out, args.quick, args.repeats, args.duration
+        )
     if "families" in parts:  # last: it promotes releases in the workspace the servers above read
         report["families"] = families(artifacts, served[1], requests, args.quick)
     report["load_average"] = {"start": load_at_start, "end": os.getloadavg()[0]}
@@ -785,8 +842,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["targets"] = TARGETS
     (out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
     print_report(report, out)
-    if "prediction_log" in report:
-        print_prediction_log(report["prediction_log"])
     shutil.rmtree(workspace.parent, ignore_errors=True)
     return 0
 
@@ -833,6 +888,8 @@ def print_report(report: dict[str, Any], out: Path) -> None:
         print_advertisers(report["advertisers"])
     if "tail" in report:
         print_tail(report["tail"])
+    if "prediction_log" in report:
+        print_prediction_log(report["prediction_log"])
     if report["batch"]:
         print("\n(c) batch prediction (1 thread: CPU time; parallel: wall-clock on all cores)")
     for label, b in report["batch"].items():
@@ -867,19 +924,41 @@ def print_end_to_end(e: dict[str, Any]) -> None:
         )
         print(
             f"         paced {PACED_RATE:,}/s, {PACED_CLIENTS} client processes x 2 connections: "
-            f"achieved {m['paced_rps']:,.0f}/s, "
-            f"client p50 {m['paced_p50_ms']:.3f} ms, p99 {m['paced_p99_ms']:.3f} ms "
-            f"({m['paced_errors']} errors); "
-            f"in the server p50 {m['paced_server_p50_ms']:.3f} ms, p99 {m['paced_server_p99_ms']:.3f} ms"
+            + _paced_line(m["paced"])
         )
         print(f"         filterBatch(100), 1 connection: {m['batch100_requests_per_s']:,.0f} requests/s")
     ratio = e["throughput_vs_echo"]
     print(f"  single-connection throughput, server / echo = {ratio:.2f}  {_mark(ratio >= 0.6, '>= 0.6')}")
-    p99, achieved = e["model"]["paced_p99_ms"], e["model"]["paced_rps"]
-    ok = p99 <= TARGETS["paced_p99_ms"] and achieved >= 0.95 * PACED_RATE
-    print(f"  p99 at a paced {achieved:,.0f} requests/s = {p99:.3f} ms  {_mark(ok, '<= 1 ms')}")
-    tail = p99 / e["echo"]["paced_p99_ms"]
-    print(f"  paced p99, server / echo = {tail:.2f}  {_mark(tail <= TARGETS['p99_vs_echo'], '<= 1.1')}")
+    paced = e["model"]["paced"]
+    if "p99_ms" in paced:
+        p99, achieved = paced["p99_ms"], paced["rps"]
+        ok = p99 <= TARGETS["paced_p99_ms"] and achieved >= 0.95 * PACED_RATE
+        print(f"  median p99 at a paced {achieved:,.0f} requests/s = {p99:.3f} ms  {_mark(ok, '<= 1 ms')}")
+    tail = e["paced_p99_vs_echo"]
+    print(
+        f"  paced p99, server / echo, median of the rounds' ratios = {tail['median']:.2f} ({_runs(tail)})  "
+        f"{_mark(tail['median'] <= TARGETS['p99_vs_echo'], '<= 1.1')}"
+    )
+    inside = e["paced_server_p99_vs_echo"]
+    print(f"  the same inside the server = {inside['median']:.2f} ({_runs(inside)})")
+
+
+def _runs(ratios: dict[str, Any]) -> str:
+    return "rounds " + ", ".join(f"{x:.2f}" for x in ratios["runs"])
+
+
+def _paced_line(m: dict[str, Any]) -> str:
+    """A server's paced runs in one line: medians, each run's p99, the load."""
+    if "p99_ms" not in m:
+        return f"no result in {m['runs_without_result']} run(s)"
+    runs = ", ".join(f"{x:.3f}" for x in m["p99_ms_runs"])
+    inside = ", ".join(f"{x:.3f}" for x in m["server_p99_ms_runs"])
+    loads = ", ".join(f"{x:.1f}" for x in m["load_runs"])
+    return (
+        f"achieved {m['rps']:,.0f}/s, client p50 {m['p50_ms']:.3f} ms, p99 {m['p99_ms']:.3f} ms "
+        f"(runs {runs}); in the server p99 {m['server_p99_ms']:.3f} ms (runs {inside}); "
+        f"{m['errors']:.0f} errors; load {loads}"
+    )
 
 
 def print_columns(c: dict[str, Any]) -> None:
@@ -948,19 +1027,13 @@ def _print_families(f: dict[str, Any]) -> None:
 
 def print_prediction_log(r: dict[str, Any]) -> None:
     """(h) as text."""
-    load = r["load_average"]
-    print(f"(h) prediction log cost, paced {PACED_RATE:,} requests/s (load average {load:.1f} at the end)")
+    print(f"\n(h) prediction log cost, paced {PACED_RATE:,} requests/s (medians of runs)")
     for mode in ("log off", "log 1.0"):
-        m = r[mode]
-        client_runs = ", ".join(f"{x:.3f}" for x in m["paced_p99_ms_runs"])
-        server_runs = ", ".join(f"{x:.3f}" for x in m["paced_server_p99_ms_runs"])
-        print(
-            f"    {mode}: client p50 {m['paced_p50_ms']:.3f} ms, p99 {m['paced_p99_ms']:.3f} ms "
-            f"(runs {client_runs}), server p99 {m['paced_server_p99_ms']:.3f} ms (runs {server_runs}), "
-            f"{m['paced_rps']:,.0f} requests/s, {m['errors']} errors"
-        )
+        print(f"    {mode}: " + _paced_line(r[mode]))
+    client, server = r["p99_ratio"], r["server_p99_ratio"]
     print(
-        f"    p99 with the log / without: client {r['p99_ratio']:.2f}, server {r['server_p99_ratio']:.2f}; "
+        f"    p99 with the log / without, median of the rounds' ratios: client {client['median']:.2f} "
+        f"({_runs(client)}), server {server['median']:.2f} ({_runs(server)}); "
         f"{r['records_logged']:,} records logged"
     )
 

@@ -185,20 +185,35 @@ class MetricsAggregator:
             self._arms = {}
         return taken
 
-    def _send_arms(self, pipe: Any, arms: dict[str, _ArmWindow]) -> None:
+    def _sample(self, latencies: list[float]) -> list[float]:
+        """All timer values, or a uniform random sample of `max_timings` of them (drawn in C)."""
+        if len(latencies) <= self.max_timings:
+            return latencies
+        picked = self._rng.choice(len(latencies), self.max_timings, replace=False)
+        return np.asarray(latencies)[picked].tolist()
+
+    def _send_arms(self, pipe: Any, arms: dict[str, _ArmWindow]) -> list[tuple[str, list[float]]]:
+        """Add the arms' counters and gauges to `pipe`; return their timers, to be sent in chunks."""
         names = self.names
+        timers = []
         for arm, window in arms.items():
             if names.arm_counter:
                 pipe.incr(tagged(names.arm_counter, arm), window.count)
             if names.arm_timer:
-                latencies = window.latencies
-                if len(latencies) > self.max_timings:
-                    picked = self._rng.choice(len(latencies), self.max_timings, replace=False)
-                    latencies = np.asarray(latencies)[picked].tolist()
-                for ms in latencies:
-                    pipe.timing(tagged(names.arm_timer, arm), ms)
+                timers.append((tagged(names.arm_timer, arm), self._sample(window.latencies)))
             if names.arm_gauge and window.count:
                 pipe.gauge(tagged(names.arm_gauge, arm), window.likelihood_sum / window.count)
+        return timers
+
+    def _send_timers(self, name: str, values: list[float]) -> None:
+        """Timer lines in chunks of `TIMER_CHUNK`, yielding the GIL between them: formatting thousands
+        of lines in one go holds it long enough to stall every request thread of the process (a tail)."""
+        for start in range(0, len(values), TIMER_CHUNK):
+            pipe = self.client.pipeline()
+            for ms in values[start : start + TIMER_CHUNK]:
+                pipe.timing(name, ms)
+            pipe.send()
+            time.sleep(0)
 
     def flush(self) -> None:
         """Send everything recorded since the last flush (and log the window when it is due)."""
@@ -211,13 +226,6 @@ class MetricsAggregator:
         self._window_errors += errors
         self._window_latencies.extend(latencies)
         if self.client is not None and (count or errors or latencies or gauge_n or polled or arms):
-            sample = (
-                latencies
-                if len(latencies) <= self.max_timings
-                else np.asarray(latencies)[
-                    self._rng.choice(len(latencies), self.max_timings, replace=False)
-                ].tolist()
-            )
             pipe = self.client.pipeline()
             if self.names.counter and count:
                 pipe.incr(self.names.counter, count)
@@ -227,16 +235,10 @@ class MetricsAggregator:
                 pipe.gauge(self.names.gauge, gauge_sum / gauge_n)
             for name, value in polled.items():
                 pipe.gauge(name, value)
-            self._send_arms(pipe, arms)
+            timers = [(self.names.timer, self._sample(latencies)), *self._send_arms(pipe, arms)]
             pipe.send()
-            # timers in chunks, yielding the GIL between them: formatting thousands of lines in one go
-            # holds it long enough to stall every request thread of the process (a latency tail)
-            for start in range(0, len(sample), TIMER_CHUNK):
-                pipe = self.client.pipeline()
-                for ms in sample[start : start + TIMER_CHUNK]:
-                    pipe.timing(self.names.timer, ms)
-                pipe.send()
-                time.sleep(0)
+            for name, values in timers:
+                self._send_timers(name, values)
         if time.monotonic() - self._window_start >= self.log_interval:
             self.log_window()
 

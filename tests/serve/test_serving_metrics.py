@@ -101,6 +101,43 @@ def test_timers_leave_in_chunks_with_the_gil_yielded_between_them(monkeypatch: p
     assert len(yields) == len(chunks)
 
 
+def test_per_arm_timers_leave_in_chunks_with_the_gil_yielded_between_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[list[float]] = []
+    yields: list[int] = []
+
+    class Pipeline:
+        def __init__(self) -> None:
+            self.timings: list[float] = []
+
+        def incr(self, *args: object) -> None: ...
+
+        def gauge(self, *args: object) -> None: ...
+
+        def timing(self, name: str, ms: float) -> None:
+            if name.startswith("arm_t,"):
+                self.timings.append(ms)
+
+        def send(self) -> None:
+            sent.append(self.timings)
+
+    class Client:
+        def pipeline(self) -> Pipeline:
+            return Pipeline()
+
+    monkeypatch.setattr(time, "sleep", lambda seconds: yields.append(len(sent)))
+    names = MetricNames(timer="t", counter="n", arm_counter="arm_n", arm_timer="arm_t")
+    metrics = MetricsAggregator(Client(), names, max_timings=2000)
+    for i in range(2000):
+        metrics.record(1, float(i), arms=(("champion", 1, 0.5),))
+    metrics.flush()
+    chunks = [timings for timings in sent if timings]
+    assert sorted(ms for chunk in chunks for ms in chunk) == [float(i) for i in range(2000)]
+    assert max(len(chunk) for chunk in chunks) <= TIMER_CHUNK < 2000
+    assert all(i + 1 in yields for i, timings in enumerate(sent) if timings)  # a yield after each chunk
+
+
 def test_periodic_log_line_reports_count_rate_and_latency(caplog: pytest.LogCaptureFixture) -> None:
     metrics = MetricsAggregator(None, MetricNames(timer="t"), log_interval=0.0, label="filtering")
     metrics.extra_log = lambda: "model abc"
