@@ -205,11 +205,12 @@ class MetricsAggregator:
                 pipe.gauge(tagged(names.arm_gauge, arm), window.likelihood_sum / window.count)
         return timers
 
-    def _send_timers(self, name: str, values: list[float]) -> None:
+    @staticmethod
+    def _send_timers(client: Any, name: str, values: list[float]) -> None:
         """Timer lines in chunks of `TIMER_CHUNK`, yielding the GIL between them: formatting thousands
         of lines in one go holds it long enough to stall every request thread of the process (a tail)."""
         for start in range(0, len(values), TIMER_CHUNK):
-            pipe = self.client.pipeline()
+            pipe = client.pipeline()
             for ms in values[start : start + TIMER_CHUNK]:
                 pipe.timing(name, ms)
             pipe.send()
@@ -238,7 +239,7 @@ class MetricsAggregator:
             timers = [(self.names.timer, self._sample(latencies)), *self._send_arms(pipe, arms)]
             pipe.send()
             for name, values in timers:
-                self._send_timers(name, values)
+                self._send_timers(self.client, name, values)
         if time.monotonic() - self._window_start >= self.log_interval:
             self.log_window()
 
