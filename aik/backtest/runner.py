@@ -183,6 +183,8 @@ def run_candidate(job: Job) -> CandidateResult:
         batch_us = (time.perf_counter() - start) / max(test.rows, 1) * 1e6
         per_request = models.per_request_seconds(model, test.X[:TIMED_REQUESTS]) * 1e6
         headline = E.evaluate(test.y, p_test).to_dict()
+        # the validation split's AUC: what variants of a candidate are chosen by (the test split judges)
+        training = {**training, "valid_auc": E.auc(valid.y, models.predict(model, valid.X))}
         keys = ("rows", "auc", "logloss", "brier", "base_rate", "mean_prediction", "calibration_ratio")
         metrics = {k: headline[k] for k in keys}
         described = models.describe(model)

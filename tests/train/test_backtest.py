@@ -132,3 +132,25 @@ candidates:
     train = pq.read_table(json.loads((ws / "parameters.json").read_text())["/aik/output_train"])
     weekdays = sum(1 for day in train.column("dow").to_pylist() if 2 <= day <= 6)
     assert row["ok"] and row["train_rows"] == weekdays < train.num_rows
+
+
+def test_each_candidate_records_its_validation_auc_to_choose_by(
+    make_ws: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from aik.backtest.runner import SplitUris, read_splits
+    from aik.train import evaluate as E
+    from aik.train.families import models
+
+    ws = make_ws(TINY)
+    experiments = "candidates:\n  - model: logreg\n    params: {max_epochs: 2}\n"
+    assert _run(ws, experiments, tmp_path, "--no-mlflow") == 0
+    out = capsys.readouterr().out
+    lines = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and "|" not in line)
+    (row,) = json.loads(Path(lines["report.json"]).read_text())["candidates"]
+    params = json.loads((ws / "parameters.json").read_text())
+    uris = SplitUris(
+        params["/aik/output_train"], params["/aik/output_verify"], params["/aik/output_test"], ""
+    )
+    _, valid, _ = read_splits(uris, 0, None)
+    model = models.load_model("logreg", Path(row["model_uri"]).read_bytes())
+    assert row["training"]["valid_auc"] == pytest.approx(E.auc(valid.y, models.predict(model, valid.X)))

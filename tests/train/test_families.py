@@ -72,6 +72,21 @@ def test_early_stopping_keeps_the_best_epochs_weights(splits) -> None:
     assert E.logloss(valid.y, p) == pytest.approx(min(trained.history), rel=1e-4)
 
 
+def test_the_learning_rate_decays_after_each_epoch_without_a_better_validation_loss(splits) -> None:
+    train, valid, _, cards, unseen = splits
+    config = resolve_neural("fm", {"max_epochs": 30, "patience": 3, "lr": 0.1, "l2": 0.0, "lr_decay": 0.5})
+    trained = train_neural(train, valid, config, cards, unseen=unseen)
+    lr, best, expected = 0.1, float("inf"), []
+    for score in trained.history:
+        expected.append(lr)
+        if score < best - 1e-6:
+            best = score
+        else:
+            lr /= 2
+    assert trained.lrs == pytest.approx(expected)
+    assert min(trained.lrs) < 0.1
+
+
 def test_the_model_file_reloads_with_the_same_predictions(splits) -> None:
     train, valid, test, cards, _ = splits
     trained = train_neural(train, valid, resolve_neural("wide-deep", {**QUICK, "max_epochs": 1}), cards)

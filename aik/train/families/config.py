@@ -29,6 +29,8 @@ class NeuralConfig:
     #: A cross with more value pairs than this is hashed into this many buckets.
     cross_buckets: int = 1 << 16
     lr: float = 0.01
+    #: After an epoch without a better validation log loss the learning rate is multiplied by this (1: off).
+    lr_decay: float = 1.0
     batch_size: int = 1024
     max_epochs: int = 60
     #: Stop after this many epochs without a better validation log loss; the best epoch's weights win.
@@ -160,7 +162,7 @@ def _neural_value(name: str, value: Any) -> Any:
         return parse_crosses(value)
     if name == "cross_l2":
         return None if value is None or str(value).lower() == "none" else float(value)
-    if name in ("lr", "dropout", "l2", "weight_decay", "unseen_fraction"):
+    if name in ("lr", "lr_decay", "dropout", "l2", "weight_decay", "unseen_fraction"):
         return float(value)
     return int(value)
 
@@ -182,6 +184,8 @@ def resolve_neural(
         raise AikError(f"{family}: cross_l2 must be >= 0")
     if config.lr <= 0 or config.l2 < 0 or config.weight_decay < 0 or not 0 <= config.dropout < 1:
         raise AikError(f"{family}: lr must be positive, l2 and weight_decay >= 0, dropout in [0, 1)")
+    if not 0 < config.lr_decay <= 1:
+        raise AikError(f"{family}: lr_decay must be in (0, 1]")
     if not 0.0 <= config.unseen_fraction < 0.5:
         raise AikError(f"{family}: unseen_fraction must be in [0, 0.5)")
     if config.cross_buckets < 2:

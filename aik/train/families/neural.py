@@ -270,6 +270,8 @@ class TrainedNeural:
     seconds: float
     unseen_rows: int
     history: list[float]
+    #: The learning rate of each epoch.
+    lrs: list[float] = field(default_factory=list)
 
     def info(self) -> dict[str, Any]:
         """How the model was made (metrics.json `model.training`)."""
@@ -279,6 +281,7 @@ class TrainedNeural:
             "best_epoch": self.best_epoch,
             "epochs": self.epochs,
             "valid_logloss": round(self.history[self.best_epoch - 1], 6) if self.history else None,
+            "last_lr": self.lrs[-1] if self.lrs else None,
             "unseen_rows_added": self.unseen_rows,
             "train_seconds": round(self.seconds, 2),
             "threads": torch.get_num_threads(),
@@ -327,11 +330,20 @@ def train_neural(
     with torch.no_grad():
         module.bias.fill_(_base_logit(y))
     optimiser = torch.optim.Adam(module.parameters(), lr=config.lr)
+    # a smaller step once the validation loss stops improving: Adam's noise around the optimum shrinks
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimiser, mode="min", factor=config.lr_decay, patience=0, threshold=1e-6, threshold_mode="abs"
+        )
+        if config.lr_decay < 1
+        else None
+    )
     generator = torch.Generator().manual_seed(config.seed)
     n = len(yt)
     per_row = 1.0 / max(n, 1)
     best = (math.inf, 0, copy.deepcopy(module.state_dict()))
     history: list[float] = []
+    lrs: list[float] = []
     progress = Progress(config.family, total=config.max_epochs, unit="epochs")
     for epoch in range(1, config.max_epochs + 1):
         module.train()
@@ -347,6 +359,9 @@ def train_neural(
             optimiser.step()
         score = _log_loss(module, Xv, yv)
         history.append(score)
+        lrs.append(optimiser.param_groups[0]["lr"])
+        if plateau is not None:
+            plateau.step(score)
         progress.label = f"{config.family} (valid logloss {score:.5f}, best epoch {best[1] or epoch})"
         progress.update(1)
         if score < best[0] - 1e-6:
@@ -364,4 +379,5 @@ def train_neural(
         seconds=time.monotonic() - start,
         unseen_rows=unseen_rows,
         history=history,
+        lrs=lrs,
     )
