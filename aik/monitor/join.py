@@ -11,13 +11,14 @@ size of the exchange's logs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aik import storage
 from aik.device import DEVICE_TYPES, UNKNOWN_DEVICE, device_type_id
 from aik.errors import AikError
+from aik.features.transforms import REQUEST_FIELDS
 from aik.ipinyou import BID, CLK, IMP, log_kind, read_log
 
 if TYPE_CHECKING:
@@ -69,10 +70,20 @@ def _lines(files: Iterable[str], kind: str, wanted: set[str]) -> Iterable[dict[s
         yield from read_log(uri, kind, bid_ids=wanted)
 
 
+def first_line_key(record: Mapping[str, str | None]) -> tuple[tuple[int, str], ...]:
+    """Order of a request's bid lines: the earliest Timestamp, then the smallest fields (missing first).
+
+    The feature job's rule for a BidID logged twice (`aik.features.transforms`, Spark's ordering of a
+    struct of REQUEST_FIELDS), so a request's segments do not depend on the order files are read in.
+    """
+    return tuple((0, "") if record[f] is None else (1, str(record[f])) for f in REQUEST_FIELDS)
+
+
 def join(predictions: pd.DataFrame, logs_root: str) -> tuple[pd.DataFrame, JoinCounts]:
     """One row per predicted request: the prediction, its segments, `impression` and `click` (0/1).
 
-    A request answered more than once (a client retry) keeps its first record. With a bid log, requests
+    A request answered more than once (a client retry) keeps its first record; one with more than one
+    bid line takes the segments of its first line by `first_line_key`. With a bid log, requests
     it does not know are dropped (counted in `without_bid_line`): their outcome cannot be told from a
     log that has not arrived; without one, segments are `unknown` and the hour is the prediction's (UTC).
     """
@@ -86,17 +97,20 @@ def join(predictions: pd.DataFrame, logs_root: str) -> tuple[pd.DataFrame, JoinC
     if not files[IMP]:
         raise AikError(f"no impression logs (imp.YYYYMMDD.txt…) under {logs_root}")
     wanted = set(frame["bid_id"].astype(str))
-    segments: dict[str, tuple[str, str, int]] = {}
+    first: dict[str, tuple[tuple[int, str], ...]] = {}
+    chosen: dict[str, dict[str, str | None]] = {}
     for record in _lines(files[BID], BID, wanted):
-        timestamp = record["Timestamp"] or ""
-        segments.setdefault(
-            str(record["BidID"]),
-            (
-                record["AdvertiserID"] or UNKNOWN,
-                DEVICE_NAMES[device_type_id(record["UserAgent"])],
-                int(timestamp[8:10]),
-            ),
+        bid_id, key = str(record["BidID"]), first_line_key(record)
+        if bid_id not in first or key < first[bid_id]:
+            first[bid_id], chosen[bid_id] = key, record
+    segments = {
+        bid_id: (
+            record["AdvertiserID"] or UNKNOWN,
+            DEVICE_NAMES[device_type_id(record["UserAgent"])],
+            int((record["Timestamp"] or "")[8:10]),
         )
+        for bid_id, record in chosen.items()
+    }
     impressions = {str(r["BidID"]) for r in _lines(files[IMP], IMP, wanted)}
     clicks = {str(r["BidID"]) for r in _lines(files[CLK], CLK, wanted)} & impressions
     ids = frame["bid_id"].astype(str)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -24,6 +24,19 @@ from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS, RAW_SCHEMA
 from aik.settings import Settings
 from aik.synthetic import SyntheticConfig, sample
 from aik.truth import TruthModel
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """A local SparkSession for the monitor's Spark job (the pipeline tests' settings; one per run)."""
+    from aik.features.spark import local_session
+
+    session = local_session("aik-tests", cores=2, shuffle_partitions=2, driver_memory="2g")
+    yield session
+    session.stop()
 
 
 @dataclass(frozen=True)

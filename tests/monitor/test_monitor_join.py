@@ -175,3 +175,20 @@ def test_read_log_yields_only_the_named_requests(tmp_path: Path) -> None:
     assert sorted(r["BidID"] for r in read_log(uri, "bid", bid_ids=wanted)) == sorted(
         wanted - {"not-in-the-log"}
     )
+
+
+def _bid_line(bid_id: str, timestamp: str, advertiser: str) -> str:
+    from aik.schema import BID_LOG_COLUMNS
+
+    known = {"BidID": bid_id, "Timestamp": timestamp, "AdvertiserID": advertiser, "UserAgent": AGENT_PC}
+    return "\t".join(known.get(c, "null") for c in BID_LOG_COLUMNS) + "\n"
+
+
+def test_a_request_with_two_bid_lines_takes_its_earliest_wherever_the_files_put_it(tmp_path: Path) -> None:
+    """The feature job's rule (earliest Timestamp, then the smallest fields), not the files' order."""
+    bid = "c" * 32
+    _logs(str(tmp_path / "logs"), [_auction(1)], [True], [False])
+    (tmp_path / "logs" / "bid" / "bid.20130610.a.txt").write_text(_bid_line(bid, "20130610120000000", "2000"))
+    (tmp_path / "logs" / "bid" / "bid.20130610.b.txt").write_text(_bid_line(bid, "20130610090000000", "3000"))
+    joined, _ = join(_predictions([Prediction(bid, 1, "e", "champion", "r1", 0.5)]), str(tmp_path / "logs"))
+    assert joined["advertiser"].tolist() == ["3000"] and joined["hour"].tolist() == [9]
