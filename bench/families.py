@@ -189,8 +189,23 @@ def summarize(paths: list[str]) -> dict[str, dict[int, dict]]:
                 seed = int(line.split(" seed ", 1)[1].split(":", 1)[0])
             elif line.startswith("{"):
                 doc = json.loads(line)
-                results.setdefault(doc["world"], {})[seed if seed is not None else doc["seed"]] = doc
+                key = seed if seed is not None else doc["seed"]
+                earlier = results.setdefault(doc["world"], {}).get(key)
+                results[doc["world"]][key] = merge(earlier, doc) if earlier else doc
     return results
+
+
+def merge(earlier: dict, later: dict) -> dict:
+    """Two backtests of one world and seed on the same rows (a kept workspace) as one: the candidates of
+    both, the later's where both have one of a name."""
+    same = earlier.get("rows") == later.get("rows") and earlier["reference"] == later["reference"]
+    if not same:
+        raise SystemExit(
+            f"{later['world']} world: two runs of one seed on different rows; summarize them apart"
+        )
+    names = {c["name"] for c in later["candidates"]}
+    kept = [c for c in earlier["candidates"] if c["name"] not in names]
+    return {**later, "candidates": kept + later["candidates"]}
 
 
 def tables(results: dict[str, dict[int, dict]]) -> None:

@@ -88,3 +88,30 @@ def test_earlier_output_yields_each_finished_world_and_seed(families: ModuleType
     assert list(finished) == ["interactions"]
     assert list(finished["interactions"]) == [1]
     assert finished["interactions"][1]["rows"] == 400_000
+
+
+def _report(world: str, rows: int, oracle: float, *names: str) -> str:
+    candidates = [{"name": n, "ok": True, "auc": 0.7} for n in names]
+    return json.dumps(
+        {"world": world, "rows": rows, "reference": {"oracle_auc": oracle}, "candidates": candidates}
+    )
+
+
+def test_backtests_of_one_world_and_seed_on_the_same_rows_are_merged(
+    families: ModuleType, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a.out", tmp_path / "b.out"
+    first.write_text("# interactions seed 1: backtest 9 s\n" + _report("interactions", 400, 0.8, "wd", "fm"))
+    second.write_text(
+        "# interactions seed 1: backtest 9 s\n" + _report("interactions", 400, 0.8, "fm", "mlp")
+    )
+    merged = families.summarize([str(first), str(second)])["interactions"][1]
+    assert [c["name"] for c in merged["candidates"]] == ["wd", "fm", "mlp"]
+
+
+def test_one_seed_on_different_rows_is_refused(families: ModuleType, tmp_path: Path) -> None:
+    first, second = tmp_path / "a.out", tmp_path / "b.out"
+    first.write_text("# interactions seed 1: backtest 9 s\n" + _report("interactions", 100, 0.8, "wd"))
+    second.write_text("# interactions seed 1: backtest 9 s\n" + _report("interactions", 400, 0.79, "wd"))
+    with pytest.raises(SystemExit, match="summarize them apart"):
+        families.summarize([str(first), str(second)])
