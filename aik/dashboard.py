@@ -34,6 +34,12 @@ ARM_DIMENSION = "arm"
 ARM_COUNT = "arm_count"
 ARM_LATENCY = "arm_latency"
 ARM_LIKELIHOOD = "arm_likelihood"
+#: The sudden-change rule on an arm's mean likelihood (the stack's anomaly-band alarm; the local
+#: renderer evaluates a bounded band of the same width on its own periods): outside the band of this
+#: many standard deviations in this many of the last periods evaluated.
+LIKELIHOOD_BAND_STD_DEVS = 3
+LIKELIHOOD_DATAPOINTS = 3
+LIKELIHOOD_EVALUATION_PERIODS = 5
 #: The server's errors (counter): requests answered with an error reply.
 FILTERING_ERRORS = "filtering_errors"
 #: Prediction log totals since start (gauges): records dropped because its queue was full, and lost

@@ -22,9 +22,11 @@ MODEL_CHECK_AGE = MetricSpec(
     dashboard.SERVER_PREFIX, dashboard.MODEL_CHECK_AGE, "gauge", "Maximum", "model check age (s)"
 )
 #: The mean-likelihood alarms: outside CloudWatch's anomaly band of this many standard deviations
-#: (a band it learns from the metric's own history, daily pattern included) for 3 of 5 minutes.
-LIKELIHOOD_BAND_STD_DEVS = 3
-LIKELIHOOD_DATAPOINTS = 3
+#: (a band it learns from the metric's own history, daily pattern included) for 3 of 5 minutes; the
+#: numbers live in `aik.dashboard`, whose local renderer applies them to a bounded band.
+LIKELIHOOD_BAND_STD_DEVS = dashboard.LIKELIHOOD_BAND_STD_DEVS
+LIKELIHOOD_DATAPOINTS = dashboard.LIKELIHOOD_DATAPOINTS
+LIKELIHOOD_EVALUATION_PERIODS = dashboard.LIKELIHOOD_EVALUATION_PERIODS
 #: The arms whose mean likelihood is alarmed on (`aik experiment start` names one challenger so).
 ALARMED_ARMS = (CHAMPION, CHALLENGER)
 #: The error alarm: error replies above this share of the requests for five minutes.
@@ -215,11 +217,11 @@ class FilteringMonitoring(Construct):
             f"{arm.capitalize()}LikelihoodAlarm",
             alarm_description=(
                 f"The {arm}'s mean likelihood to bid left its anomaly band ({LIKELIHOOD_BAND_STD_DEVS} "
-                f"standard deviations) in {LIKELIHOOD_DATAPOINTS} of {ALARM_EVALUATION_PERIODS} minutes"
+                f"standard deviations) in {LIKELIHOOD_DATAPOINTS} of {LIKELIHOOD_EVALUATION_PERIODS} minutes"
             ),
             metric=arm_metric(spec, arm, ALARM_PERIOD),
             std_devs=LIKELIHOOD_BAND_STD_DEVS,
-            evaluation_periods=ALARM_EVALUATION_PERIODS,
+            evaluation_periods=LIKELIHOOD_EVALUATION_PERIODS,
             datapoints_to_alarm=LIKELIHOOD_DATAPOINTS,
             comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_LOWER_OR_GREATER_THAN_UPPER_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,

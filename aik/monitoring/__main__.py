@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser(
         "render",
         help="draw the dashboard from a metrics file as PNG and self-contained HTML",
-        description="Draw the four widgets of Monitoring-Dashboard from a metrics file into "
-        "DIR/dashboard.png and DIR/dashboard.html, and print the headline figures.",
+        description="Draw the widgets of Monitoring-Dashboard (four, then the per-arm row) from a "
+        "metrics file into DIR/dashboard.png and DIR/dashboard.html, and print the headline and "
+        "per-arm figures.",
     )
     render.add_argument("metrics", metavar="METRICS_FILE", help="JSON-lines file written by `receive`")
     render.add_argument("--out", required=True, metavar="DIR", help="directory for dashboard.png and .html")
@@ -101,7 +102,7 @@ def _render(args: argparse.Namespace) -> int:
     from aik.monitoring.render import render_dashboard
 
     result = render_dashboard(args.metrics, args.out)
-    print("\n".join(result.summary.lines()))
+    print("\n".join([*result.summary.lines(), *result.summary.arm_lines()]))
     print(f"wrote {result.png} and {result.html}")
     return 0
 
@@ -113,7 +114,7 @@ def _summary(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
-        print("\n".join(summary.lines()))
+        print("\n".join([*summary.lines(), *summary.arm_lines()]))
     return 0
 
 

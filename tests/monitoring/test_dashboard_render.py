@@ -1,4 +1,4 @@
-"""Rendering: a valid PNG and a self-contained HTML page with the four widgets, honest about missing data."""
+"""Rendering: a valid PNG and a self-contained HTML page with the widgets, honest about missing data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from aik.dashboard import WIDGETS
+from aik.dashboard import ARM_WIDGETS, WIDGETS
 from aik.monitoring.render import NO_DATA, html_page, png_bytes, render_dashboard, render_figure
 from aik.monitoring.summary import summarize
 from aik.monitoring.windows import WindowRecord
@@ -25,16 +25,16 @@ def texts(ax) -> list[str]:  # type: ignore[no-untyped-def]
     return [t.get_text() for t in ax.texts]
 
 
-def test_the_figure_has_the_four_widgets_in_order(records: list[WindowRecord]) -> None:
+def test_the_figure_has_the_first_rows_four_widgets_then_the_per_arm_row(records: list[WindowRecord]) -> None:
     fig = render_figure(summarize(records))
-    assert [ax.get_title(loc="left") for ax in fig.axes] == [w.title for w in WIDGETS]
+    assert [ax.get_title(loc="left") for ax in fig.axes] == [w.title for w in (*WIDGETS, *ARM_WIDGETS)]
 
 
 def test_graphs_plot_the_period_values_with_gaps_and_the_total_is_one_number(
     records: list[WindowRecord],
 ) -> None:
     summary = summarize(records)
-    latency, rps, likelihood, total = render_figure(summary).axes
+    latency, rps, likelihood, total, *_ = render_figure(summary).axes
     assert [line.get_label() for line in latency.get_lines()] == [m.label for m in WIDGETS[0].metrics]
     (line,) = rps.get_lines()
     ys = np.asarray(line.get_ydata(), dtype=float)
@@ -48,7 +48,7 @@ def test_graphs_plot_the_period_values_with_gaps_and_the_total_is_one_number(
 
 def test_missing_metrics_render_as_no_data_never_as_values(records: list[WindowRecord]) -> None:
     only_server = [r for r in records if r.name.startswith("filtering_server")]
-    latency, _, likelihood, _ = render_figure(summarize(only_server)).axes
+    latency, _, likelihood, *_ = render_figure(summarize(only_server)).axes
     client, server = latency.get_lines()
     assert len(client.get_xdata()) == 0
     assert client.get_label().endswith("(no data)")
@@ -65,7 +65,7 @@ def test_png_is_valid(records: list[WindowRecord]) -> None:
     data = png_bytes(summarize(records))
     assert data.startswith(PNG_SIGNATURE)
     pixels = imread(io.BytesIO(data), format="png")
-    assert pixels.shape[:2] == (750, 1200)
+    assert pixels.shape[:2] == (1050, 1200)
     assert pixels.std() > 0  # not a blank image
 
 
@@ -75,7 +75,7 @@ def test_html_is_self_contained_with_the_titles_and_a_table_per_widget(records: 
     page = html_page(summary, png, source="/tmp/metrics.jsonl")
     for widget in WIDGETS:
         assert f"<h2>{widget.title}</h2>" in page
-    assert page.count("<table>") == 4
+    assert page.count("<table>") == len(WIDGETS) + len(ARM_WIDGETS)
     # no external resource: the only src is the inline PNG, no stylesheet or script links
     assert re.findall(r'(?:src|href)="([^"]*)"', page) == [
         "data:image/png;base64," + base64.b64encode(png).decode("ascii")
