@@ -53,21 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_on_emr(args: argparse.Namespace, ctx: Context) -> int:
     """Submit the job to a transient EMR cluster (the same cluster and step as the loop's state machine)."""
-    import boto3
-
-    from aik.errors import ParameterNotFound
     from aik.features import emr_job as emr
 
     if ctx.settings.backend != "aws":
         raise AikError("--on emr needs the aws backend (--backend aws): the cluster reads the SSM parameters")
-    try:
-        environment = emr.EmrEnvironment.from_json(ctx.params.get(emr.LOOP_EMR))
-    except ParameterNotFound as exc:
-        raise AikError(f"{emr.LOOP_EMR} is not set: deploy the aik/loop stack first") from exc
-    session = boto3.Session(region_name=ctx.settings.region)
-    if not session.region_name:
-        raise AikError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
-    client = session.client("emr")
+    client, environment, region = emr.connect(ctx.params, ctx.settings.region)
     size = emr.ClusterSize(
         main_instance_type=args.instance_type,
         core_instance_type=args.instance_type,
@@ -77,7 +67,7 @@ def run_on_emr(args: argparse.Namespace, ctx: Context) -> int:
         client,
         environment,
         size,
-        region=session.region_name,
+        region=region,
         use_case=args.use_case,
         seed=args.seed,
         window=window_from_args(args),

@@ -111,12 +111,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def join_on_emr(args: argparse.Namespace, ctx: Context, options: MonitorOptions) -> str:
     """Run the join as an EMR step writing under `options.out`, wait for it; the table's URI."""
-    import boto3
-
-    from aik.errors import ParameterNotFound
     from aik.features import emr_job
     from aik.monitor import JOINED_DIR
     from aik.monitor import emr as monitor_emr
+    from aik.monitor.spark_job import JoinJob
 
     if ctx.settings.backend != "aws":
         raise AikError("--on emr needs the aws backend (--backend aws): the cluster reads the logs in S3")
@@ -126,20 +124,11 @@ def join_on_emr(args: argparse.Namespace, ctx: Context, options: MonitorOptions)
             raise AikError(
                 f"{name} must be in S3 for --on emr (the cluster reads and writes there), got {uri}"
             )
-    try:
-        environment = emr_job.EmrEnvironment.from_json(ctx.params.get(emr_job.LOOP_EMR))
-    except ParameterNotFound as exc:
-        raise AikError(f"{emr_job.LOOP_EMR} is not set: deploy the aik/loop stack first") from exc
-    session = boto3.Session(region_name=ctx.settings.region)
-    if not session.region_name:
-        raise AikError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
-    client = session.client("emr")
-    step = monitor_emr.JoinStep(
-        options.predictions, options.logs, joined, options.experiment, options.start, options.end
-    )
+    client, environment, region = emr_job.connect(ctx.params, ctx.settings.region)
+    step = JoinJob(options.predictions, options.logs, joined, options.experiment, options.start, options.end)
     if args.cluster_id:
         submitted = monitor_emr.add_to_cluster(
-            client, environment, step, cluster_id=args.cluster_id, region=session.region_name
+            client, environment, step, cluster_id=args.cluster_id, region=region
         )
         print(f"monitor: step {submitted.step_id} added to EMR cluster {submitted.cluster_id}")
     else:
@@ -148,7 +137,7 @@ def join_on_emr(args: argparse.Namespace, ctx: Context, options: MonitorOptions)
             core_instance_type=args.instance_type,
             core_instance_count=args.core_instances,
         )
-        submitted = monitor_emr.submit_transient(client, environment, size, step, region=session.region_name)
+        submitted = monitor_emr.submit_transient(client, environment, size, step, region=region)
         print(
             f"monitor: EMR cluster {submitted.cluster_id} runs step {submitted.step_id} and then terminates"
         )

@@ -22,6 +22,7 @@ from typing import Any
 
 from aik.errors import AikError
 from aik.features.window import Window
+from aik.params import ParameterStore
 
 #: The parameter (written by the loop stack) naming the transient cluster's subnet, roles and groups.
 LOOP_EMR = "/aik/loop/emr"
@@ -104,8 +105,16 @@ def feature_step(
     window_args = (
         [] if window is None else ["--window-days", str(window.days), "--test-days", str(window.test_days)]
     )
+    args = ["--backend", "aws", "--region", region, "--use-case", use_case, "--seed", str(seed), *window_args]
+    return spark_submit_step(env, STEP_NAME, FEATURE_JOB_KEY, args, action_on_failure=action_on_failure)
+
+
+def spark_submit_step(
+    env: EmrEnvironment, name: str, script_key: str, args: list[str], *, action_on_failure: str
+) -> dict[str, Any]:
+    """An EMR step running `spark-submit` (client mode) of a script of the bootstrap bucket with `args`."""
     return {
-        "Name": STEP_NAME,
+        "Name": name,
         "ActionOnFailure": action_on_failure,
         "HadoopJarStep": {
             "Jar": "command-runner.jar",
@@ -113,19 +122,27 @@ def feature_step(
                 "spark-submit",
                 "--deploy-mode",
                 "client",
-                f"s3://{env.bootstrap_bucket}/{FEATURE_JOB_KEY}",
-                "--backend",
-                "aws",
-                "--region",
-                region,
-                "--use-case",
-                use_case,
-                "--seed",
-                str(seed),
-                *window_args,
+                f"s3://{env.bootstrap_bucket}/{script_key}",
+                *args,
             ],
         },
     }
+
+
+def connect(params: ParameterStore, region: str | None) -> tuple[Any, EmrEnvironment, str]:
+    """An EMR client of the region and the loop stack's environment (`LOOP_EMR`), for a laptop's command."""
+    import boto3
+
+    from aik.errors import ParameterNotFound
+
+    try:
+        environment = EmrEnvironment.from_json(params.get(LOOP_EMR))
+    except ParameterNotFound as exc:
+        raise AikError(f"{LOOP_EMR} is not set: deploy the aik/loop stack first") from exc
+    session = boto3.Session(region_name=region)
+    if not session.region_name:
+        raise AikError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+    return session.client("emr"), environment, session.region_name
 
 
 def run_job_flow_request(

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from aik.errors import AikError
 from aik.features import emr_job
+from aik.monitor.spark_job import JoinJob
 
 log = logging.getLogger("aik.monitor")
 
@@ -30,20 +29,8 @@ COMPONENT_TAG = ("aik:component", "monitor-job")
 DONE_STATES = ("COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED")
 
 
-@dataclass(frozen=True)
-class JoinStep:
-    """What the step joins and where it writes the table (S3 URIs)."""
-
-    predictions: str
-    logs: str
-    out: str
-    experiment: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-
-
 def monitor_step(
-    env: emr_job.EmrEnvironment, join: JoinStep, *, region: str, action_on_failure: str
+    env: emr_job.EmrEnvironment, join: JoinJob, *, region: str, action_on_failure: str
 ) -> dict[str, Any]:
     """The EMR step: spark-submit of the join job (deployed in the bootstrap bucket) on explicit URIs."""
     optional: list[str] = []
@@ -53,32 +40,14 @@ def monitor_step(
         optional += ["--start", join.start.isoformat()]
     if join.end is not None:
         optional += ["--end", join.end.isoformat()]
-    return {
-        "Name": STEP_NAME,
-        "ActionOnFailure": action_on_failure,
-        "HadoopJarStep": {
-            "Jar": "command-runner.jar",
-            "Args": [
-                "spark-submit",
-                "--deploy-mode",
-                "client",
-                f"s3://{env.bootstrap_bucket}/{MONITOR_JOB_KEY}",
-                "--predictions",
-                join.predictions,
-                "--logs",
-                join.logs,
-                "--out",
-                join.out,
-                "--region",
-                region,
-                *optional,
-            ],
-        },
-    }
+    args = ["--predictions", join.predictions, "--logs", join.logs, "--out", join.out, "--region", region]
+    return emr_job.spark_submit_step(
+        env, STEP_NAME, MONITOR_JOB_KEY, [*args, *optional], action_on_failure=action_on_failure
+    )
 
 
 def add_to_cluster(
-    emr: Any, env: emr_job.EmrEnvironment, join: JoinStep, *, cluster_id: str, region: str
+    emr: Any, env: emr_job.EmrEnvironment, join: JoinJob, *, cluster_id: str, region: str
 ) -> emr_job.Submitted:
     """Add the step to a running cluster (it must be able to take steps: WAITING or RUNNING)."""
     import botocore.exceptions
@@ -94,7 +63,7 @@ def add_to_cluster(
 
 
 def submit_transient(
-    emr: Any, env: emr_job.EmrEnvironment, size: emr_job.ClusterSize, join: JoinStep, *, region: str
+    emr: Any, env: emr_job.EmrEnvironment, size: emr_job.ClusterSize, join: JoinJob, *, region: str
 ) -> emr_job.Submitted:
     """Start the loop's transient cluster with the step as its only one (it terminates when the step ends)."""
     step = monitor_step(env, join, region=region, action_on_failure="TERMINATE_CLUSTER")

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from pipeline.test_features_emr import ENV
 
 from aik import storage
 from aik.cli import main
 from aik.features import emr_job
 from aik.monitor import emr as monitor_emr
+from aik.monitor.spark_job import JoinJob
 
 from .test_monitor_join import _experiment_data, _logs, _write_predictions
 from .test_monitor_spark import upload_table
@@ -28,17 +30,7 @@ if TYPE_CHECKING:
 
 REGION = "us-east-1"
 BUCKET = "aik-data-emr"
-ENV = emr_job.EmrEnvironment(
-    subnet_id="subnet-0123",
-    instance_profile="aik-emr-instance",
-    service_role="aik-emr-service",
-    security_configuration="aik-emr-security",
-    bootstrap_bucket="aik-bootstrap",
-    main_security_group="sg-main",
-    core_security_group="sg-core",
-    service_security_group="sg-service",
-)
-JOIN = monitor_emr.JoinStep(
+JOIN = JoinJob(
     predictions=f"s3://{BUCKET}/predictions/",
     logs=f"s3://{BUCKET}/raw/",
     out=f"s3://{BUCKET}/monitor/joined/",
