@@ -106,11 +106,19 @@ def read_records(
 
 
 def newest_experiment(records: DataFrame) -> tuple[bool, str | None]:
-    """(any records, the experiment of the newest record, the first read of equal times)."""
+    """(any records, the experiment of the newest record, the first read of equal times).
+
+    Two aggregations rather than a sort: neither moves the records between partitions.
+    """
     from pyspark.sql import functions as F
 
-    row = records.orderBy(F.col("ts_ms").desc(), F.col(_FILE), F.col(_POS)).select("experiment").first()
-    return (row is not None, None if row is None else row["experiment"])
+    newest = records.agg(F.max("ts_ms")).first()
+    if newest is None or newest[0] is None:
+        return False, None
+    first = F.min(F.struct(F.col(_FILE), F.col(_POS), F.col("experiment"))).alias("first")
+    row = records.where(F.col("ts_ms") == newest[0]).agg(first).first()
+    assert row is not None  # an aggregation without grouping has exactly one row
+    return True, row["first"]["experiment"]
 
 
 def of_experiment(records: DataFrame, experiment: str | None) -> DataFrame:
@@ -139,19 +147,23 @@ def _device_name(device_type_id: Column) -> Column:
     return F.coalesce(names[device_type_id], F.lit(UNKNOWN))
 
 
-def bid_segments(bids: DataFrame) -> DataFrame:
+def bid_segments(bids: DataFrame, cached: list[DataFrame]) -> DataFrame:
     """Accepted bid lines of the wanted requests -> BidID, advertiser, device_type, hour (one row each).
 
     A request logged twice takes its first line by the feature job's rule (`first_line_key` in
-    `aik.monitor.join`), the device type by the server's function (`with_device_type`).
+    `aik.monitor.join`), the device type by the server's function (`with_device_type`). The wanted
+    lines are cached, and added to `cached` for the caller to unpersist.
     """
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from aik.features.transforms import REQUEST_FIELDS, with_device_type
     from aik.features.transforms import _first_per_bid as first_per_bid
 
-    first = with_device_type(first_per_bid(bids, REQUEST_FIELDS))
-    return first.select(
+    first = first_per_bid(bids, REQUEST_FIELDS).persist(StorageLevel.MEMORY_AND_DISK)
+    cached.append(first)
+    # cached: the device types' vocabulary and the rows read the (decompressed, parsed) lines once
+    return with_device_type(first).select(
         "BidID",
         F.coalesce(F.col("AdvertiserID"), F.lit(UNKNOWN)).alias("advertiser"),
         _device_name(F.col("device_type_id")).alias("device_type"),
@@ -167,16 +179,18 @@ def _accepted(spark: SparkSession, files: list[str], kind: str, wanted: DataFram
     return accepted(read_logs(spark, files, kind)).select("BidID", *fields).join(wanted, "BidID", "left_semi")
 
 
-def joined_rows(spark: SparkSession, answers: DataFrame, files: dict[str, list[str]]) -> DataFrame:
+def joined_rows(
+    spark: SparkSession, answers: DataFrame, files: dict[str, list[str]], cached: list[DataFrame]
+) -> DataFrame:
     """One row per answered request with a bid line (every answered request without a bid log): the
-    table's columns, as `aik.monitor.join.join` makes them."""
+    table's columns, as `aik.monitor.join.join` makes them; the frames it caches go to `cached`."""
     from pyspark.sql import functions as F
 
     from aik.features.transforms import REQUEST_FIELDS
 
     wanted = answers.select(F.col("bid_id").alias("BidID"))
     if files[BID]:
-        segments = bid_segments(_accepted(spark, files[BID], BID, wanted, *REQUEST_FIELDS))
+        segments = bid_segments(_accepted(spark, files[BID], BID, wanted, *REQUEST_FIELDS), cached)
         rows = answers.join(segments.withColumnRenamed("BidID", "bid_id"), "bid_id", "inner")
     else:
         hour = F.pmod(F.floor(F.col("ts_ms") / 3_600_000), 24).cast("int")
@@ -244,7 +258,7 @@ def run_join(spark: SparkSession, job: JoinJob) -> JoinResult:
                 f"{answered:,}",
             )
             describe("aik monitor: join with the bid, impression and click logs; write the table")
-            joined_rows(spark, answers, logs).write.mode("overwrite").parquet(job.out)
+            joined_rows(spark, answers, logs, cached).write.mode("overwrite").parquet(job.out)
             counts.requests = spark.read.parquet(job.out).count()
             counts.without_bid_line = answered - counts.requests
         finally:
