@@ -15,6 +15,8 @@ Everything is measured in this one run on this machine, and every figure is prin
     through ONNX Runtime): per-request cost and batch throughput, as ratios to XGBoost's in this run.
 (h) the p99 at the paced rate with the prediction log writing every answer (rate 1.0) against the same
     server with the log off (`--only prediction-log` runs just this).
+(i) `filterColumns` predictions/s during an experiment (10 % challenger) against the same server
+    without one, alternated in one run (`--only columns-experiment`).
 Server and clients run in separate processes (`python -m filtering_server`, `python -m
 ad_server_emulator`), so they do not share a GIL. Targets are printed beside the figures; nothing here
 asserts on time. Scoring figures are CPU time per call (thread_time), the median of repeats, so other
@@ -60,13 +62,24 @@ from filtering_server.model import ModelSources, ServedModel, _hot_path, load_mo
 from filtering_server.process import ServerProcess  # noqa: E402
 
 KIT_DEFAULT = "the kit's default preset: depth 1, 2000 categorical trees"
-PARTS = ("scoring", "end-to-end", "columns", "advertisers", "tail", "prediction-log", "families")
+PARTS = (
+    "scoring",
+    "end-to-end",
+    "columns",
+    "advertisers",
+    "tail",
+    "prediction-log",
+    "families",
+    "columns-experiment",
+)
 #: Requests/s of the paced run, from emulator processes of two connections each.
 PACED_RATE = 8000
 PACED_CLIENTS = 2
 #: Requests per `filterColumns` call, and the emulator processes sending them (two connections each).
 COLUMN_BATCH = 1000
 COLUMN_CLIENTS = 2
+#: The challenger's share in (i), `filterColumns` during an experiment (the issue's 10 %).
+EXPERIMENT_SHARE = 0.1
 #: Candidate advertisers per `filterAdvertisers` call.
 ADVERTISER_COUNTS = (1, 10, 100)
 TARGETS = {
@@ -488,38 +501,53 @@ def columns_throughput(workspace: Path, out: Path, quick: bool) -> dict[str, Any
     beside the wall-clock rate, the server process's own CPU time per prediction (from /proc), which
     other load on the machine inflates less.
     """
-    duration = "4" if quick else "8"
-    repeats = 2 if quick else 3
     collector = StatsdLines()
     servers = {
         mode: start_server(workspace, out, collector.port, echo=mode == "echo") for mode in ("echo", "model")
     }
-    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in servers}
     try:
-        for rep in range(repeats):
-            for mode, server in servers.items():
-                args = ("2", "0", "--duration", duration, "--batch-size", str(COLUMN_BATCH), "--columns")
-                names = [f"{mode}-columns-{rep}-{k}" for k in range(COLUMN_CLIENTS)]
-                cpu0 = cpu_seconds(server.proc.pid)
-                procs = [
-                    emulate(workspace, server.port, out, name, *args, "--warmup", "20") for name in names
-                ]
-                reports = [collect(proc, out, name)[0] for proc, name in zip(procs, names, strict=True)]
-                cpu = cpu_seconds(server.proc.pid) - cpu0
-                served = sum(r["requests_measured"] for r in reports)
-                runs[mode].append(
-                    {
-                        "predictions_per_s": sum(r["throughput_rps"] for r in reports),
-                        "server_cpu_us_per_prediction": cpu / max(served, 1) * 1e6,
-                        "p50_ms": float(np.mean([r["latency_ms"]["p50"] for r in reports])),
-                        "errors": float(sum(r["errors"] for r in reports)),
-                        "load": os.getloadavg()[0],
-                    }
-                )
+        runs = column_runs(workspace, out, servers, quick)
     finally:
         for server in servers.values():
             server.stop()
         collector.close()
+    results = best_column_runs(runs)
+    results["model_vs_echo"] = results["model"]["predictions_per_s"] / results["echo"]["predictions_per_s"]
+    return results
+
+
+def column_runs(
+    workspace: Path, out: Path, servers: dict[str, ServerProcess], quick: bool
+) -> dict[str, list[dict[str, float]]]:
+    """Alternated closed-loop `filterColumns` runs against each server: per run, predictions/s, the
+    server's CPU per prediction, the call p50, errors and the load average at its end."""
+    duration = "4" if quick else "8"
+    repeats = 2 if quick else 3
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in servers}
+    for rep in range(repeats):
+        for mode, server in servers.items():
+            args = ("2", "0", "--duration", duration, "--batch-size", str(COLUMN_BATCH), "--columns")
+            tag = mode.replace(" ", "-").replace("%", "pct")
+            names = [f"{tag}-columns-{rep}-{k}" for k in range(COLUMN_CLIENTS)]
+            cpu0 = cpu_seconds(server.proc.pid)
+            procs = [emulate(workspace, server.port, out, name, *args, "--warmup", "20") for name in names]
+            reports = [collect(proc, out, name)[0] for proc, name in zip(procs, names, strict=True)]
+            cpu = cpu_seconds(server.proc.pid) - cpu0
+            served = sum(r["requests_measured"] for r in reports)
+            runs[mode].append(
+                {
+                    "predictions_per_s": sum(r["throughput_rps"] for r in reports),
+                    "server_cpu_us_per_prediction": cpu / max(served, 1) * 1e6,
+                    "p50_ms": float(np.mean([r["latency_ms"]["p50"] for r in reports])),
+                    "errors": float(sum(r["errors"] for r in reports)),
+                    "load": os.getloadavg()[0],
+                }
+            )
+    return runs
+
+
+def best_column_runs(runs: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Per server, its best run's figures and every run's rate and CPU per prediction."""
     results: dict[str, Any] = {
         "batch": COLUMN_BATCH,
         "clients": f"{COLUMN_CLIENTS} processes x 2 connections",
@@ -532,7 +560,49 @@ def columns_throughput(workspace: Path, out: Path, quick: bool) -> dict[str, Any
             "server_cpu_us_runs": [x["server_cpu_us_per_prediction"] for x in r],
             "errors": sum(x["errors"] for x in r),
         }
-    results["model_vs_echo"] = results["model"]["predictions_per_s"] / results["echo"]["predictions_per_s"]
+    return results
+
+
+def columns_experiment(artifacts: Artifacts, booster: Any, out: Path, quick: bool) -> dict[str, Any]:
+    """(i) `filterColumns` without and with an experiment (challenger at `EXPERIMENT_SHARE`), as (d).
+
+    The champion and the challenger are two releases of the same booster and bundle as the server
+    without an experiment serves, so the difference is the split's own cost (hashing each BidID,
+    grouping the rows by arm, each arm's features of its rows, one scoring call per arm), not two
+    models' difference. The server without an experiment starts first and never re-reads the
+    parameters (`--watch-interval 0`); the experiment is then started and the second server reads it.
+    """
+    from neural_release import write_booster_release
+
+    from aik import experiments as X
+
+    workspace = artifacts.settings.workspace
+    champion = write_booster_release(artifacts, booster)
+    challenger = write_booster_release(artifacts, booster)
+    collector = StatsdLines()
+    servers = {"no experiment": start_server(workspace, out, collector.port, name="columns-plain")}
+    experiment = X.new_experiment(
+        champion=champion.id, challengers=[(challenger.id, EXPERIMENT_SHARE)], name="bench", salt="bench"
+    )
+    try:
+        X.start(artifacts.store, experiment)
+        servers["experiment"] = start_server(workspace, out, collector.port, name="columns-experiment")
+        runs = column_runs(workspace, out, servers, quick)
+    finally:
+        for server in servers.values():
+            server.stop()
+        collector.close()
+        if X.active(artifacts.store) is not None:
+            X.stop(artifacts.store)  # the parts after this one serve without an experiment
+    results = best_column_runs(runs)
+    results["share"] = EXPERIMENT_SHARE
+    results["experiment_vs_none"] = (
+        results["experiment"]["predictions_per_s"] / results["no experiment"]["predictions_per_s"]
+    )
+    results["cpu_experiment_vs_none"] = (
+        results["experiment"]["server_cpu_us_per_prediction"]
+        / results["no experiment"]["server_cpu_us_per_prediction"]
+    )
     return results
 
 
@@ -757,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=PARTS,
         default=list(PARTS),
         help="only these parts: scoring (a, c), end-to-end (b), columns (d), advertisers (e), tail (f), "
-        "prediction-log (h), families (g)",
+        "prediction-log (h), families (g), columns-experiment (i)",
     )
     parser.add_argument(
         "--repeats",
@@ -835,6 +905,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["prediction_log"] = prediction_log_cost(
             workspace, out, args.quick, args.repeats, args.duration
         )
+    if "columns-experiment" in parts:
+        report["columns_experiment"] = columns_experiment(artifacts, served[1], out, args.quick)
     if "families" in parts:  # last: it promotes releases in the workspace the servers above read
         report["families"] = families(artifacts, served[1], requests, args.quick)
     report["load_average"] = {"start": load_at_start, "end": os.getloadavg()[0]}
@@ -890,6 +962,8 @@ def print_report(report: dict[str, Any], out: Path) -> None:
         print_tail(report["tail"])
     if "prediction_log" in report:
         print_prediction_log(report["prediction_log"])
+    if "columns_experiment" in report:
+        print_columns_experiment(report["columns_experiment"])
     if report["batch"]:
         print("\n(c) batch prediction (1 thread: CPU time; parallel: wall-clock on all cores)")
     for label, b in report["batch"].items():
@@ -976,6 +1050,26 @@ def print_columns(c: dict[str, Any]) -> None:
     print(
         f"  one server process: {rate:,.0f} predictions/s, server / echo = {c['model_vs_echo']:.2f}  "
         f"{_mark(rate >= TARGETS['columns_per_s'], '>= 1M/s')}"
+    )
+
+
+def print_columns_experiment(c: dict[str, Any]) -> None:
+    """(i): filterColumns predictions/s during an experiment against the same server without one."""
+    print(
+        f"\n(i) filterColumns during an experiment ({c['share']:.0%} challenger, both arms the same model) "
+        f"vs without one, batches of {c['batch']:,}, {c['clients']}, closed loop, alternated"
+    )
+    for mode in ("no experiment", "experiment"):
+        m = c[mode]
+        print(
+            f"  {mode:13s}: {m['predictions_per_s']:,.0f} predictions/s (best of "
+            f"{', '.join(f'{v:,.0f}' for v in m['predictions_per_s_runs'])}), call p50 {m['p50_ms']:.2f} ms; "
+            f"server CPU {m['server_cpu_us_per_prediction']:.3f} us per prediction "
+            f"({m['errors']:.0f} errors, load {m['load']:.1f})"
+        )
+    print(
+        f"  experiment / none: throughput {c['experiment_vs_none']:.2f}, "
+        f"server CPU per prediction {c['cpu_experiment_vs_none']:.2f}"
     )
 
 

@@ -291,7 +291,7 @@ def bid_units(column: Any, rows: int, salt: str) -> np.ndarray:
         data = column.data
         if data.isascii():  # the bytes are the UTF-8 of the decoded ids: hash slices, no str per row
             bounds = _plain_offsets(column, rows, "bidId").tolist()
-            return experiments.units_of_keys(map(data.__getitem__, map(slice, bounds, bounds[1:])), salt)
+            return experiments.units_of_slices(data, bounds, salt)
         strings = _plain_values(column, rows, "bidId")
         return experiments.units_of_keys((s.encode() for s in strings), salt)
     distinct, codes = _string_column(column, rows, "bidId", check_codes=True)

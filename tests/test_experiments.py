@@ -90,6 +90,9 @@ def test_many_bid_ids_hashed_at_once_get_the_arms_assign_gives_them() -> None:
     assert units.tolist() == [X.unit(b, three.salt) for b in ids]
     names = [three.arms[i].arm for i in X.arm_indices(units, three)]
     assert names == X.assign_many(ids, three)
+    encoded = [b.encode() for b in ids]
+    bounds = np.cumsum([0, *map(len, encoded)]).tolist()
+    assert X.units_of_slices(b"".join(encoded), bounds, three.salt).tolist() == units.tolist()
 
 
 def test_a_unit_rounded_up_to_one_belongs_to_the_last_arm() -> None:
