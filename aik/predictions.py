@@ -36,6 +36,7 @@ SUFFIX = ".jsonl"
 FIELDS = ("bid_id", "ts_ms", "experiment", "arm", "release", "likelihood")
 _HOUR = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
 _GZIP_MAGIC = b"\x1f\x8b"
+_HOUR_MS = 3_600_000
 _text = json.JSONEncoder(ensure_ascii=True).encode
 
 
@@ -207,12 +208,12 @@ def write_local(root: str, records: list[Prediction], writer: str) -> list[Path]
     Appends (one write per hour file) rather than atomic replaces: a log grows for the hour, and a
     reader skips a torn last line.
     """
-    by_file: dict[str, list[str]] = {}
-    for record in records:
-        by_file.setdefault(file_uri(root, record.ts_ms, writer), []).append(record.to_line())
+    by_hour: dict[int, list[str]] = {}
+    for record in records:  # the file's name once per hour, not per record (a datetime format each)
+        by_hour.setdefault(record.ts_ms // _HOUR_MS, []).append(record.to_line())
     written = []
-    for uri, lines in by_file.items():
-        path = storage.local_path(uri)
+    for hour, lines in by_hour.items():
+        path = storage.local_path(file_uri(root, hour * _HOUR_MS, writer))
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
             f.write("".join(lines))

@@ -42,15 +42,22 @@ FIREHOSE_RECORD_BYTES = 1000 * 1024
 #: concatenates records in order, so one record may carry many newline-ended lines.
 PACK_BYTES = 256 * 1024
 FIREHOSE_ATTEMPTS = 3
-#: Records the writer formats and hands to the sink at a time, giving the GIL back in between.
-CHUNK = 256
+#: Records the writer formats and hands to the sink at a time, giving the GIL back in between: each
+#: chunk holds the GIL while a request thread may be waiting for it.
+CHUNK = 64
+#: Lines the Firehose sink gathers before it packs and sends them (fewer, fuller calls than one per chunk).
+FIREHOSE_SEND_LINES = 2048
 
 
 class PredictionSink(Protocol):
     """Where the writer thread puts records."""
 
     def write(self, records: list[Prediction]) -> int:
-        """Write the records; return how many could not be written (and are lost)."""
+        """Write the records (or buffer them); return how many could not be written (and are lost)."""
+        ...
+
+    def flush(self) -> int:
+        """Write what is buffered; return how many records could not be written."""
         ...
 
     def describe(self) -> str:
@@ -73,6 +80,10 @@ class FileSink:
     def write(self, records: list[Prediction]) -> int:
         """Append to the hour files (0 lost; an OSError propagates to the writer thread)."""
         write_local(self.root, records, self.writer)
+        return 0
+
+    def flush(self) -> int:
+        """Nothing is buffered: every write appended."""
         return 0
 
     def describe(self) -> str:
@@ -125,12 +136,25 @@ class FirehoseSink:
         self.stream = stream
         self.client = client
         self._sleep = sleep
+        self._lines: list[bytes] = []
+        self._limited = LogLimiter(log, burst=3, interval=60.0)
 
     def write(self, records: list[Prediction]) -> int:
-        """Send in packed records; retry the records Firehose reports failed; return the lines lost."""
+        """Format the records; send once `FIREHOSE_SEND_LINES` lines are gathered; return the lines lost."""
+        self._lines.extend(r.to_line().encode() for r in records)
+        return self.flush() if len(self._lines) >= FIREHOSE_SEND_LINES else 0
+
+    def flush(self) -> int:
+        """Send the gathered lines in packed records; retry the records Firehose reports failed; return
+        the lines lost."""
+        lines, self._lines = self._lines, []
         lost = 0
-        for batch in calls(pack([r.to_line().encode() for r in records])):
-            lost += self._put(batch)
+        for batch in calls(pack(lines)):
+            try:
+                lost += self._put(batch)
+            except Exception as exc:  # an unreachable stream or missing credentials: these lines are lost
+                lost += sum(data.count(b"\n") for data in batch)
+                self._limited.log("firehose", logging.ERROR, "prediction log: Firehose failed: %s", exc)
         return lost
 
     def _put(self, batch: list[bytes]) -> int:
@@ -277,6 +301,9 @@ class PredictionLog:
             self.failed += lost
             done += size
             time.sleep(0)
+        lost = self.sink.flush()  # what a buffering sink still held (its failures are counted, not raised)
+        self.written -= lost
+        self.failed += lost
         return n
 
     def _run(self) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import boto3
 import numpy as np
+import pytest
 from moto import mock_aws
 from serve_live import run_server
 from serving_fixtures import Artifacts
@@ -137,7 +138,51 @@ def test_the_firehose_sink_delivers_the_log_readable_from_s3() -> None:
         },
     )
     records = _records(3000)
-    assert L.FirehoseSink("aik-predictions", client=firehose).write(records) == 0
+    sink = L.FirehoseSink("aik-predictions", client=firehose)
+    assert sink.write(records) + sink.flush() == 0
     frame = P.read_predictions("s3://data/predictions/")
     assert list(frame["bid_id"]) == [r.bid_id for r in records]
     assert list(frame["likelihood"]) == [r.likelihood for r in records]
+
+
+def test_the_writer_hands_the_sink_small_chunks_and_yields_the_gil_between_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = L.FileSink(str(tmp_path))
+    sizes: list[int] = []
+    yields: list[int] = []
+    write = sink.write
+    monkeypatch.setattr(sink, "write", lambda records: sizes.append(len(records)) or write(records))
+    monkeypatch.setattr(L.time, "sleep", lambda seconds: yields.append(len(sizes)))
+    log = L.PredictionLog(sink, rate=1.0)
+    for i in range(1000):
+        log.offer(f"bid-{i}", None, ARM, 0.5)
+    assert log.flush() == 1000
+    assert sum(sizes) == 1000 and max(sizes) <= L.CHUNK < 1000
+    assert yields == list(range(1, len(sizes) + 1))  # the GIL given back after every chunk
+    assert len(P.read_predictions(str(tmp_path))) == 1000
+
+
+@mock_aws
+def test_the_firehose_sink_sends_full_calls_not_one_per_chunk() -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="data")
+    firehose = boto3.client("firehose", region_name="us-east-1")
+    firehose.create_delivery_stream(
+        DeliveryStreamName="aik-predictions",
+        DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+            "BucketARN": "arn:aws:s3:::data",
+            "Prefix": "predictions/",
+        },
+    )
+    calls: list[str] = []
+    firehose.meta.events.register("before-call.firehose.PutRecordBatch", lambda **kwargs: calls.append("put"))
+    log = L.PredictionLog(L.FirehoseSink("aik-predictions", client=firehose), rate=1.0)
+    for i in range(3000):
+        log.offer(f"bid-{i}", None, ARM, 0.5)
+    log.flush()
+    assert len(calls) == 2  # 2,048 lines, then the rest at the end of the flush (not 47 chunks)
+    assert (log.written, log.failed) == (3000, 0)
+    assert list(P.read_predictions("s3://data/predictions/")["bid_id"]) == [f"bid-{i}" for i in range(3000)]
