@@ -57,6 +57,8 @@ test-aws: install test-spark35
 VENV35 := .venv-spark35
 PYSPARK35 := pyspark==3.5.6
 SPARK35_TESTS := tests/pipeline/test_job.py tests/pipeline/test_spark_logs.py tests/pipeline/test_transforms.py
+# the monitor's join job (an EMR step too): its table against the in-process join
+SPARK35_TESTS += tests/monitor/test_monitor_spark_job.py
 # these score the job's outputs through the filtering server, whose packages EMR nodes do not have
 # (the main venv runs them)
 SPARK35_TESTS += --deselect tests/pipeline/test_job.py::test_server_features_of_inference_rows_equal_the_splits_rows

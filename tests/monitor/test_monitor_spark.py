@@ -20,7 +20,8 @@ from aik.predictions import Prediction
 from demo.closed_loop import by_contract, release_model, run_closed_loop
 
 from .conftest import AbWorld
-from .test_monitor_join import _bid_line, _experiment_data, _logs, _write_predictions
+from .test_monitor_join import _experiment_data, _logs, _write_predictions
+from .test_monitor_spark_job import _messy_log
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -69,28 +70,6 @@ def test_the_spark_report_of_a_closed_loop_equals_the_in_process_report(
     # a report worth comparing: a verdict, segments, and what the truth says of each
     assert "truth" in pandas["verdicts"][0] and pandas["segments"]["advertiser"]
     assert _comparable(spark_report) == _comparable(pandas)
-
-
-def _messy_log(root: Path) -> list[Prediction]:
-    """Records of two experiments, retries, requests no bid line knows, a torn line, plain and gzip files."""
-    auctions, records, win, click = _experiment_data(1_500, seed=8)
-    _logs(str(root / "logs"), auctions, list(win), list(click))
-    retries = [replace(r, ts_ms=r.ts_ms + 5, likelihood=0.99) for r in records[:40]]
-    unknown = [
-        Prediction(f"f{i:031x}", 1_700_000_100_000 + i, "exp", "champion", "r", 0.3) for i in range(25)
-    ]
-    older = [replace(r, experiment="old", ts_ms=r.ts_ms - 10**6) for r in records[100:300]]
-    _write_predictions(str(root / "predictions"), [*records[:900], *unknown])
-    plain = root / "predictions" / "2023" / "11" / "14" / "22" / "writer.jsonl"
-    plain.parent.mkdir(parents=True, exist_ok=True)
-    lines = [r.to_line() for r in [*records[900:], *retries, *older]]
-    plain.write_text("".join(lines) + '{"bid_id": "torn", "ts_ms": 17\n\n')
-    # a request logged twice by the exchange, its later line first in file order
-    bid = records[0].bid_id
-    bids = root / "logs" / "bid"
-    (bids / "bid.20130610.a.txt").write_text(_bid_line(bid, "20130614230000000", "2000"))
-    (bids / "bid.20130610.b.txt").write_text(_bid_line(bid, "20130610000000000", "3000"))
-    return records
 
 
 def test_the_spark_job_counts_and_keeps_what_the_in_process_join_does(
