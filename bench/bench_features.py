@@ -94,6 +94,11 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=7, help="days of logs (one bz2 file per day and kind)")
     parser.add_argument("--workdir", default=None, help="keep the data here (default: a temporary directory)")
     parser.add_argument("--event-log", default=None, help="write Spark's event log to this directory")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --workdir: keep the logs a previous run generated there for the same size (no generation)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show the job's progress lines")
     args = parser.parse_args()
     logging.basicConfig(
@@ -128,9 +133,18 @@ def main() -> int:
     jvm = gateway.proc.pid
     results = []
     for rows in sizes:
-        ctx = _context(root / f"rows-{rows}")
+        # what generated this size's logs: --reuse keeps them only if it matches
+        generated, world = root / f"rows-{rows}" / "generated", f"seed {args.seed}, days {args.days}\n"
+        reuse = args.reuse and generated.exists() and generated.read_text() == world
+        ctx = (
+            Context(Settings(backend="local", workspace=root / f"rows-{rows}"))
+            if reuse
+            else _context(root / f"rows-{rows}")
+        )
         t0, c0 = time.monotonic(), time.process_time()
-        ingest_synthetic(ctx, rows=rows, seed=args.seed, days=args.days, replace=True)
+        if not reuse:
+            ingest_synthetic(ctx, rows=rows, seed=args.seed, days=args.days, replace=True)
+            generated.write_text(world)
         gen, gen_cpu = time.monotonic() - t0, time.process_time() - c0
         load0 = os.getloadavg()[0]
         spark.sparkContext.setJobGroup("copy", f"copy {rows}")

@@ -6,6 +6,7 @@ Flow: parsed logs -> `bid_filtering_rows` or `ctr_rows` (one row per BidID with 
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, cast
 
 import pyarrow as pa
@@ -116,15 +117,18 @@ def device_types(agents: DataFrame, user_agent: str = "UserAgent") -> DataFrame:
     """One row per distinct user agent of `agents` (`_agent`, missing included) with its `device_type_id`.
 
     The distinct agents (the traffic's user-agent vocabulary, collected like the indexers' labels) are
-    mapped in the driver by `aik.device.device_type_id`, the server's function, so the job starts no
-    Python worker and no row leaves the JVM; the same code runs on every Spark version.
+    mapped in the driver by `aik.device.device_type_id`, the server's function, and the table goes back
+    as one JSON literal that the JVM expands: no Python rows are sent, so no Python worker starts and no
+    row leaves the JVM, on every Spark version (`createDataFrame` of Python rows starts a worker).
     """
-    from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+    from pyspark.sql import functions as F
 
     values = [row[0] for row in agents.select(user_agent).distinct().collect()]
     ids = device_type_array(pa.array(values, pa.string())).to_pylist()
-    schema = StructType([StructField(_AGENT, StringType()), StructField("device_type_id", IntegerType())])
-    return agents.sparkSession.createDataFrame(list(zip(values, ids, strict=True)), schema)
+    table = json.dumps([{_AGENT: agent, "device_type_id": i} for agent, i in zip(values, ids, strict=True)])
+    schema = f"array<struct<{_AGENT}: string, device_type_id: int>>"
+    rows = agents.sparkSession.range(1, numPartitions=1).select(F.inline(F.from_json(F.lit(table), schema)))
+    return rows.select(_AGENT, "device_type_id")
 
 
 def with_device_type(

@@ -108,6 +108,17 @@ def test_device_types_map_each_distinct_agent_of_the_agents_frame_once(spark: Sp
     assert [r["device_type_id"] for r in out] == [device_type_id(PHONE), device_type_id(None)]
 
 
+def test_device_types_send_no_python_rows_to_the_jvm(spark: SparkSession) -> None:
+    # a frame of Python rows (createDataFrame of a list) is a scan of an RDD that a Python worker feeds
+    odd = 'quote " backslash \\ tab \t é'
+    agents = spark.createDataFrame([(a,) for a in [PC, None, odd]], "UserAgent string")
+    devices = device_types(agents)
+    plan = devices._jdf.queryExecution().optimizedPlan().toString()
+    assert "LogicalRDD" not in plan and "ExistingRDD" not in plan, plan
+    got = {r["_agent"]: r["device_type_id"] for r in devices.collect()}
+    assert got == {a: device_type_id(a) for a in [PC, None, odd]}
+
+
 def test_split_is_80_10_10_seeded_and_independent_of_partitioning(spark: SparkSession) -> None:
     ids = spark.range(20_000).selectExpr("md5(cast(id as string)) as BidID")
     first = {r["BidID"]: r[SPLIT] for r in with_split(ids, 42).collect()}
