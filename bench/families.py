@@ -92,6 +92,7 @@ def run_world(ws: Path, world: str, rows: int, seed: int, experiments: Callable[
         if prepared.exists()
         else [("configure", ["configure"]), ("ingest", ingest), ("features", ["features"])]
     )
+    earlier = set((ws / "bucket").rglob("backtests/*/report.json"))
     for step, argv in [*todo, ("backtest", None)]:
         started = time.monotonic()
         if argv is None:
@@ -103,7 +104,8 @@ def run_world(ws: Path, world: str, rows: int, seed: int, experiments: Callable[
         print(f"# {world} seed {seed}: {step} {steps[step]:.0f} s, load {load()}", flush=True)
         if step == "features":
             prepared.write_text(json.dumps(steps))
-    reports = sorted((ws / "bucket").rglob("backtests/*/report.json"))
+    # this backtest's report: another run may share a kept workspace
+    reports = sorted(set((ws / "bucket").rglob("backtests/*/report.json")) - earlier)
     return {**json.loads(storage.read_text(str(reports[-1]))), "rows": rows, "steps_s": steps}
 
 
