@@ -87,6 +87,16 @@ def test_the_learning_rate_decays_after_each_epoch_without_a_better_validation_l
     assert min(trained.lrs) < 0.1
 
 
+def test_after_an_epoch_without_progress_training_resumes_from_the_best_weights(splits) -> None:
+    train, valid, _, cards, unseen = splits
+    # a vanishing step after the decay: the next epoch scores what the best epoch scored, not the worse one
+    config = resolve_neural("fm", {"max_epochs": 30, "patience": 2, "lr": 0.1, "l2": 0.0, "lr_decay": 1e-9})
+    trained = train_neural(train, valid, config, cards, unseen=unseen)
+    best = trained.best_epoch
+    assert trained.history[best] > trained.history[best - 1]
+    assert trained.history[best + 1] == pytest.approx(trained.history[best - 1], rel=1e-5)
+
+
 def test_the_model_file_reloads_with_the_same_predictions(splits) -> None:
     train, valid, test, cards, _ = splits
     trained = train_neural(train, valid, resolve_neural("wide-deep", {**QUICK, "max_epochs": 1}), cards)

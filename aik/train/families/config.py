@@ -29,7 +29,8 @@ class NeuralConfig:
     #: A cross with more value pairs than this is hashed into this many buckets.
     cross_buckets: int = 1 << 16
     lr: float = 0.01
-    #: After an epoch without a better validation log loss the learning rate is multiplied by this (1: off).
+    #: After an epoch without a better validation log loss, go back to the best epoch's weights and multiply
+    #: the learning rate by this (1: off).
     lr_decay: float = 1.0
     batch_size: int = 1024
     max_epochs: int = 60

@@ -330,14 +330,6 @@ def train_neural(
     with torch.no_grad():
         module.bias.fill_(_base_logit(y))
     optimiser = torch.optim.Adam(module.parameters(), lr=config.lr)
-    # a smaller step once the validation loss stops improving: Adam's noise around the optimum shrinks
-    plateau = (
-        torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimiser, mode="min", factor=config.lr_decay, patience=0, threshold=1e-6, threshold_mode="abs"
-        )
-        if config.lr_decay < 1
-        else None
-    )
     generator = torch.Generator().manual_seed(config.seed)
     n = len(yt)
     per_row = 1.0 / max(n, 1)
@@ -360,14 +352,17 @@ def train_neural(
         score = _log_loss(module, Xv, yv)
         history.append(score)
         lrs.append(optimiser.param_groups[0]["lr"])
-        if plateau is not None:
-            plateau.step(score)
         progress.label = f"{config.family} (valid logloss {score:.5f}, best epoch {best[1] or epoch})"
         progress.update(1)
         if score < best[0] - 1e-6:
             best = (score, epoch, copy.deepcopy(module.state_dict()))
         elif epoch - best[1] >= config.patience:
             break
+        elif config.lr_decay < 1:
+            # back to the best epoch's weights with a smaller step (and fresh moments): the epochs since
+            # only moved away from the optimum, and a smaller step lets Adam settle closer to it
+            module.load_state_dict(best[2])
+            optimiser = torch.optim.Adam(module.parameters(), lr=lrs[-1] * config.lr_decay)
     progress.close()
     module.load_state_dict(best[2])
     module.eval()
