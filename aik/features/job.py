@@ -70,7 +70,7 @@ from aik.schema import LABEL, RAW_SCHEMA
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, Observation, SparkSession
 
     from aik.context import Context
 
@@ -158,15 +158,21 @@ def _line_metrics(reason: Column) -> list[Column]:
     return metrics
 
 
-def line_counts(parsed: DataFrame) -> LineCounts:
-    """Lines, accepted, rejected and rejects per reason class of one kind of parsed log."""
+def observe_lines(parsed: DataFrame, name: str) -> tuple[DataFrame, Observation]:
+    """`parsed` counting its lines, rejects and rejects per reason class as an action reads it (observed
+    metrics: the counts cost no pass of their own); `line_counts` of the observation after the action."""
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     from aik.features.logs import REASON
 
-    row = parsed.select(*_line_metrics(F.col(REASON))).first()
-    assert row is not None  # an aggregation without grouping has exactly one row
-    metrics = row.asDict()
+    observation = Observation(name)
+    return parsed.observe(observation, *_line_metrics(F.col(REASON))), observation
+
+
+def line_counts(observation: Observation) -> LineCounts:
+    """Lines, accepted, rejected and rejects per reason class, after an action read `observe_lines`'s rows."""
+    metrics = observation.get
     return LineCounts(
         lines=metrics["lines"],
         accepted=metrics["lines"] - metrics["rejected"],
@@ -246,16 +252,18 @@ def read_and_check(
             .select(SOURCE, REASON, rejected_line, *kept_fields(plan.use_case, kind))
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
+    # Every line is counted while the rejects are written.
+    observed = {kind: observe_lines(df, f"aik-lines-{kind}") for kind, df in parsed.items()}
     rejects = reduce(
         lambda a, b: a.unionByName(b),
         [
             df.where(F.col(REASON).isNotNull()).select(F.lit(kind).alias("kind"), SOURCE, REASON, LINE)
-            for kind, df in parsed.items()
+            for kind, (df, _) in observed.items()
         ],
     )
     # The first action over the cached frames: it builds their every partition (the filter runs on top).
     rejects.write.mode("overwrite").partitionBy("kind", SOURCE).json(rejects_uri)
-    counts = {kind: line_counts(parsed[kind]) for kind in plan.kinds}
+    counts = {kind: line_counts(observation) for kind, (_, observation) in observed.items()}
     for kind, c in counts.items():
         log.info(
             "features: %s logs: %s lines, %s accepted, %s rejected",
@@ -302,25 +310,20 @@ def write_rows(prepared: DataFrame, outputs: Outputs) -> None:
 
 def write_splits(prepared: DataFrame, model: PipelineModel, outputs: Outputs) -> dict[str, SplitCount]:
     """The train/valid/test splits in index space, and each one's rows and positives."""
-    from pyspark import StorageLevel
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    # Only ints: cheap to cache, and the three writes and the counts then share one transform.
-    features = split_features(prepared, model).persist(StorageLevel.MEMORY_AND_DISK)
+    features = split_features(prepared, model)
     targets = (("train", TRAIN, outputs.train), ("valid", VALID, outputs.valid), ("test", TEST, outputs.test))
-    for _, split, uri in targets:
-        features.where(F.col(SPLIT) == split).drop(SPLIT).write.mode("overwrite").parquet(uri)
-    sizes = {
-        row[SPLIT]: (row["rows"], row["positives"])
-        for row in features.groupBy(SPLIT)
-        .agg(F.count("*").alias("rows"), F.sum(LABEL).alias("positives"))
-        .collect()
-    }
-    features.unpersist()
-    counts = {
-        name: SplitCount(uri, sizes.get(split, (0, 0))[0], int(sizes.get(split, (0, 0))[1] or 0))
-        for name, split, uri in targets
-    }
+    counts: dict[str, SplitCount] = {}
+    for name, split, uri in targets:
+        # each split's rows and positives are counted while it is written (observed metrics): the
+        # splits are three filters of the cached rows, with no cache or count pass of their own
+        observed = Observation(f"aik-split-{name}")
+        metrics = (F.count(F.lit(1)).alias("rows"), F.sum(LABEL).alias("positives"))
+        rows = features.where(F.col(SPLIT) == split).drop(SPLIT).observe(observed, *metrics)
+        rows.write.mode("overwrite").parquet(uri)
+        counts[name] = SplitCount(uri, observed.get["rows"], int(observed.get["positives"] or 0))
     log.info("features: splits written: %s", ", ".join(f"{k} {v.rows:,} rows" for k, v in counts.items()))
     return counts
 

@@ -298,8 +298,11 @@ def test_line_counts_count_lines_rejects_and_reason_classes(spark: SparkSession)
     from aik.features.logs import parse_lines
 
     frame = spark.createDataFrame([(bid_line(), "f"), ("junk", "f")], "value string, source string")
-    counts = job.line_counts(parse_lines(frame, "bid"))
-    assert counts == LineCounts(lines=2, accepted=1, rejected=1, reasons={"wrong field count": 1})
+    observed, observation = job.observe_lines(parse_lines(frame, "bid"), "test-lines")
+    observed.collect()
+    assert job.line_counts(observation) == LineCounts(
+        lines=2, accepted=1, rejected=1, reasons={"wrong field count": 1}
+    )
 
 
 def test_cli_reports_a_spark_failure_in_one_line(
