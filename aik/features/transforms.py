@@ -50,12 +50,39 @@ def accepted(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.col("reason").isNull())
 
 
-def _first_per_bid(df: DataFrame, fields: tuple[str, ...]) -> DataFrame:
+#: At most this many repeated BidID hashes are resolved apart from the other rows (a literal set in the
+#: plan); with more, every row goes through the aggregation.
+REPEATED_APART = 100_000
+
+
+def _min_per_bid(df: DataFrame, fields: tuple[str, ...]) -> DataFrame:
     """One row per BidID: the earliest (then smallest) one, so duplicates resolve the same way every run."""
     from pyspark.sql import functions as F
 
     first = F.min(F.struct(*[F.col(c) for c in fields])).alias("_first")
     return df.groupBy("BidID").agg(first).select("BidID", *[F.col(f"_first.{c}").alias(c) for c in fields])
+
+
+def first_per_bid(df: DataFrame, fields: tuple[str, ...], apart: int = REPEATED_APART) -> DataFrame:
+    """`_min_per_bid`, aggregating only the rows whose BidID may repeat.
+
+    The aggregation shuffles and sorts every row with all its fields, while a BidID seen once is its own
+    first row. So the hashes of the BidIDs are counted first (a shuffle of 8-byte hashes), and only the
+    rows of a hash seen more than once (the duplicates, and the rare hash collision) are aggregated; the
+    others pass through as they are. Over `apart` such hashes, every row is aggregated.
+    """
+    from pyspark.sql import functions as F
+
+    bid_hash = F.xxhash64(F.col("BidID"))
+    counts = df.select(bid_hash.alias("_hash")).groupBy("_hash").count()
+    repeated = [row[0] for row in counts.where(F.col("count") > 1).select("_hash").limit(apart + 1).collect()]
+    if len(repeated) > apart:
+        return _min_per_bid(df, fields)
+    once = df.select("BidID", *fields)
+    if not repeated:
+        return once
+    seen_once = once.where(~bid_hash.isin(repeated))
+    return seen_once.unionByName(_min_per_bid(df.where(bid_hash.isin(repeated)), fields))
 
 
 def bid_filtering_rows(bids: DataFrame, imps: DataFrame) -> DataFrame:
@@ -66,7 +93,7 @@ def bid_filtering_rows(bids: DataFrame, imps: DataFrame) -> DataFrame:
     """
     from pyspark.sql import functions as F
 
-    requests = _first_per_bid(bids, REQUEST_FIELDS)
+    requests = first_per_bid(bids, REQUEST_FIELDS)
     prices = imps.groupBy("BidID").agg(F.min(F.col("PayingPrice").cast("bigint")).alias("PayingPrice"))
     joined = requests.join(prices, "BidID", "left")
     return joined.select(
@@ -81,7 +108,7 @@ def ctr_rows(imps: DataFrame, clks: DataFrame) -> DataFrame:
     """Impressions left-joined with clicks: label 1 when the impression's BidID was clicked."""
     from pyspark.sql import functions as F
 
-    impressions = _first_per_bid(imps, (*REQUEST_FIELDS, "PayingPrice"))
+    impressions = first_per_bid(imps, (*REQUEST_FIELDS, "PayingPrice"))
     clicked = clks.select("BidID").distinct().withColumn("_clicked", F.lit(1))
     joined = impressions.join(clicked, "BidID", "left")
     return joined.select(

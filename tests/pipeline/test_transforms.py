@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 from aik.bundle import indexer_from_specs, specs_from_pipeline
 from aik.device import device_type_id
 from aik.features.transforms import (
+    REQUEST_FIELDS,
     SPLIT,
     bid_filtering_rows,
     ctr_rows,
     device_types,
+    first_per_bid,
     fit_indexers,
     indexer_labels,
     prepare,
@@ -66,6 +68,31 @@ def test_bid_filtering_labels_requests_by_impressions_keeping_the_bids_user_agen
     assert (rows["b"]["label"], rows["b"]["PayingPrice"], rows["b"]["UserAgent"]) == (0, None, PC)
     assert (rows["c"]["label"], rows["c"]["Timestamp"], rows["c"]["Domain"]) == (0, "20130608000000000", "d1")
     assert rows["b"]["BiddingPrice"] == 238
+
+
+def test_first_per_bid_aggregates_only_repeated_bids_with_the_same_result(spark: SparkSession) -> None:
+    rows = [(f"u{i}", f"2013060610101{i:04d}", "1", "2", "d1", "1458", "300", PC) for i in range(50)]
+    rows += [  # repeated BidIDs: a later copy, a tie on Timestamp (the smaller fields win), a null field
+        ("r1", "20130606101010000", "1", "2", "d1", "1458", "300", PC),
+        ("r1", "20130606101010001", "0", "0", "d0", "0000", "1", PHONE),
+        ("r2", "20130607000000000", "9", "2", "d2", "1458", "300", PC),
+        ("r2", "20130607000000000", "1", "2", "d2", "1458", "300", None),
+        ("r2", "20130607000000000", "1", "2", "d2", "1458", "300", PHONE),
+    ]
+    bids = spark.createDataFrame(rows, BIDS)
+    apart = first_per_bid(bids, REQUEST_FIELDS)
+    aggregated = first_per_bid(bids, REQUEST_FIELDS, apart=0)  # more repeated hashes than 0: all rows
+    assert sorted(apart.collect()) == sorted(aggregated.collect())
+    assert len(apart.collect()) == 52
+    assert {r["BidID"]: r["UserAgent"] for r in apart.collect()}["r2"] is None
+
+
+def test_first_per_bid_does_not_aggregate_bids_seen_once(spark: SparkSession) -> None:
+    rows = [(f"u{i}", "20130606101010000", "1", "2", "d1", "1458", "300", PC) for i in range(20)]
+    firsts = first_per_bid(spark.createDataFrame(rows, BIDS), REQUEST_FIELDS)
+    plan = firsts._jdf.queryExecution().optimizedPlan().toString()
+    assert "Aggregate" not in plan, plan
+    assert sorted(firsts.collect()) == sorted(rows)
 
 
 def test_ctr_labels_impressions_by_clicks(spark: SparkSession) -> None:
