@@ -154,6 +154,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from aik.monitor import MonitorOptions, run_monitor
     from aik.predictions import root_for
 
+    if args.on != "emr" and args.cluster_id:
+        raise AikError("--cluster-id names the cluster of --on emr")
     if args.joined and (args.experiment or args.start or args.end):
         raise AikError(
             "--joined judges the table as the job selected it: pass --experiment/--start/--end to the job"

@@ -167,6 +167,11 @@ def test_the_command_waits_for_the_step_then_judges_its_table_in_s3(
     assert doc["inputs"]["joined"] == f"s3://{BUCKET}/monitor/joined/" and doc["inputs"]["requests"] == 700
 
 
+def test_a_cluster_without_on_emr_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--workspace", str(tmp_path), "monitor", "--cluster-id", "j-1"]) == 1
+    assert capsys.readouterr().err.strip() == "aik monitor: --cluster-id names the cluster of --on emr"
+
+
 def test_on_emr_needs_the_aws_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--workspace", str(tmp_path), "configure"]) == 0
     capsys.readouterr()
