@@ -157,13 +157,13 @@ def bid_segments(bids: DataFrame, cached: list[DataFrame]) -> DataFrame:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from aik.features.transforms import REQUEST_FIELDS, with_device_type
-    from aik.features.transforms import _first_per_bid as first_per_bid
+    from aik.features.transforms import REQUEST_FIELDS, first_per_bid, with_device_type
 
-    first = first_per_bid(bids, REQUEST_FIELDS).persist(StorageLevel.MEMORY_AND_DISK)
-    cached.append(first)
-    # cached: the device types' vocabulary and the rows read the (decompressed, parsed) lines once
-    return with_device_type(first).select(
+    # cached: the repeated BidIDs' count, the device types' vocabulary and the rows read the
+    # (decompressed, parsed) lines once
+    wanted = bids.persist(StorageLevel.MEMORY_AND_DISK)
+    cached.append(wanted)
+    return with_device_type(first_per_bid(wanted, REQUEST_FIELDS)).select(
         "BidID",
         F.coalesce(F.col("AdvertiserID"), F.lit(UNKNOWN)).alias("advertiser"),
         _device_name(F.col("device_type_id")).alias("device_type"),
