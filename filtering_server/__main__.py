@@ -28,7 +28,7 @@ from aik.settings import Settings, add_backend_arguments
 from filtering_api.metrics import MetricNames, MetricsAggregator, statsd_address, statsd_client
 from filtering_server.model import DEFAULT_MAX_STRING
 from filtering_server.prediction_log import FileSink, FirehoseSink, PredictionLog
-from filtering_server.server import FilteringServer, ServerConfig
+from filtering_server.server import TRANSPORTS, FilteringServer, ServerConfig
 from filtering_server.watcher import ModelHolder, ModelWatcher
 
 log = logging.getLogger("filtering_server")
@@ -189,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"(env {ENV_PREDICTION_LOG}, default <workspace>/predictions/)",
     )
     p.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default=defaults.transport,
+        help="threads: a thread per connection; loop: one thread multiplexes all connections "
+        f"(default {defaults.transport}; docs/serving.md compares them)",
+    )
+    p.add_argument(
         "--echo",
         action="store_true",
         help="answer 0.5 without scoring: the transport baseline of the benchmark (not for production)",
@@ -227,6 +234,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
             read_timeout=args.read_timeout,
             max_message_bytes=args.max_message_bytes,
             max_batch=args.max_batch,
+            transport=args.transport,
         ),
         watch_interval=args.watch_interval,
         wait_for_model=args.wait_for_model,

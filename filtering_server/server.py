@@ -37,36 +37,33 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from thriftpy2.protocol import TCyBinaryProtocol
-from thriftpy2.thrift import TApplicationException
 from thriftpy2.transport import TCyMemoryBuffer
 
 from filtering_api.idl import BidRequestFilter
 from filtering_api.metrics import MetricsAggregator
-from filtering_server import wire
+from filtering_server.framing import READ_TIMEOUT, RECV, FrameError, MessageBuffer, frame_error_reply
 from filtering_server.handler import FilteringHandler, arm_tally, requests_scored
 from filtering_server.log_limit import LogLimiter
-from filtering_server.model import BadRequest
 from filtering_server.prediction_log import PredictionLog
-from filtering_server.processor import Processor, send_exception
+from filtering_server.processor import Processor
 from filtering_server.watcher import ModelHolder
+
+if TYPE_CHECKING:
+    from filtering_server.event_loop import EventLoop
 
 log = logging.getLogger(__name__)
 
-_RECV = 65536
-_BASE_BUFFER = 2 * _RECV
 #: Seconds a blocked socket call waits before the connection re-checks its deadlines.
 _TICK = 1.0
 
-READ_TIMEOUT = -100
-OUT_OF_MEMORY = -101
-_REASONS = {
-    READ_TIMEOUT: "the message did not arrive in full within the read timeout",
-    OUT_OF_MEMORY: "the server's message memory is in use by other connections; retry later",
-}
+#: The transports `ServerConfig.transport` names: a thread per connection, or one event-loop thread.
+THREADS = "threads"
+LOOP = "loop"
+TRANSPORTS = (THREADS, LOOP)
 
 
 @dataclass(frozen=True)
@@ -102,6 +99,12 @@ class ServerConfig:
     #: Warnings of one kind a client can trigger, logged per `log_interval` seconds (the rest counted).
     log_burst: int = 10
     log_interval: float = 60.0
+    #: `threads` (a thread per connection) or `loop` (one thread multiplexes all, `event_loop.py`).
+    transport: str = THREADS
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
 
 
 class _Closed(Exception):
@@ -128,14 +131,17 @@ class FilteringServer:
         self.metrics = metrics
         #: Reply a constant without scoring (the benchmark's transport baseline on the same stack).
         self.echo = echo
+        #: Seconds the event loop gives replies in progress when draining (set by `shutdown`).
+        self.drain_timeout = self.config.drain_timeout
         self.started = time.monotonic()
         self._served_closed = 0  # requests served by connections that have ended
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
         self._draining = False
-        self._connections: dict[int, _Connection] = {}
+        self._connections: dict[int, Any] = {}  # _Connection, or event_loop's connections
         self._lock = threading.Lock()
         self._accept_thread: threading.Thread | None = None
+        self._loop: EventLoop | None = None
         self._next_id = 0
         self._buffered = 0  # bytes of message buffers beyond the base buffers, all connections
         self.limited_log = LogLimiter(log, burst=self.config.log_burst, interval=self.config.log_interval)
@@ -178,10 +184,16 @@ class FilteringServer:
         return self._listener is not None and self.holder.current is not None and not self._draining
 
     def serve_forever(self) -> None:
-        """Accept connections until `shutdown` (each gets its own thread)."""
+        """Accept and serve connections until `shutdown` (each in its own thread, or all in the loop)."""
         if self._listener is None:
             self.bind()
         assert self._listener is not None
+        if self.config.transport == LOOP:
+            from filtering_server.event_loop import EventLoop
+
+            self._loop = EventLoop(self)
+            self._loop.run()
+            return
         listener = self._listener
         while not self._stopping.is_set():
             self.limited_log.flush()
@@ -196,13 +208,16 @@ class FilteringServer:
                 self.limited_log.log("accept", logging.ERROR, "accept failed: %s", exc)
                 self._stopping.wait(max(1.0, self.config.poll_interval))
                 continue
-            self._admit(conn, addr)
+            connection = self._admit(conn, addr, partial(_Connection, self, conn, addr))
+            if connection is not None:
+                connection.start()
 
     def start(self) -> FilteringServer:
         """Bind (if needed) and accept in a background thread."""
         if self._listener is None:
             self.bind()
-        self._accept_thread = threading.Thread(target=self.serve_forever, name="thrift-accept", daemon=True)
+        name = "thrift-loop" if self.config.transport == LOOP else "thrift-accept"
+        self._accept_thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
         self._accept_thread.start()
         return self
 
@@ -210,6 +225,8 @@ class FilteringServer:
         """Drain: stop accepting, finish requests in progress, close; True if all ended within the timeout."""
         timeout = self.config.drain_timeout if timeout is None else timeout
         self._draining = True
+        if self.config.transport == LOOP:
+            return self._shutdown_loop(timeout)
         self._stopping.set()
         if self._accept_thread is not None:
             self._accept_thread.join(timeout=self.config.poll_interval * 4 + 1)
@@ -231,9 +248,34 @@ class FilteringServer:
             log.warning("drain timed out: %d connection(s) closed with requests in progress", len(left))
         return not left
 
+    def _shutdown_loop(self, timeout: float) -> bool:
+        """Drain the event loop: it stops accepting, lets replies in progress finish, then closes."""
+        self.drain_timeout = timeout
+        self._stopping.set()
+        if self._loop is not None:
+            self._loop.wake()
+        if self._accept_thread is not None:
+            # the loop may be inside a call when asked to stop: it drains once the call returns
+            self._accept_thread.join(timeout=timeout + self.config.poll_interval * 4 + 1)
+            if self._accept_thread.is_alive():
+                log.warning("drain timed out: the event loop did not stop")
+                return False
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.close()
+        return self._loop is None or self._loop.drained
+
+    def frame_rejected(self, addr: Any, exc: FrameError) -> None:
+        """Log (rate-limited) and count a message that could not be framed; its connection will close."""
+        self.limited_log.warning("bad-message", "closing connection %s: %s", addr, exc.reason)
+        if self.metrics is not None:
+            self.metrics.record_error()
+
     # -- connections ------------------------------------------------------------------------------
 
-    def _admit(self, conn: socket.socket, addr: Any) -> None:
+    def _admit(self, conn: socket.socket, addr: Any, make: Callable[[int], Any]) -> Any:
+        """Register a new connection made by `make(conn_id)` and return it, or refuse and close the socket
+        (None) when the server is full or draining; evicts the idlest connection when slots run low."""
         config = self.config
         victim = None
         with self._lock:
@@ -248,7 +290,7 @@ class FilteringServer:
             else:
                 full = False
                 self._next_id += 1
-                connection = _Connection(self, conn, addr, self._next_id)
+                connection = make(self._next_id)
                 self._connections[connection.id] = connection
         if victim is not None:
             self.limited_log.log(
@@ -264,10 +306,10 @@ class FilteringServer:
             )
             with contextlib.suppress(OSError):
                 conn.close()
-            return
-        connection.thread.start()
+            return None
+        return connection
 
-    def _idlest(self, idle_before: float) -> _Connection | None:
+    def _idlest(self, idle_before: float) -> Any:
         """The connection idle the longest, if idle since before `idle_before` (call under the lock)."""
         idle = [c for c in self._connections.values() if not c.evicted and c.idle_since is not None]
         idle = [c for c in idle if (c.idle_since or 0.0) < idle_before]
@@ -291,7 +333,7 @@ class FilteringServer:
         with self._lock:
             return self._buffered
 
-    def _forget(self, connection: _Connection) -> None:
+    def _forget(self, connection: Any) -> None:
         with self._lock:
             if self._connections.pop(connection.id, None) is not None:
                 self._served_closed += connection.served
@@ -318,19 +360,25 @@ class _Connection:
         self.addr = addr
         self.id = conn_id
         self.thread = threading.Thread(target=self.run, name=f"thrift-conn-{conn_id}", daemon=True)
-        self._buf = np.empty(_BASE_BUFFER, dtype=np.uint8)
-        self._start = 0
-        self._end = 0
+        config = server.config
+        self._messages = MessageBuffer(
+            max_message_bytes=config.max_message_bytes,
+            max_depth=config.max_depth,
+            reserve=server._reserve_buffer,
+            release=server._release_buffer,
+        )
         self._reading = True
-        self._info = wire.new_info()
         self.served = 0  # written only by this connection's thread
         #: When the connection began waiting for a new message with nothing buffered (None: busy).
         self.idle_since: float | None = time.monotonic()
-        self._message_started = 0.0
         #: Chosen to be closed to make room for a new client.
         self.evicted = False
 
     # -- socket -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serve the connection in its own thread."""
+        self.thread.start()
 
     def stop_reading(self) -> None:
         """Draining: no further request is read; one in progress still gets its reply."""
@@ -339,95 +387,51 @@ class _Connection:
             self.sock.shutdown(socket.SHUT_RD)
 
     def force_close(self) -> None:
-        """End the connection now (drain timeout)."""
+        """End the connection now (drain timeout, or evicted to make room)."""
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
     def _fill(self) -> None:
-        """Receive more bytes after the buffered ones (compacting or growing the buffer as needed)."""
-        buf = self._buf
-        if self._end == buf.shape[0]:
-            pending = self._end - self._start
-            if self._start > 0:
-                buf[:pending] = buf[self._start : self._end]
-            else:
-                limit = self.server.config.max_message_bytes + _RECV
-                size = min(max(buf.shape[0] * 2, pending + _RECV), limit)
-                if not self.server._reserve_buffer(size - buf.shape[0]):
-                    raise _FrameError(OUT_OF_MEMORY, self._pending_bytes())
-                grown = np.empty(size, dtype=np.uint8)
-                grown[:pending] = buf[self._start : self._end]
-                self._buf = buf = grown
-            self._start, self._end = 0, pending
+        """Receive more bytes after the buffered ones."""
+        messages = self._messages
+        room = messages.room()
         config = self.server.config
         while True:
             try:
-                # an ndarray is a buffer; numpy's stubs declare it only for Python 3.12+ (__buffer__)
-                n = self.sock.recv_into(memoryview(buf)[self._end :])  # type: ignore[arg-type]
+                n = self.sock.recv_into(room)
                 break
             except (BlockingIOError, TimeoutError):  # SO_RCVTIMEO: check the deadlines, then wait on
                 now = time.monotonic()
-                if self._start == self._end:
+                if messages.empty:
                     if self.idle_since is not None and now - self.idle_since > config.idle_timeout:
                         log.debug("closing connection %s: idle for %.0f s", self.addr, now - self.idle_since)
                         raise _Closed from None
-                elif now - self._message_started > config.read_timeout:
-                    raise _FrameError(READ_TIMEOUT, self._pending_bytes()) from None
+                elif now - messages.message_started > config.read_timeout:
+                    raise FrameError(READ_TIMEOUT, messages.head()) from None
                 if not self._reading or self.evicted:
                     raise _Closed from None
         if n == 0:
             raise _Closed
         if self.idle_since is not None:
             self.idle_since = None
-            self._message_started = time.monotonic()
-        self._end += n
-
-    def _shrink(self) -> None:
-        """Give a grown buffer back once it is empty (its bytes return to the shared budget)."""
-        extra = self._buf.shape[0] - _BASE_BUFFER
-        if extra > 0:
-            self._buf = np.empty(_BASE_BUFFER, dtype=np.uint8)
-            self.server._release_buffer(extra)
+            messages.message_started = time.monotonic()
+        messages.received(n)
 
     def _next_message(self) -> bytes:
-        """The next complete message's bytes (blocks); raises `_Closed` at EOF, `_FrameError` if invalid."""
-        config = self.server.config
+        """The next complete message's bytes (blocks); raises `_Closed` at EOF, `FrameError` if invalid."""
+        messages = self._messages
+        read_timeout = self.server.config.read_timeout
         while True:
-            if self._end > self._start:
-                n = wire.scan_message(
-                    self._buf,
-                    self._start,
-                    self._end,
-                    config.max_message_bytes,
-                    config.max_message_bytes,
-                    config.max_depth,
-                    self._info,
-                )
-                if n > 0:
-                    if n > config.max_message_bytes:
-                        raise _FrameError(wire.TOO_LONG, self._pending_bytes())
-                    data = self._buf[self._start : self._start + n].tobytes()
-                    self._start += n
-                    if self._start == self._end:
-                        self._start = self._end = 0
-                        self._shrink()
-                    else:
-                        self._message_started = time.monotonic()
-                    return data
-                if n != wire.NEED_MORE:
-                    raise _FrameError(n, self._pending_bytes())
-                if self._end - self._start > config.max_message_bytes:
-                    raise _FrameError(wire.TOO_LONG, self._pending_bytes())
-                if time.monotonic() - self._message_started > config.read_timeout:  # a trickle
-                    raise _FrameError(READ_TIMEOUT, self._pending_bytes())
+            data = messages.next_message()
+            if data is not None:
+                return data
+            if not messages.empty and time.monotonic() - messages.message_started > read_timeout:
+                raise FrameError(READ_TIMEOUT, messages.head())  # a trickle
             if not self._reading:
                 raise _Closed
-            if self._start == self._end and self.idle_since is None:
+            if messages.empty and self.idle_since is None:
                 self.idle_since = time.monotonic()
             self._fill()
-
-    def _pending_bytes(self) -> bytes:
-        return self._buf[self._start : min(self._end, self._start + 4096)].tobytes()
 
     # -- protocol ---------------------------------------------------------------------------------
 
@@ -439,7 +443,12 @@ class _Connection:
         oprot = TCyBinaryProtocol(outbuf, strict_read=True, strict_write=True)
         processor = server.processor
         sock = self.sock
-        check = self._check_containers
+        max_batch = server.config.max_batch
+        messages = self._messages
+
+        def check(method: str) -> None:
+            messages.check_containers(method, max_batch)
+
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -462,7 +471,7 @@ class _Connection:
                     if server.metrics is not None:
                         latency_ms = (time.perf_counter() - t0) * 1000.0
                         server.metrics.record(count, latency_ms, arms=arm_tally(result))
-        except _FrameError as exc:
+        except FrameError as exc:
             self._reject_frame(exc)
         except (_Closed, ConnectionError, TimeoutError):
             pass
@@ -475,45 +484,13 @@ class _Connection:
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
-            self._shrink()
+            messages.shrink()
             server._forget(self)
 
-    def _check_containers(self, method: str) -> None:
-        """Before decoding: refuse a message whose lists are too long or of the wrong element type.
-
-        Decided from `scan_message`'s report on the message's bytes, so no request object is built.
-        """
-        info = self._info
-        limit = self.server.config.max_batch
-        largest = int(info[wire.INFO_MAX_ELEMENTS])
-        element = int(info[wire.INFO_ARG1_ELEMENT_TYPE])
-        if method == "filterBatch":
-            if element not in (-1, wire.T_STRUCT):
-                kind = wire.TYPE_NAMES.get(element, str(element))
-                raise BadRequest(f"requests must be a list of BidRequest structs, not of {kind}")
-            count = int(info[wire.INFO_ARG1_COUNT])
-            if count > limit:
-                raise BadRequest(f"{count} requests in one batch (limit {limit})")
-        if largest > limit:
-            raise BadRequest(f"a list, set or map of {largest} elements (limit {limit})")
-
-    def _reject_frame(self, exc: _FrameError) -> None:
-        reason = wire.REASONS.get(exc.code) or _REASONS.get(exc.code, "invalid message")
-        self.server.limited_log.warning("bad-message", "closing connection %s: %s", self.addr, reason)
-        if self.server.metrics is not None:
-            self.server.metrics.record_error()
-        header = wire.header_fields(exc.head)
-        name, seqid = (header[0], header[2]) if header else ("", 0)
-        out = TCyMemoryBuffer()
-        send_exception(
-            TCyBinaryProtocol(out),
-            name,
-            seqid,
-            TApplicationException.PROTOCOL_ERROR,
-            f"bad message: {reason}",
-        )
+    def _reject_frame(self, exc: FrameError) -> None:
+        self.server.frame_rejected(self.addr, exc)
         with contextlib.suppress(OSError):
-            self.sock.sendall(out.getvalue())
+            self.sock.sendall(frame_error_reply(exc))
             self._linger()
 
     def _linger(self) -> None:
@@ -521,7 +498,7 @@ class _Connection:
         reply is read instead of being lost to a reset (closing with unread bytes sends one)."""
         self.sock.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + self.server.config.linger
-        scratch = bytearray(_RECV)
+        scratch = bytearray(RECV)
         while (left := deadline - time.monotonic()) > 0:
             self.sock.settimeout(left)
             try:
@@ -529,15 +506,6 @@ class _Connection:
                     return
             except (TimeoutError, BlockingIOError):
                 return
-
-
-class _FrameError(Exception):
-    """A message that cannot be framed or is too large; the connection must close after the reply."""
-
-    def __init__(self, code: int, head: bytes) -> None:
-        super().__init__(code)
-        self.code = code
-        self.head = head
 
 
 def _timeval(seconds: float) -> bytes:

@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import serve_live
 from serve_live import LiveServer, run_server
 from serving_fixtures import Artifacts, StatsdLines, build_artifacts, copy_artifacts
 
 from filtering_server.model import ModelSources, ServedModel, load_model
+from filtering_server.server import TRANSPORTS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -94,3 +96,10 @@ def statsd_receiver() -> Iterator[StatsdLines]:
     receiver = StatsdLines()
     yield receiver
     receiver.close()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each transport in turn: `run_server` serves with it (`pytestmark = usefixtures("transport")`)."""
+    monkeypatch.setattr(serve_live, "transport_under_test", request.param)
+    return str(request.param)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,11 @@ class LiveServer:
         return c
 
 
+#: When set, `run_server` serves with this transport whatever its config says (the transport tests run
+#: once per transport: `transport` fixture of test_serving_server.py and test_serving_bounds.py).
+transport_under_test: str | None = None
+
+
 @contextlib.contextmanager
 def run_server(
     artifacts: Artifacts,
@@ -64,9 +70,12 @@ def run_server(
     watcher = ModelWatcher(artifacts.store, holder, interval=watch_interval)
     if model is None:
         watcher.load_initial()
+    config = config or ServerConfig(host="127.0.0.1", port=0)
+    if transport_under_test is not None:
+        config = dataclasses.replace(config, transport=transport_under_test)
     server = FilteringServer(
         holder,
-        config or ServerConfig(host="127.0.0.1", port=0),
+        config,
         metrics,
         echo=echo,
         model_check_age=watcher.check_age,

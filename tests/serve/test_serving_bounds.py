@@ -24,6 +24,9 @@ from filtering_server.log_limit import LogLimiter
 from filtering_server.model import ServedModel
 from filtering_server.server import ServerConfig
 
+#: every test here runs against both transports
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 def raw_socket(live: LiveServer, timeout: float = 30) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", live.port), timeout=timeout)
@@ -285,23 +288,38 @@ def test_out_of_file_handles_is_one_line_per_interval_not_a_traceback_per_poll(
         calls = []
 
         class Exhausted:
+            """The listening socket, except that accepting fails as when out of file handles."""
+
+            def __init__(self, real: socket.socket) -> None:
+                self.real = real
+
             def accept(self) -> None:
                 calls.append(1)
                 raise OSError(24, "Too many open files")
+
+            def fileno(self) -> int:  # the event loop waits on the real socket
+                return self.real.fileno()
+
+            def setblocking(self, flag: bool) -> None:
+                self.real.setblocking(flag)
 
         server = live.server
         server._stopping.set()
         assert server._accept_thread is not None
         server._accept_thread.join(timeout=10)
         server._stopping.clear()
-        real, server._listener = server._listener, Exhausted()  # type: ignore[assignment]
+        real = server._listener
+        assert real is not None
+        server._listener = Exhausted(real)  # type: ignore[assignment]
         worker = threading.Thread(target=server.serve_forever, daemon=True)
         worker.start()
+        waiting = socket.create_connection(real.getsockname(), timeout=10)  # a client to accept
         deadline = time.monotonic() + 30
         while len(calls) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         server._stopping.set()
         worker.join(timeout=10)
+        waiting.close()
         server._listener = real
     failures = [r for r in caplog.records if "accept failed" in r.getMessage()]
     assert len(calls) >= 3

@@ -29,6 +29,9 @@ from filtering_server.server import ServerConfig
 HERE = Path(__file__).parent
 TOLERANCE = 1e-6
 
+#: every test here runs against both transports
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 def raw_socket(live: LiveServer) -> socket.socket:
     """A plain TCP connection to the server."""
@@ -202,6 +205,28 @@ def test_pipelined_calls_are_answered_in_order(live: LiveServer) -> None:
             mtype, _, reply_seqid, body = tb.read_reply(sock)
             assert (mtype, reply_seqid) == (tb.REPLY, seqid)
             assert tb.likelihood_of(body) == model.score(BidRequest(**row_fields(row)))
+
+
+def test_a_client_that_does_not_read_its_replies_holds_up_only_itself(live: LiveServer) -> None:
+    rows = bytes([tb.T_STOP]) * 1000  # 1,000 empty BidRequests: a 9 KB reply per 1 KB call
+    args = struct.pack(">bhbi", tb.T_LIST, 1, tb.T_STRUCT, 1000) + rows + bytes([tb.T_STOP])
+    calls = 1000  # megabytes of replies: more than the sockets buffer, so the server must wait to send
+    with socket.socket() as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", live.port))
+        sender = threading.Thread(
+            target=stalled.sendall,
+            args=(b"".join(tb.message("filterBatch", s, args) for s in range(calls)),),
+            daemon=True,
+        )
+        sender.start()
+        time.sleep(0.5)  # the server has filled what the stalled socket buffers
+        assert_still_serving(live)  # another client is answered meanwhile
+        stalled.settimeout(30)
+        for seqid in range(calls):  # and the stalled client gets every reply, in order, once it reads
+            mtype, _, reply_seqid, _ = tb.read_reply(stalled)
+            assert (mtype, reply_seqid) == (tb.REPLY, seqid)
+        sender.join(timeout=30)
 
 
 # -- bad input --------------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
 def read_reply(sock: socket.socket) -> tuple[int, str, int, bytes]:
     """(message type, name, seqid, body up to and including the final STOP of a flat result struct).
 
-    Handles the two replies the tests expect: a `filter` REPLY and a TApplicationException.
+    Handles the replies the tests expect: a `filter` or `filterBatch` REPLY and a TApplicationException.
     """
     head = recv_exactly(sock, 8)
     if len(head) < 8:
@@ -126,6 +126,10 @@ def _read_value(sock: socket.socket, ttype: int) -> bytes:
         return recv_exactly(sock, 8)
     if ttype == T_STRUCT:
         return _read_struct(sock)
+    if ttype == T_LIST:
+        head = recv_exactly(sock, 5)
+        element, count = struct.unpack(">bi", head)
+        return head + b"".join(_read_value(sock, element) for _ in range(count))
     raise ValueError(f"unexpected type {ttype}")
 
 
