@@ -60,6 +60,7 @@ from aik.settings import Settings  # noqa: E402
 from aik.train.presets import DEFAULT, NUMERIC  # noqa: E402
 from filtering_server.model import ModelSources, ServedModel, _hot_path, load_model  # noqa: E402
 from filtering_server.process import ServerProcess  # noqa: E402
+from filtering_server.server import LOOP, THREADS, TRANSPORTS  # noqa: E402
 
 KIT_DEFAULT = "the kit's default preset: depth 1, 2000 categorical trees"
 PARTS = (
@@ -282,15 +283,30 @@ def start_server(
     echo: bool = False,
     more: Sequence[str] = (),
     name: str | None = None,
+    transport: str = THREADS,
 ) -> ServerProcess:
-    """`python -m filtering_server` on a free port, in its own process."""
+    """`python -m filtering_server` on a free port, in its own process, with the given transport."""
     name = name or ("echo" if echo else "model")
     extra = ["--watch-interval", "0", "--statsd-host", "127.0.0.1", "--statsd-port", str(statsd_port)]
+    extra += ["--transport", transport]
     return ServerProcess(
         Settings(workspace=workspace),
         extra_args=extra + (["--echo"] if echo else []) + list(more),
         log_path=out / f"server-{name}.log",
     )
+
+
+def model_and_echo_servers(
+    workspace: Path, out: Path, statsd_port: int, transports: Sequence[str]
+) -> dict[str, ServerProcess]:
+    """An echo and a model server per transport, named "echo loop", "model loop", ... in that order."""
+    return {
+        f"{mode} {transport}": start_server(
+            workspace, out, statsd_port, echo=mode == "echo", name=f"{mode}-{transport}", transport=transport
+        )
+        for transport in transports
+        for mode in ("echo", "model")
+    }
 
 
 def emulate(workspace: Path, port: int, out: Path, name: str, *args: str) -> subprocess.Popen[str]:
@@ -427,35 +443,40 @@ def ratio_summary(ratios: list[float]) -> dict[str, Any]:
 
 
 def end_to_end(
-    workspace: Path, out: Path, quick: bool, repeats: int | None, duration: float | None
+    workspace: Path,
+    out: Path,
+    quick: bool,
+    repeats: int | None,
+    duration: float | None,
+    transports: Sequence[str] = (THREADS,),
 ) -> dict[str, Any]:
     """(b) the real server vs the echo server: one connection closed-loop, then paced at `PACED_RATE`.
 
-    Both servers run side by side and the runs alternate between them (echo, model, echo, model, ...),
-    so a burst of other load on the machine hits both alike. One-connection figures are the best of their
-    repeats; the paced p99 is compared round by round (`round_ratios`: the median ratio and its spread).
-    The paced runs use `PACED_CLIENTS` emulator processes with two connections each: a Python client
-    spends tens of microseconds of CPU per request, under one GIL, so a single client process would
-    partly measure its own queue (docs/serving.md has the comparison). The server's own
+    Per transport, a model server and an echo server of that transport (so the ratio is the model's
+    cost alone); all of them run side by side and the runs alternate between them (echo, model, ...
+    for each transport), so a burst of other load on the machine hits all alike. One-connection figures
+    are the best of their repeats; the paced p99 is compared round by round (`round_ratios`: the median
+    ratio and its spread), model to echo within a transport, and each server of the event loop to its
+    threaded twin. The paced runs use `PACED_CLIENTS` emulator processes with two connections each: a
+    Python client spends tens of microseconds of CPU per request, under one GIL, so a single client
+    process would partly measure its own queue (docs/serving.md has the comparison). The server's own
     latency (the `filtering_latency` timer it sends to StatsD) is reported beside the client's, which
     still includes the clients' scheduling on a 2-core machine shared with the server.
     """
     n = "4000" if quick else "20000"
     single_repeats = 2 if quick else 3
     collector = StatsdLines()
-    servers = {
-        mode: start_server(workspace, out, collector.port, echo=mode == "echo") for mode in ("echo", "model")
-    }
-    single: dict[str, list[Any]] = {mode: [] for mode in servers}
+    servers = model_and_echo_servers(workspace, out, collector.port, transports)
+    single: dict[str, list[Any]] = {name: [] for name in servers}
     batch: dict[str, Any] = {}
     try:
         for rep in range(single_repeats):
-            for mode, server in servers.items():
-                name = f"{mode}-1conn-{rep}"
+            for name, server in servers.items():
+                label = f"{name.replace(' ', '-')}-1conn-{rep}"
                 report, _ = collect(
-                    emulate(workspace, server.port, out, name, "1", n, "--warmup", "500"), out, name
+                    emulate(workspace, server.port, out, label, "1", n, "--warmup", "500"), out, label
                 )
-                single[mode].append(report)
+                single[name].append(report)
         paced = alternate_paced(
             workspace,
             out,
@@ -465,35 +486,48 @@ def end_to_end(
             duration or (4.0 if quick else 10.0),
             "paced",
         )
-        for mode, server in servers.items():
-            name = f"{mode}-batch"
-            batch[mode], _ = collect(
-                emulate(workspace, server.port, out, name, "1", n, "--batch-size", "100"), out, name
+        for name, server in servers.items():
+            label = f"{name.replace(' ', '-')}-batch"
+            batch[name], _ = collect(
+                emulate(workspace, server.port, out, label, "1", n, "--batch-size", "100"), out, label
             )
     finally:
         for server in servers.values():
             server.stop()
         collector.close()
     results: dict[str, Any] = {}
-    for mode in servers:
-        best = max(single[mode], key=lambda x: x["throughput_rps"])
-        results[mode] = {
-            "single_rps": best["throughput_rps"],
-            "single_rps_runs": [x["throughput_rps"] for x in single[mode]],
-            "single_p50_ms": best["latency_ms"]["p50"],
-            "single_p99_ms": best["latency_ms"]["p99"],
-            "paced": paced_summary(paced[mode]),
-            "batch100_requests_per_s": batch[mode]["throughput_rps"],
-            "errors": sum(x["errors"] for x in single[mode]) + batch[mode]["errors"],
+    for transport in transports:
+        figures: dict[str, Any] = {}
+        for mode in ("echo", "model"):
+            name = f"{mode} {transport}"
+            best = max(single[name], key=lambda x: x["throughput_rps"])
+            figures[mode] = {
+                "single_rps": best["throughput_rps"],
+                "single_rps_runs": [x["throughput_rps"] for x in single[name]],
+                "single_p50_ms": best["latency_ms"]["p50"],
+                "single_p99_ms": best["latency_ms"]["p99"],
+                "paced": paced_summary(paced[name]),
+                "batch100_requests_per_s": batch[name]["throughput_rps"],
+                "errors": sum(x["errors"] for x in single[name]) + batch[name]["errors"],
+            }
+        model, echo = f"model {transport}", f"echo {transport}"
+        figures["throughput_vs_echo"] = figures["model"]["single_rps"] / figures["echo"]["single_rps"]
+        figures["paced_p99_vs_echo"] = ratio_summary(round_ratios(paced, model, echo))
+        figures["paced_server_p99_vs_echo"] = ratio_summary(round_ratios(paced, model, echo, "server_p99_ms"))
+        results[transport] = figures
+    if LOOP in transports and THREADS in transports:
+        results["loop_vs_threads"] = {
+            mode: ratio_summary(round_ratios(paced, f"{mode} {LOOP}", f"{mode} {THREADS}"))
+            for mode in ("echo", "model")
         }
-    results["throughput_vs_echo"] = results["model"]["single_rps"] / results["echo"]["single_rps"]
-    results["paced_p99_vs_echo"] = ratio_summary(round_ratios(paced, "model", "echo"))
-    results["paced_server_p99_vs_echo"] = ratio_summary(round_ratios(paced, "model", "echo", "server_p99_ms"))
     return results
 
 
-def columns_throughput(workspace: Path, out: Path, quick: bool) -> dict[str, Any]:
-    """(d) `filterColumns` at batches of 1,000: predictions/s of one server process against the echo.
+def columns_throughput(
+    workspace: Path, out: Path, quick: bool, transports: Sequence[str] = (THREADS,)
+) -> dict[str, Any]:
+    """(d) `filterColumns` at batches of 1,000: predictions/s of one server process against the echo,
+    per transport (all servers alternated in one run).
 
     The echo server decodes the same messages and answers the same number of likelihoods without
     scoring. Clients: `COLUMN_CLIENTS` emulator processes x 2 connections, closed loop, each cycling
@@ -502,17 +536,18 @@ def columns_throughput(workspace: Path, out: Path, quick: bool) -> dict[str, Any
     other load on the machine inflates less.
     """
     collector = StatsdLines()
-    servers = {
-        mode: start_server(workspace, out, collector.port, echo=mode == "echo") for mode in ("echo", "model")
-    }
+    servers = model_and_echo_servers(workspace, out, collector.port, transports)
     try:
         runs = column_runs(workspace, out, servers, quick)
     finally:
         for server in servers.values():
             server.stop()
         collector.close()
-    results = best_column_runs(runs)
-    results["model_vs_echo"] = results["model"]["predictions_per_s"] / results["echo"]["predictions_per_s"]
+    results: dict[str, Any] = {}
+    for transport in transports:
+        best = best_column_runs({mode: runs[f"{mode} {transport}"] for mode in ("echo", "model")})
+        best["model_vs_echo"] = best["model"]["predictions_per_s"] / best["echo"]["predictions_per_s"]
+        results[transport] = best
     return results
 
 
@@ -702,7 +737,12 @@ def thread_switches(pid: int) -> tuple[int, int]:
 
 
 def tail_sources(
-    workspace: Path, out: Path, quick: bool, repeats: int | None, duration: float | None
+    workspace: Path,
+    out: Path,
+    quick: bool,
+    repeats: int | None,
+    duration: float | None,
+    transport: str = THREADS,
 ) -> dict[str, Any]:
     """(f) where the paced p99 comes from: the same paced load against server variants side by side.
 
@@ -724,6 +764,8 @@ def tail_sources(
                 "127.0.0.1",
                 "--statsd-port",
                 str(collector.port),
+                "--transport",
+                transport,
             ]
             path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
             servers[name] = ServerProcess(
@@ -773,7 +815,12 @@ def print_tail(t: dict[str, Any]) -> None:
 
 
 def prediction_log_cost(
-    workspace: Path, out: Path, quick: bool, repeats: int | None, duration: float | None
+    workspace: Path,
+    out: Path,
+    quick: bool,
+    repeats: int | None,
+    duration: float | None,
+    transport: str = THREADS,
 ) -> dict[str, Any]:
     """(h) the p99 cost of the prediction log: the same model served with the log off and at rate 1.0.
 
@@ -784,13 +831,14 @@ def prediction_log_cost(
     log_dir = workspace.parent / "predictions"
     collector = StatsdLines()
     modes = {
-        "log off": start_server(workspace, out, collector.port, name="log-off"),
+        "log off": start_server(workspace, out, collector.port, name="log-off", transport=transport),
         "log 1.0": start_server(
             workspace,
             out,
             collector.port,
             name="log-on",
             more=["--prediction-sample", "1.0", "--prediction-log", str(log_dir)],
+            transport=transport,
         ),
     }
     try:
@@ -810,6 +858,7 @@ def prediction_log_cost(
     from aik.predictions import read_predictions
 
     results: dict[str, Any] = {mode: paced_summary(r) for mode, r in runs.items()}
+    results["transport"] = transport
     results["records_logged"] = len(read_predictions(str(log_dir)))
     results["p99_ratio"] = ratio_summary(round_ratios(runs, "log 1.0", "log off"))
     results["server_p99_ratio"] = ratio_summary(round_ratios(runs, "log 1.0", "log off", "server_p99_ms"))
@@ -836,6 +885,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--duration", type=float, help="seconds per paced run (default 10, 8 in (f); 4 with --quick)"
+    )
+    parser.add_argument(
+        "--transports",
+        nargs="+",
+        choices=TRANSPORTS,
+        default=list(TRANSPORTS),
+        help="server transports of (b) and (d), each model server against an echo server of the same "
+        "transport (default both); (f) and (h) use the first",
     )
     parser.add_argument("--end-to-end-only", action="store_true", help="the same as --only end-to-end")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serving")
@@ -894,16 +951,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert served is not None
     publish_booster(artifacts, served[1])  # the servers serve what `aik train` publishes by default
     if "end-to-end" in parts:
-        report["end_to_end"] = end_to_end(workspace, out, args.quick, args.repeats, args.duration)
+        report["end_to_end"] = end_to_end(
+            workspace, out, args.quick, args.repeats, args.duration, args.transports
+        )
     if "columns" in parts:
-        report["columns"] = columns_throughput(workspace, out, args.quick)
+        report["columns"] = columns_throughput(workspace, out, args.quick, args.transports)
     if "advertisers" in parts:
         report["advertisers"] = advertisers(served[0], requests, workspace, out)
     if "tail" in parts:
-        report["tail"] = tail_sources(workspace, out, args.quick, args.repeats, args.duration)
+        report["tail"] = tail_sources(
+            workspace, out, args.quick, args.repeats, args.duration, args.transports[0]
+        )
     if "prediction-log" in parts:
         report["prediction_log"] = prediction_log_cost(
-            workspace, out, args.quick, args.repeats, args.duration
+            workspace, out, args.quick, args.repeats, args.duration, args.transports[0]
         )
     if "columns-experiment" in parts:
         report["columns_experiment"] = columns_experiment(artifacts, served[1], out, args.quick)
@@ -984,11 +1045,24 @@ def print_report(report: dict[str, Any], out: Path) -> None:
 
 
 def print_end_to_end(e: dict[str, Any]) -> None:
-    """(b): one connection and the paced rate, model against echo."""
+    """(b): one connection and the paced rate, model against echo, per transport."""
     print(
         f"\n(b) end to end over loopback, serving {KIT_DEFAULT} "
         "(emulator and server in separate processes, wall-clock)"
     )
+    for transport in TRANSPORTS:
+        if transport in e:
+            _print_end_to_end(transport, e[transport])
+    if "loop_vs_threads" in e:
+        both = e["loop_vs_threads"]
+        print(
+            "  paced p99, event loop / threads, median of the rounds' ratios: "
+            + "; ".join(f"{mode} {both[mode]['median']:.2f} ({_runs(both[mode])})" for mode in both)
+        )
+
+
+def _print_end_to_end(transport: str, e: dict[str, Any]) -> None:
+    print(f"  transport {transport}:")
     for mode in ("model", "echo"):
         m = e[mode]
         print(
@@ -1035,22 +1109,29 @@ def _paced_line(m: dict[str, Any]) -> str:
     )
 
 
-def print_columns(c: dict[str, Any]) -> None:
-    """(d): filterColumns predictions/s, model against echo."""
-    print(f"\n(d) filterColumns, batches of {c['batch']:,}, {c['clients']}, closed loop (wall-clock)")
-    for mode in ("model", "echo"):
-        m = c[mode]
+def print_columns(columns: dict[str, Any]) -> None:
+    """(d): filterColumns predictions/s, model against echo, per transport."""
+    for transport in TRANSPORTS:
+        if transport not in columns:
+            continue
+        c = columns[transport]
         print(
-            f"  {mode:5s}: {m['predictions_per_s']:,.0f} predictions/s (best of "
-            f"{', '.join(f'{v:,.0f}' for v in m['predictions_per_s_runs'])}), call p50 {m['p50_ms']:.2f} ms; "
-            f"server CPU {m['server_cpu_us_per_prediction']:.3f} us per prediction "
-            f"({m['errors']:.0f} errors, load {m['load']:.1f})"
+            f"\n(d) filterColumns, transport {transport}, batches of {c['batch']:,}, {c['clients']}, "
+            "closed loop (wall-clock)"
         )
-    rate = c["model"]["predictions_per_s"]
-    print(
-        f"  one server process: {rate:,.0f} predictions/s, server / echo = {c['model_vs_echo']:.2f}  "
-        f"{_mark(rate >= TARGETS['columns_per_s'], '>= 1M/s')}"
-    )
+        for mode in ("model", "echo"):
+            m = c[mode]
+            print(
+                f"  {mode:5s}: {m['predictions_per_s']:,.0f} predictions/s (best of "
+                f"{', '.join(f'{v:,.0f}' for v in m['predictions_per_s_runs'])}), call p50 "
+                f"{m['p50_ms']:.2f} ms; server CPU {m['server_cpu_us_per_prediction']:.3f} us per "
+                f"prediction ({m['errors']:.0f} errors, load {m['load']:.1f})"
+            )
+        rate = c["model"]["predictions_per_s"]
+        print(
+            f"  one server process: {rate:,.0f} predictions/s, server / echo = {c['model_vs_echo']:.2f}  "
+            f"{_mark(rate >= TARGETS['columns_per_s'], '>= 1M/s')}"
+        )
 
 
 def print_columns_experiment(c: dict[str, Any]) -> None:
@@ -1121,7 +1202,10 @@ def _print_families(f: dict[str, Any]) -> None:
 
 def print_prediction_log(r: dict[str, Any]) -> None:
     """(h) as text."""
-    print(f"\n(h) prediction log cost, paced {PACED_RATE:,} requests/s (medians of runs)")
+    print(
+        f"\n(h) prediction log cost, paced {PACED_RATE:,} requests/s, transport {r['transport']} "
+        "(medians of runs)"
+    )
     for mode in ("log off", "log 1.0"):
         print(f"    {mode}: " + _paced_line(r[mode]))
     client, server = r["p99_ratio"], r["server_p99_ratio"]

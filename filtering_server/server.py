@@ -1,4 +1,5 @@
-"""The Thrift server: binary protocol on unframed sockets, a thread per connection, graceful drain.
+"""The Thrift server: binary protocol on unframed sockets, a thread per connection (or an event loop),
+graceful drain.
 
 The wire format is TBinaryProtocol with a strict message header on TBufferedTransport (no frame
 length), as aws-rtb-intelligence-kit's clients speak it (Apache Thrift's TSocket + TBinaryProtocol);
@@ -13,7 +14,9 @@ binary protocol; `wire.scan_message` finds each message's end first and bounds e
   (`processor.Processor`: one error-reply path for all of them);
 - a client that disconnects mid-frame only ends its own connection; every other connection keeps going.
 
-Connections are served by one thread each. Bounds (docs/serving.md lists them): a connection idle for
+Connections are served by one thread each, or all by one event-loop thread with
+`ServerConfig.transport = "loop"` (`event_loop.py`: the same bounds and replies; message framing both
+share is `framing.py`). Bounds (docs/serving.md lists them): a connection idle for
 `idle_timeout` is closed (far longer than a load client waits between calls on its kept-alive
 connection); a started message must arrive within `read_timeout`; once fewer than
 `reserve_connections` slots are left, connections idle for `busy_idle_timeout` make room for new
