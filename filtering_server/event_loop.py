@@ -22,7 +22,7 @@ import selectors
 import socket
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.transport import TCyMemoryBuffer
@@ -107,7 +107,7 @@ class EventLoop:
         for key, mask in events:
             data = key.data
             if data is None:
-                self._accept(key.fileobj)  # type: ignore[arg-type]
+                self._accept(cast(socket.socket, key.fileobj))  # the listener registered in `run`
             elif data is self:
                 with contextlib.suppress(OSError):
                     self._wake_r.recv(4096)
