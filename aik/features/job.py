@@ -158,16 +158,23 @@ def _line_metrics(reason: Column) -> list[Column]:
     return metrics
 
 
-def observe_lines(parsed: DataFrame, name: str) -> tuple[DataFrame, Observation]:
+def observe_lines(parsed: DataFrame, name: str, agents: str | None = None) -> tuple[DataFrame, Observation]:
     """`parsed` counting its lines, rejects and rejects per reason class as an action reads it (observed
-    metrics: the counts cost no pass of their own); `line_counts` of the observation after the action."""
+    metrics: the counts cost no pass of their own); `line_counts` of the observation after the action.
+
+    With `agents` (a column), the distinct values of that column on accepted lines are collected too
+    (the metric `agents`), so the user-agent vocabulary needs no pass of its own either.
+    """
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     from aik.features.logs import REASON
 
     observation = Observation(name)
-    return parsed.observe(observation, *_line_metrics(F.col(REASON))), observation
+    metrics = _line_metrics(F.col(REASON))
+    if agents is not None:
+        metrics.append(F.collect_set(F.when(F.col(REASON).isNull(), F.col(agents))).alias("agents"))
+    return parsed.observe(observation, *metrics), observation
 
 
 def line_counts(observation: Observation) -> LineCounts:
@@ -227,14 +234,23 @@ def kept_fields(use_case: str, kind: str) -> tuple[str, ...]:
     return ("BidID",)
 
 
-def read_and_check(
-    spark: SparkSession, plan: Plan, rejects_uri: str
-) -> tuple[dict[str, DataFrame], dict[str, LineCounts]]:
-    """The one pass over the logs: each kind parsed and cached, the rejects written aside, every line counted.
+@dataclass(frozen=True)
+class Checked:
+    """What the pass over the logs gives: each kind's parsed lines (cached), their counts, and the distinct
+    user agents of the requests' log (missing included, as None)."""
+
+    parsed: dict[str, DataFrame]
+    counts: dict[str, LineCounts]
+    agents: list[str | None]
+
+
+def read_and_check(spark: SparkSession, plan: Plan, rejects_uri: str) -> Checked:
+    """The one pass over the logs: each kind parsed and cached, the rejects written aside, every line
+    counted, the requests' user agents collected.
 
     Decompressing and parsing the logs is most of the job's cost, so it happens once: what is cached is
-    only what the job uses (the kept fields, each line's source and reason, and the text of rejected
-    lines), and the rejects, the counts and the join all read that cache. The rejects are always
+    only what the job uses (the kept fields and each line's reason; the file name and text of rejected
+    lines only), and the rejects, the counts and the join all read that cache. The rejects are always
     written, so those of an earlier run never linger beside this run's output. The caller unpersists
     the parsed frames once the joined rows are cached.
     """
@@ -246,14 +262,23 @@ def read_and_check(
     parsed: dict[str, DataFrame] = {}
     for kind in plan.kinds:
         log.info("features: reading %d %s file(s) under %s", len(plan.files[kind]), kind, plan.uris[kind])
-        rejected_line = F.when(F.col(REASON).isNotNull(), F.col(LINE)).alias(LINE)
+        rejected = F.col(REASON).isNotNull()
         parsed[kind] = (
             read_logs(spark, plan.files[kind], kind)
-            .select(SOURCE, REASON, rejected_line, *kept_fields(plan.use_case, kind))
+            .select(
+                F.when(rejected, F.col(SOURCE)).alias(SOURCE),
+                REASON,
+                F.when(rejected, F.col(LINE)).alias(LINE),
+                *kept_fields(plan.use_case, kind),
+            )
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
-    # Every line is counted while the rejects are written.
-    observed = {kind: observe_lines(df, f"aik-lines-{kind}") for kind, df in parsed.items()}
+    # Every line is counted, and the requests' user agents collected, while the rejects are written.
+    requests = plan.kinds[0]  # the log whose user agents the joined rows take (bids, or imps for ctr)
+    observed = {
+        kind: observe_lines(df, f"aik-lines-{kind}", "UserAgent" if kind == requests else None)
+        for kind, df in parsed.items()
+    }
     rejects = reduce(
         lambda a, b: a.unionByName(b),
         [
@@ -279,23 +304,25 @@ def read_and_check(
         raise AikError(
             f"no accepted {empty[0]} log lines under {plan.uris[empty[0]]} (see the rejects in {rejects_uri})"
         )
-    return parsed, counts
+    agents = [None, *observed[requests][1].get["agents"]]  # a missing agent has a device type too
+    return Checked(parsed, counts, agents)
 
 
-def labelled_rows(parsed: dict[str, DataFrame], plan: Plan, seed: int) -> DataFrame:
+def labelled_rows(checked: Checked, plan: Plan, seed: int) -> DataFrame:
     """The accepted lines joined and labelled, with dow, hour, device type and split (cached for the fit
     and the writes that follow)."""
     from pyspark import StorageLevel
 
-    narrow = {kind: accepted(parsed[kind]).select(*kept_fields(plan.use_case, kind)) for kind in plan.kinds}
+    narrow = {
+        kind: accepted(checked.parsed[kind]).select(*kept_fields(plan.use_case, kind)) for kind in plan.kinds
+    }
     if plan.use_case == BID_FILTERING:
         rows = bid_filtering_rows(narrow[BID], narrow[IMP])
     else:
         rows = ctr_rows(narrow[IMP], narrow[CLK])
     first_test_day = plan.chosen.first_test_day if plan.chosen is not None else None
-    # the requests' user agents come from the first kind's log (bids, or impressions for ctr)
-    agents = narrow[plan.kinds[0]]
-    return prepare(rows, seed, first_test_day, agents=agents).persist(StorageLevel.MEMORY_AND_DISK)
+    prepared = prepare(rows, seed, first_test_day, agents=checked.agents)
+    return prepared.persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def write_rows(prepared: DataFrame, outputs: Outputs) -> None:
@@ -348,11 +375,12 @@ def run_job(
     with StageProgress(spark, "features"):
         try:
             describe("aik features: read the logs, write the rejects, count the lines")
-            parsed, inputs = read_and_check(spark, chosen_plan, outputs.rejects)
+            checked = read_and_check(spark, chosen_plan, outputs.rejects)
+            inputs = checked.counts
             describe("aik features: join, label, fit the indexers")
-            prepared = labelled_rows(parsed, chosen_plan, seed)
+            prepared = labelled_rows(checked, chosen_plan, seed)
             model = fit_indexers(prepared)  # the first action over the joined rows: they are cached now
-            for df in parsed.values():
+            for df in checked.parsed.values():
                 df.unpersist()
             labels = indexer_labels(model)
             log.info(

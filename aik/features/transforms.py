@@ -16,9 +16,11 @@ from aik.device import device_type_id
 from aik.schema import INDEXED_COLUMNS, LABEL, RAW_SCHEMA, SPLIT_COLUMNS
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pyspark.ml import PipelineModel, Transformer
     from pyspark.ml.feature import StringIndexerModel
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 BID_FILTERING, CTR = "bid-filtering", "ctr"
 USE_CASES: tuple[str, ...] = (BID_FILTERING, CTR)
@@ -140,35 +142,50 @@ def device_type_array(agents: pa.Array) -> pa.Array:
 _AGENT = "_agent"
 
 
-def device_types(agents: DataFrame, user_agent: str = "UserAgent") -> DataFrame:
-    """One row per distinct user agent of `agents` (`_agent`, missing included) with its `device_type_id`.
+def device_table(spark: SparkSession, agents: Sequence[str | None]) -> DataFrame:
+    """One row per user agent of `agents` (`_agent`; distinct, missing included) with its `device_type_id`.
 
-    The distinct agents (the traffic's user-agent vocabulary, collected like the indexers' labels) are
-    mapped in the driver by `aik.device.device_type_id`, the server's function, and the table goes back
-    as one JSON literal that the JVM expands: no Python rows are sent, so no Python worker starts and no
-    row leaves the JVM, on every Spark version (`createDataFrame` of Python rows starts a worker).
+    The agents are mapped in the driver by `aik.device.device_type_id`, the server's function, and the
+    table goes to the JVM as one JSON literal that it expands: no Python rows are sent, so no Python
+    worker starts and no row leaves the JVM, on every Spark version (`createDataFrame` of Python rows
+    starts a worker).
     """
     from pyspark.sql import functions as F
 
-    values = [row[0] for row in agents.select(user_agent).distinct().collect()]
+    values = list(agents)
     ids = device_type_array(pa.array(values, pa.string())).to_pylist()
     table = json.dumps([{_AGENT: agent, "device_type_id": i} for agent, i in zip(values, ids, strict=True)])
     schema = f"array<struct<{_AGENT}: string, device_type_id: int>>"
-    rows = agents.sparkSession.range(1, numPartitions=1).select(F.inline(F.from_json(F.lit(table), schema)))
+    rows = spark.range(1, numPartitions=1).select(F.inline(F.from_json(F.lit(table), schema)))
     return rows.select(_AGENT, "device_type_id")
 
 
+def device_types(agents: DataFrame, user_agent: str = "UserAgent") -> DataFrame:
+    """`device_table` of the distinct user agents of `agents` (the traffic's user-agent vocabulary,
+    collected like the indexers' labels)."""
+    values = [row[0] for row in agents.select(user_agent).distinct().collect()]
+    return device_table(agents.sparkSession, values)
+
+
 def with_device_type(
-    df: DataFrame, user_agent: str = "UserAgent", *, agents: DataFrame | None = None
+    df: DataFrame,
+    user_agent: str = "UserAgent",
+    *,
+    agents: DataFrame | Sequence[str | None] | None = None,
 ) -> DataFrame:
     """`device_type_id` from the user agent: computed once per distinct agent, broadcast-joined to the rows.
 
     `agents`: a frame whose `user_agent` column holds every agent of `df` (a cached source of it,
-    cheaper to scan than `df`'s lineage); default `df` itself.
+    cheaper to scan than `df`'s lineage), or the distinct agents themselves (missing included, as
+    `None`); default `df` itself.
     """
+    from pyspark.sql import DataFrame as SparkFrame
     from pyspark.sql import functions as F
 
-    devices = device_types(df if agents is None else agents, user_agent)
+    if agents is None or isinstance(agents, SparkFrame):
+        devices = device_types(df if agents is None else agents, user_agent)
+    else:
+        devices = device_table(df.sparkSession, agents)
     joined = df.join(F.broadcast(devices), df[user_agent].eqNullSafe(devices[_AGENT]), "left")
     return joined.drop(_AGENT)
 
@@ -202,7 +219,7 @@ def prepare(
     seed: int = DEFAULT_SPLIT_SEED,
     first_test_day: str | None = None,
     *,
-    agents: DataFrame | None = None,
+    agents: DataFrame | Sequence[str | None] | None = None,
 ) -> DataFrame:
     """Labelled rows -> rows with dow, hour, device_type_id and split (everything but the indices).
 
@@ -225,27 +242,54 @@ def raw_schema_rows(df: DataFrame, *, with_label: bool = False) -> DataFrame:
     return df.select(*cols)
 
 
+def frequency_labels(df: DataFrame, columns: Sequence[str]) -> dict[str, list[str]]:
+    """Each column's labels as StringIndexer (frequencyDesc) orders them: the distinct non-null values by
+    descending count, ties in StringIndexer's string order: Spark's (code points) from Spark 4, Java's
+    (UTF-16 code units) before; they differ only between characters above U+FFFF and U+E000..U+FFFF.
+
+    One hash aggregation over (column, value) pairs: StringIndexer's fit runs a typed aggregator that
+    turns every value into a Java string and updates a hash map per column and row.
+    """
+    from pyspark.sql import functions as F
+
+    pairs = ", ".join(f"{i}, CAST(`{c}` AS STRING)" for i, c in enumerate(columns))
+    counts = (
+        df.select(F.expr(f"stack({len(columns)}, {pairs}) AS (_column, _value)"))
+        .where(F.col("_value").isNotNull())
+        .groupBy("_column", "_value")
+        .count()
+        .collect()
+    )
+    found: list[list[tuple[int, str]]] = [[] for _ in columns]
+    for column, value, count in counts:
+        found[column].append((count, value))
+    java_order = int(df.sparkSession.version.split(".", 1)[0]) < 4
+
+    def order(count_value: tuple[int, str]) -> tuple[int, str | bytes]:
+        count, value = count_value
+        return -count, value.encode("utf-16-be") if java_order else value
+
+    return {
+        column: [v for _, v in sorted(values, key=order)]
+        for column, values in zip(columns, found, strict=True)
+    }
+
+
 def fit_indexers(df: DataFrame) -> PipelineModel:
     """StringIndexers for AdvertiserID, Domain, RegionID, CityID: descending frequency, handleInvalid=keep.
 
-    Fitted as one multi-column indexer (one pass over the data instead of four), then expressed as one
-    single-column model per column, the pipeline shape the bundle uses.
+    The labels of all four come from one aggregation (`frequency_labels`), each column's then a
+    single-column StringIndexerModel, the pipeline shape the bundle uses.
     """
     from pyspark.ml import PipelineModel
-    from pyspark.ml.feature import StringIndexer, StringIndexerModel
+    from pyspark.ml.feature import StringIndexerModel
 
-    inputs = list(INDEXED_COLUMNS)
-    fitted = StringIndexer(
-        inputCols=inputs,
-        outputCols=[INDEXED_COLUMNS[c] for c in inputs],
-        handleInvalid="keep",
-        stringOrderType="frequencyDesc",
-    ).fit(df)
+    labels = frequency_labels(df, list(INDEXED_COLUMNS))
     stages: list[Transformer] = [
         StringIndexerModel.from_labels(
-            list(labels), inputCol=column, outputCol=INDEXED_COLUMNS[column], handleInvalid="keep"
+            values, inputCol=column, outputCol=INDEXED_COLUMNS[column], handleInvalid="keep"
         )
-        for column, labels in zip(inputs, fitted.labelsArray, strict=True)
+        for column, values in labels.items()
     ]
     return PipelineModel(stages=stages)
 

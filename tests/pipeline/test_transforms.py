@@ -15,6 +15,7 @@ from aik.features.transforms import (
     device_types,
     first_per_bid,
     fit_indexers,
+    frequency_labels,
     indexer_labels,
     prepare,
     raw_schema_rows,
@@ -135,6 +136,12 @@ def test_device_types_map_each_distinct_agent_of_the_agents_frame_once(spark: Sp
     assert [r["device_type_id"] for r in out] == [device_type_id(PHONE), device_type_id(None)]
 
 
+def test_device_types_from_the_distinct_agents_as_values(spark: SparkSession) -> None:
+    rows = spark.createDataFrame([(1, PHONE), (2, None), (3, PC)], "i int, UserAgent string")
+    out = with_device_type(rows, agents=[PC, None, PHONE]).orderBy("i").collect()
+    assert [r["device_type_id"] for r in out] == [device_type_id(a) for a in (PHONE, None, PC)]
+
+
 def test_device_types_send_no_python_rows_to_the_jvm(spark: SparkSession) -> None:
     # a frame of Python rows (createDataFrame of a list) is a scan of an RDD that a Python worker feeds
     odd = 'quote " backslash \\ tab \t é'
@@ -176,6 +183,21 @@ def test_indexers_order_labels_by_descending_frequency_ties_alphabetically(spark
     assert labels["Domain"] == ["d2", "d1", "d3"]
     assert labels["RegionID"] == ["1", "5"]  # nulls are not labels
     assert labels["CityID"] == ["3", "2"]
+
+
+def test_frequency_labels_are_string_indexers_labels(spark: SparkSession) -> None:
+    from pyspark.ml.feature import StringIndexer
+
+    # ties, nulls, and two values whose order differs between code points and UTF-16 units (Java's)
+    values = ["b", "a", "b", "a", "c", None, "\uffff", "\U00010000", "\uffff", "\U00010000", "", ""]
+    df = spark.createDataFrame([(v, v if v != "c" else None) for v in values], "x string, y string")
+    fitted = StringIndexer(
+        inputCols=["x", "y"], outputCols=["ix", "iy"], handleInvalid="keep", stringOrderType="frequencyDesc"
+    ).fit(df)
+    assert frequency_labels(df, ["x", "y"]) == {
+        "x": list(fitted.labelsArray[0]),
+        "y": list(fitted.labelsArray[1]),
+    }
 
 
 def test_bundle_reader_indices_equal_sparks_transform_for_every_row(spark: SparkSession) -> None:
