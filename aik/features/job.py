@@ -163,7 +163,7 @@ def observe_lines(parsed: DataFrame, name: str, agents: str | None = None) -> tu
     metrics: the counts cost no pass of their own); `line_counts` of the observation after the action.
 
     With `agents` (a column), the distinct values of that column on accepted lines are collected too
-    (the metric `agents`), so the user-agent vocabulary needs no pass of its own either.
+    (the metric `agents`, a JSON array), so the user-agent vocabulary needs no pass of its own either.
     """
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
@@ -173,7 +173,9 @@ def observe_lines(parsed: DataFrame, name: str, agents: str | None = None) -> tu
     observation = Observation(name)
     metrics = _line_metrics(F.col(REASON))
     if agents is not None:
-        metrics.append(F.collect_set(F.when(F.col(REASON).isNull(), F.col(agents))).alias("agents"))
+        # as one JSON string: Spark 3.5's Observation hands an array back as a Java object
+        values = F.collect_set(F.when(F.col(REASON).isNull(), F.col(agents)))
+        metrics.append(F.to_json(values).alias("agents"))
     return parsed.observe(observation, *metrics), observation
 
 
@@ -304,7 +306,8 @@ def read_and_check(spark: SparkSession, plan: Plan, rejects_uri: str) -> Checked
         raise AikError(
             f"no accepted {empty[0]} log lines under {plan.uris[empty[0]]} (see the rejects in {rejects_uri})"
         )
-    agents = [None, *observed[requests][1].get["agents"]]  # a missing agent has a device type too
+    # a missing agent (collect_set skips nulls) has a device type too
+    agents = [None, *json.loads(observed[requests][1].get["agents"])]
     return Checked(parsed, counts, agents)
 
 
