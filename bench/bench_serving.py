@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -333,6 +334,52 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class RunQueueWait:
+    """Time the threads of some processes spent runnable but waiting for a core, over a run.
+
+    Read from /proc/<pid>/task/<tid>/schedstat (Linux: time on a CPU, time waiting on a run queue, in
+    ns) every `interval` seconds by a background thread, so threads that start during the run (a
+    connection's) are counted; a thread that ends loses at most its last interval.
+    """
+
+    def __init__(self, pids: Sequence[int], interval: float = 0.1) -> None:
+        self.pids = list(pids)
+        self.interval = interval
+        self._base = self._read()
+        self._last: dict[tuple[int, int], int] = dict(self._base)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> dict[tuple[int, int], int]:
+        waits = {}
+        for pid in self.pids:
+            try:
+                tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            except OSError:  # the process ended
+                continue
+            for task in tasks:
+                try:
+                    waits[(pid, int(task.name))] = int((task / "schedstat").read_text().split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+        return waits
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._last.update(self._read())
+
+    def stop(self) -> dict[int, float]:
+        """Seconds of run-queue wait per process since the start."""
+        self._stop.set()
+        self._thread.join()
+        self._last.update(self._read())
+        out = dict.fromkeys(self.pids, 0.0)
+        for (pid, tid), wait in self._last.items():
+            out[pid] += (wait - self._base.get((pid, tid), 0)) / 1e9
+        return out
+
+
 def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else float("nan")
 
@@ -344,7 +391,8 @@ def paced_run(
 
     Its figures: achieved rate, client p50/p99 (all clients' calls together), the server's own p99 (its
     StatsD timer; NaN without metrics), the server's CPU time and thread context switches per request,
-    and the 1-minute load average at its end. None when an emulator wrote no report.
+    the time the server's and the clients' threads waited for a core per request (`RunQueueWait`), and
+    the 1-minute load average at its end. None when an emulator wrote no report.
     """
     server_timings(collector)
     pid = server.proc.pid
@@ -353,11 +401,14 @@ def paced_run(
     args = ("2", "0", "--rate", rate, "--duration", f"{duration:g}", "--warmup", "200")
     names = [f"{label}-{k}" for k in range(PACED_CLIENTS)]
     procs = [emulate(workspace, server.port, out, name, *args) for name in names]
+    waits = RunQueueWait([pid, *(proc.pid for proc in procs)])
     try:
         results = [collect(proc, out, name) for proc, name in zip(procs, names, strict=True)]
     except (RuntimeError, OSError) as exc:  # an emulator that wrote no report: say so, go on
         print(f"    {label}: no result ({exc})")
+        waits.stop()
         return None
+    waited = waits.stop()
     served = sum(r["requests_measured"] for r, _ in results)
     cpu = cpu_seconds(pid) - cpu0
     switches = thread_switches(pid)
@@ -372,6 +423,8 @@ def paced_run(
         "server_cpu_us": cpu / max(served, 1) * 1e6,
         "voluntary_switches": (switches[0] - switches0[0]) / max(served, 1),
         "involuntary_switches": (switches[1] - switches0[1]) / max(served, 1),
+        "server_runq_us": waited[pid] / max(served, 1) * 1e6,
+        "clients_runq_us": sum(waited[proc.pid] for proc in procs) / max(served, 1) * 1e6,
         "errors": float(sum(r["errors"] for r, _ in results)),
         "load": os.getloadavg()[0],
     }
@@ -386,14 +439,16 @@ def alternate_paced(
     duration: float,
     tag: str,
 ) -> dict[str, list[dict[str, float] | None]]:
-    """`repeats` rounds of one paced run per server, in the same order every round.
+    """`repeats` rounds of one paced run per server, each round starting one server later (rotated).
 
     The servers run side by side, so a burst of other load on the machine hits neighbouring runs alike:
-    the figures that count are the ratios within a round (`round_ratios`), not one server's best run.
+    the figures that count are the ratios within a round (`round_ratios`), not one server's best run;
+    the rotation keeps any server from always running first or last in a round.
     """
     runs: dict[str, list[dict[str, float] | None]] = {name: [] for name in servers}
+    order = list(servers.items())
     for rep in range(repeats):
-        for name, server in servers.items():
+        for name, server in order[rep % len(order) :] + order[: rep % len(order)]:
             label = f"{tag}-{rep}-{name.replace(' ', '-').replace(',', '')}"
             runs[name].append(paced_run(workspace, out, server, collector, label, duration))
         loads = ", ".join(f"{name} {r[-1]['p99_ms']:.3f}" for name, r in runs.items() if r[-1])
@@ -1104,8 +1159,9 @@ def _paced_line(m: dict[str, Any]) -> str:
     loads = ", ".join(f"{x:.1f}" for x in m["load_runs"])
     return (
         f"achieved {m['rps']:,.0f}/s, client p50 {m['p50_ms']:.3f} ms, p99 {m['p99_ms']:.3f} ms "
-        f"(runs {runs}); in the server p99 {m['server_p99_ms']:.3f} ms (runs {inside}); "
-        f"{m['errors']:.0f} errors; load {loads}"
+        f"(runs {runs}); in the server p99 {m['server_p99_ms']:.3f} ms (runs {inside}); per request: "
+        f"server CPU {m['server_cpu_us']:.1f} us, waiting for a core: server {m['server_runq_us']:.1f} us, "
+        f"clients {m['clients_runq_us']:.1f} us; {m['errors']:.0f} errors; load {loads}"
     )
 
 
