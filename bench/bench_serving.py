@@ -74,6 +74,9 @@ PARTS = (
     "families",
     "columns-experiment",
 )
+#: Nice value added to the servers' threads in (b) and (d) (`--server-nice`; negative: ahead of the
+#: clients, which share the benchmark's scheduling group and priority).
+SERVER_NICE = 0
 #: Requests/s of the paced run, from emulator processes of two connections each.
 PACED_RATE = 8000
 PACED_CLIENTS = 2
@@ -300,14 +303,26 @@ def start_server(
 def model_and_echo_servers(
     workspace: Path, out: Path, statsd_port: int, transports: Sequence[str]
 ) -> dict[str, ServerProcess]:
-    """An echo and a model server per transport, named "echo loop", "model loop", ... in that order."""
-    return {
+    """An echo and a model server per transport, named "echo loop", "model loop", ... in that order,
+    each reniced by `SERVER_NICE` (relative to the benchmark's own priority)."""
+    servers = {
         f"{mode} {transport}": start_server(
             workspace, out, statsd_port, echo=mode == "echo", name=f"{mode}-{transport}", transport=transport
         )
         for transport in transports
         for mode in ("echo", "model")
     }
+    if SERVER_NICE:
+        for server in servers.values():
+            renice_threads(server.proc.pid, SERVER_NICE)
+    return servers
+
+
+def renice_threads(pid: int, change: int) -> None:
+    """Change the nice value of every thread of a process (threads it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        tid = int(task.name)
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + change)
 
 
 def emulate(workspace: Path, port: int, out: Path, name: str, *args: str) -> subprocess.Popen[str]:
@@ -949,9 +964,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="server transports of (b) and (d), each model server against an echo server of the same "
         "transport (default both); (f) and (h) use the first",
     )
+    parser.add_argument(
+        "--server-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N to the nice value of the servers' threads in (b) and (d) (default 0; negative needs "
+        "the privilege to raise priority)",
+    )
     parser.add_argument("--end-to-end-only", action="store_true", help="the same as --only end-to-end")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serving")
     args = parser.parse_args(argv)
+    global SERVER_NICE
+    SERVER_NICE = args.server_nice
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

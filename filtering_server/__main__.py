@@ -350,7 +350,13 @@ def serve(options: Options, stop: threading.Event) -> int:
         log.warning("echo mode: every request is answered 0.5 without scoring (benchmark baseline)")
     model = holder.current
     assert model is not None
-    log.info("listening on %s:%d, model %s", options.server.host, port, model.version)
+    log.info(
+        "listening on %s:%d (transport %s), model %s",
+        options.server.host,
+        port,
+        options.server.transport,
+        model.version,
+    )
     if options.ready_file is not None:
         storage.write_text(
             str(options.ready_file), json.dumps({"port": port, "pid": os.getpid(), "version": model.version})

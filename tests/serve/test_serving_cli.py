@@ -33,6 +33,7 @@ def test_help(module: str) -> None:
     [
         ("filtering_server", "--port", "abc"),
         ("filtering_server", "--backend", "cloud"),
+        ("filtering_server", "--transport", "fibers"),
         ("ad_server_emulator", "localhost"),
         ("ad_server_emulator", "localhost", "0", "100"),
         ("ad_server_emulator", "localhost", "1", "-5"),
@@ -69,15 +70,16 @@ def test_emulator_without_a_server_fails_with_a_reason(workspace: Path) -> None:
     assert "was not ready within 1 s" in out.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("transport", ["threads", "loop"])
 def test_server_and_emulator_end_to_end_then_sigterm_drains(
-    own_artifacts: Artifacts, tmp_path: Path, statsd_receiver: StatsdLines
+    own_artifacts: Artifacts, tmp_path: Path, statsd_receiver: StatsdLines, transport: str
 ) -> None:
     workspace = str(own_artifacts.settings.workspace)
     env = {"AIK_STATSD_HOST": "127.0.0.1", "AIK_STATSD_PORT": str(statsd_receiver.port)}
     count = f"{dashboard.SERVER_PREFIX}.{dashboard.FILTERING_COUNT}"
     server = ServerProcess(
         own_artifacts.settings,
-        extra_args=["--metrics-interval", "0.2"],
+        extra_args=["--metrics-interval", "0.2", "--transport", transport],
         env=env,
         log_path=tmp_path / "server.log",
     )
@@ -100,6 +102,7 @@ def test_server_and_emulator_end_to_end_then_sigterm_drains(
         status = server.stop()
     output = server.log_path.read_text()
     assert status == 0, output
+    assert f"(transport {transport})" in output
     assert "received SIGTERM" in output
     assert "stopped (600 requests served)" in output
     assert sum(statsd_receiver.values(count, "c")) == 600
