@@ -20,7 +20,7 @@ from aik.bundle import read_bundle, write_spark_bundle
 from aik.context import Context
 from aik.errors import AikError, ArtifactError
 from aik.features import job
-from aik.features.job import outputs_from_params, run_features
+from aik.features.job import CACHE_COMPRESSED, outputs_from_params, run_features
 from aik.features.report import FeaturesReport, LineCounts
 from aik.features.transforms import fit_indexers, indexer_labels
 from aik.ingest import ingest_synthetic
@@ -69,6 +69,13 @@ def test_every_artifact_is_written_where_the_parameters_say(
     assert json.loads(Path(out.schema).read_text()) == RAW_SCHEMA
     assert zipfile.is_zipfile(out.bundle)
     assert json.loads(Path(out.report).read_text()) == json.loads(json.dumps(report.to_dict()))
+
+
+def test_the_job_leaves_the_sessions_cache_compression_as_it_was(
+    spark: SparkSession, synthetic_run: tuple[Context, FeaturesReport]
+) -> None:
+    # the job builds its caches uncompressed while it runs; the session had not set the option
+    assert spark.conf.get(CACHE_COMPRESSED, None) is None
 
 
 def test_splits_have_the_exact_columns_types_and_80_10_10_sizes(
