@@ -198,3 +198,58 @@ def test_the_crosses_take_their_own_l2_penalty() -> None:
     cells = module.cross_weights.weight.numel()
     assert float(module.penalty(l2=2.0, weight_decay=0.0, cross_l2=5.0)) == pytest.approx(5.0 * cells)
     assert float(module.penalty(l2=2.0, weight_decay=0.0)) == pytest.approx(2.0 * cells)
+
+
+def _objective_gradient(trained, train: Split, unseen: dict[str, int]) -> float:
+    """The largest gradient of the penalised log loss over the wide part's weights at the trained model."""
+    from torch import nn
+
+    from aik.train.model import add_unseen_rows
+
+    config, module = trained.model.config, trained.model.module
+    rng = np.random.default_rng(config.seed)
+    X, y, _ = add_unseen_rows(train.X, train.y, unseen, config.unseen_fraction, rng)
+    Xt, yt = torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(y.astype(np.float32))
+    loss = nn.functional.binary_cross_entropy_with_logits(module(Xt), yt)
+    loss = loss + module.penalty(config.l2, config.weight_decay, config.cross_l2) / len(yt)
+    grads = torch.autograd.grad(loss, module.wide_parameters())
+    return max(float(g.abs().max()) for g in grads)
+
+
+def test_lbfgs_fits_logistic_regression_to_the_minimum_of_its_penalised_loss(splits) -> None:
+    train, valid, _, cards, unseen = splits
+    adam = train_neural(train, valid, resolve_neural("logreg", QUICK), cards, unseen=unseen)
+    lbfgs = train_neural(train, valid, resolve_neural("logreg", {"solver": "lbfgs"}), cards, unseen=unseen)
+    # float32 weights: converged to about 1e-5, where Adam's early-stopped minibatches stay 100x above
+    assert _objective_gradient(lbfgs, train, unseen) < 1e-4 < _objective_gradient(adam, train, unseen)
+    assert lbfgs.info()["wide_fit"]["fits"] == 1 and lbfgs.epochs == 1
+
+
+def test_evidence_rounds_shrink_a_cross_the_data_does_not_support() -> None:
+    train, valid, _, cards = _xor_world(8_000, seed=3)
+    config = resolve_neural(
+        "logreg",
+        {"solver": "lbfgs", "evidence_rounds": 4, "crosses": "IndexAdvertiserID:device_type_id,dow:hour"},
+    )
+    fit = train_neural(train, valid, config, cards).wide_fit
+    assert fit["fits"] == 4
+    assert fit["sd"]["IndexAdvertiserID:device_type_id"] > 3 * fit["sd"]["dow:hour"]
+    assert fit["l2"]["dow:hour"] > config.l2 > fit["l2"]["IndexAdvertiserID:device_type_id"]
+
+
+def test_with_lbfgs_the_deep_part_keeps_only_epochs_that_improve_on_the_wide_fit(splits) -> None:
+    train, valid, _, cards, unseen = splits
+    config = resolve_neural("wide-deep", {**QUICK, "solver": "lbfgs"})
+    trained = train_neural(train, valid, config, cards, unseen=unseen)
+    assert trained.history[trained.best_epoch - 1] == min(trained.history) <= trained.history[0]
+    assert len(trained.lrs) == trained.epochs - 1
+    p = trained.model.predict(valid.X)
+    assert E.logloss(valid.y, p) == pytest.approx(min(trained.history), rel=1e-4)
+    assert all(p.requires_grad for p in trained.model.module.parameters())
+
+
+def test_lbfgs_is_refused_for_the_families_it_does_not_fit() -> None:
+    with pytest.raises(AikError, match="lbfgs fits logreg and wide-deep only"):
+        resolve_neural("fm", {"solver": "lbfgs"})
+    with pytest.raises(AikError, match="solver must be one of adam, lbfgs"):
+        resolve_neural("logreg", {"solver": "sgd"})

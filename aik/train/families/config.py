@@ -42,6 +42,14 @@ class NeuralConfig:
     cross_l2: float | None = None
     #: L2 penalty on the dense layers' weights, per training row.
     weight_decay: float = 1.0
+    #: `adam`: every part on minibatches, early-stopped. `lbfgs` (logreg, wide-deep): the linear terms and
+    #: crosses first, full-batch to convergence of the penalised log loss; then the deep part (wide-deep)
+    #: by Adam on what they leave, early-stopped, with them fixed.
+    solver: str = "adam"
+    #: With `lbfgs`: fits of the linear terms and crosses, each after the first with every field's and
+    #: every cross's L2 re-estimated from the last fit's weights (the evidence approximation); 1: `l2`
+    #: and `cross_l2` as given.
+    evidence_rounds: int = 1
     #: Share of training rows copied per index column with the code set to unseen (as the booster).
     unseen_fraction: float = 0.01
     seed: int = 0
@@ -67,6 +75,8 @@ class NeuralConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
+
+SOLVERS = ("adam", "lbfgs")
 
 ALL_PAIRS: tuple[tuple[str, str], ...] = tuple(combinations(FEATURE_COLUMNS, 2))
 
@@ -165,6 +175,8 @@ def _neural_value(name: str, value: Any) -> Any:
         return None if value is None or str(value).lower() == "none" else float(value)
     if name in ("lr", "lr_decay", "dropout", "l2", "weight_decay", "unseen_fraction"):
         return float(value)
+    if name == "solver":
+        return str(value).strip().lower()
     return int(value)
 
 
@@ -189,6 +201,12 @@ def resolve_neural(
         raise AikError(f"{family}: lr_decay must be in (0, 1]")
     if not 0.0 <= config.unseen_fraction < 0.5:
         raise AikError(f"{family}: unseen_fraction must be in [0, 0.5)")
+    if config.solver not in SOLVERS:
+        raise AikError(f"{family}: solver must be one of {', '.join(SOLVERS)}, got {config.solver!r}")
+    if config.solver == "lbfgs" and family not in ("logreg", "wide-deep"):
+        raise AikError(f"{family}: solver lbfgs fits logreg and wide-deep only")
+    if config.evidence_rounds < 1:
+        raise AikError(f"{family}: evidence_rounds must be at least 1")
     if config.cross_buckets < 2:
         raise AikError(f"{family}: cross_buckets must be at least 2")
     return config

@@ -27,7 +27,7 @@ import io
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,7 +147,7 @@ class CtrModel(nn.Module):
         if config.family in ("mlp", "wide-deep"):
             self.deep_tables = Tables(sizes, config.embedding_dim, init_std=0.05)
             self.deep = _mlp(len(sizes) * config.embedding_dim, config.hidden, config.dropout)
-        if config.family == "wide-deep" and config.crosses:
+        if config.family in ("logreg", "wide-deep") and config.crosses:
             index = {name: k for k, name in enumerate(FEATURE_COLUMNS)}
             pairs = [(index[a], index[b]) for a, b in config.crosses]
             self.crosses = Crosses(sizes, pairs, config.cross_buckets)
@@ -182,6 +182,53 @@ class CtrModel(nn.Module):
             elif isinstance(module, nn.Linear):
                 total = total + weight_decay * module.weight.pow(2).sum()
         return total
+
+    def deep_penalty(self, l2: float, weight_decay: float, cross_l2: float | None = None) -> torch.Tensor:
+        """The deep part's share of `penalty` (cross_l2 is unused: the signature is `penalty`'s)."""
+        total = torch.zeros(())
+        if self.deep_tables is not None:
+            total = total + l2 * self.deep_tables.weight.weight.pow(2).sum()
+        for module in self.deep.modules() if self.deep is not None else ():
+            if isinstance(module, nn.Linear):
+                total = total + weight_decay * module.weight.pow(2).sum()
+        return total
+
+    def wide_groups(self) -> list[tuple[str, torch.Tensor, slice]]:
+        """The linear terms' rows per field and the crosses' weights per cross: (name, table, rows)."""
+        groups: list[tuple[str, torch.Tensor, slice]] = []
+        if self.linear is not None:
+            starts = [*self.linear.offsets.tolist(), self.linear.weight.weight.shape[0]]
+            for k, name in enumerate(FEATURE_COLUMNS):
+                groups.append((name, self.linear.weight.weight, slice(starts[k], starts[k + 1])))
+        if self.crosses is not None and self.cross_weights is not None:
+            starts = [*self.crosses.offsets.tolist(), self.crosses.total]
+            for k, (i, j) in enumerate(self.crosses.pairs):
+                name = f"{FEATURE_COLUMNS[i]}:{FEATURE_COLUMNS[j]}"
+                groups.append((name, self.cross_weights.weight, slice(starts[k], starts[k + 1])))
+        return groups
+
+    def wide_parameters(self) -> list[nn.Parameter]:
+        """The bias, the linear terms and the crosses' weights."""
+        return [self.bias, *_weights(self.linear), *_weights(self.cross_weights)]
+
+    def deep_parameters(self) -> list[nn.Parameter]:
+        """The deep part's embeddings and layers (none for logreg)."""
+        return [*_weights(self.deep_tables), *_weights(self.deep)]
+
+    def wide_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per row, the rows of the linear table and of the crosses' table it reads, as one index into
+        the two tables laid end to end (the linear table first)."""
+        parts = []
+        if self.linear is not None:
+            parts.append(ids + self.linear.offsets)
+        if self.crosses is not None:
+            base = self.linear.weight.weight.shape[0] if self.linear is not None else 0
+            parts.append(self.crosses(ids) + base)
+        return torch.cat(parts, dim=1)
+
+
+def _weights(module: nn.Module | None) -> list[nn.Parameter]:
+    return list(module.parameters()) if module is not None else []
 
 
 @dataclass
@@ -270,8 +317,10 @@ class TrainedNeural:
     seconds: float
     unseen_rows: int
     history: list[float]
-    #: The learning rate of each epoch.
+    #: The learning rate of each Adam epoch.
     lrs: list[float] = field(default_factory=list)
+    #: How `solver: lbfgs` fitted the linear terms and crosses (empty with Adam).
+    wide_fit: dict[str, Any] = field(default_factory=dict)
 
     def info(self) -> dict[str, Any]:
         """How the model was made (metrics.json `model.training`)."""
@@ -285,6 +334,7 @@ class TrainedNeural:
             "unseen_rows_added": self.unseen_rows,
             "train_seconds": round(self.seconds, 2),
             "threads": torch.get_num_threads(),
+            **({"wide_fit": self.wide_fit} if self.wide_fit else {}),
         }
 
 
@@ -316,7 +366,11 @@ def train_neural(
     unseen: Mapping[str, int] | None = None,
     nthread: int | None = None,
 ) -> TrainedNeural:
-    """Train one family on `train`, early-stopped on `valid`'s log loss; the best epoch's weights win."""
+    """Train one family on `train`, early-stopped on `valid`'s log loss; the best epoch's weights win.
+
+    With `solver: lbfgs` the linear terms and crosses are fitted first (`_fit_wide`) and count as the
+    first epoch; the deep part's Adam epochs follow with them fixed, and keep only what improves on it.
+    """
     start = time.monotonic()
     if nthread:
         torch.set_num_threads(nthread)
@@ -329,15 +383,67 @@ def train_neural(
     module = CtrModel(config, cards)
     with torch.no_grad():
         module.bias.fill_(_base_logit(y))
-    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr)
+    history: list[float] = []
+    lrs: list[float] = []
+    wide_fit: dict[str, Any] = {}
+    if config.solver == "lbfgs":
+        wide_fit = _fit_wide(module, Xt, yt, config)
+        history.append(_log_loss(module, Xv, yv))
+        best = (history[0], 1, copy.deepcopy(module.state_dict()))
+        params = module.deep_parameters()
+        wide = module.wide_parameters()
+        for p in wide:
+            p.requires_grad_(False)
+        try:
+            if params:
+                best = _adam(module, params, module.deep_penalty, Xt, yt, Xv, yv, config, best, history, lrs)
+        finally:
+            for p in wide:
+                p.requires_grad_(True)
+    else:
+        best = (math.inf, 0, copy.deepcopy(module.state_dict()))
+        params = list(module.parameters())
+        best = _adam(module, params, module.penalty, Xt, yt, Xv, yv, config, best, history, lrs)
+    module.load_state_dict(best[2])
+    module.eval()
+    log.info("%s: best epoch %d of %d, valid logloss %.5f", config.family, best[1], len(history), best[0])
+    return TrainedNeural(
+        model=NeuralModel(config, tuple(cards), module),
+        best_epoch=best[1],
+        epochs=len(history),
+        seconds=time.monotonic() - start,
+        unseen_rows=unseen_rows,
+        history=history,
+        lrs=lrs,
+        wide_fit=wide_fit,
+    )
+
+
+_Best = tuple[float, int, dict[str, Any]]
+
+
+def _adam(
+    module: CtrModel,
+    params: list[nn.Parameter],
+    penalty: Callable[[float, float, float | None], torch.Tensor],
+    Xt: torch.Tensor,
+    yt: torch.Tensor,
+    Xv: torch.Tensor,
+    yv: torch.Tensor,
+    config: NeuralConfig,
+    best: _Best,
+    history: list[float],
+    lrs: list[float],
+) -> _Best:
+    """Adam epochs over `params` after the `history` so far, early-stopped on the validation log loss;
+    appends each epoch's score and learning rate and returns the best (score, epoch, weights)."""
+    optimiser = torch.optim.Adam(params, lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     n = len(yt)
     per_row = 1.0 / max(n, 1)
-    best = (math.inf, 0, copy.deepcopy(module.state_dict()))
-    history: list[float] = []
-    lrs: list[float] = []
+    first = len(history) + 1
     progress = Progress(config.family, total=config.max_epochs, unit="epochs")
-    for epoch in range(1, config.max_epochs + 1):
+    for epoch in range(first, first + config.max_epochs):
         module.train()
         order = torch.randperm(n, generator=generator)
         for s in range(0, n, config.batch_size):
@@ -345,7 +451,7 @@ def train_neural(
             logits = module(Xt[rows])
             loss = nn.functional.binary_cross_entropy_with_logits(logits, yt[rows])
             # the penalty per training row: over an epoch it adds up to the full-data objective's
-            loss = loss + per_row * module.penalty(config.l2, config.weight_decay, config.cross_l2)
+            loss = loss + per_row * penalty(config.l2, config.weight_decay, config.cross_l2)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -362,17 +468,103 @@ def train_neural(
             # back to the best epoch's weights with a smaller step (and fresh moments): the epochs since
             # only moved away from the optimum, and a smaller step lets Adam settle closer to it
             module.load_state_dict(best[2])
-            optimiser = torch.optim.Adam(module.parameters(), lr=lrs[-1] * config.lr_decay)
+            optimiser = torch.optim.Adam(params, lr=lrs[-1] * config.lr_decay)
     progress.close()
-    module.load_state_dict(best[2])
-    module.eval()
-    log.info("%s: best epoch %d of %d, valid logloss %.5f", config.family, best[1], len(history), best[0])
-    return TrainedNeural(
-        model=NeuralModel(config, tuple(cards), module),
-        best_epoch=best[1],
-        epochs=len(history),
-        seconds=time.monotonic() - start,
-        unseen_rows=unseen_rows,
-        history=history,
-        lrs=lrs,
-    )
+    return best
+
+
+#: L-BFGS iterations per fit of the linear terms and crosses (each evaluates the full training set).
+_LBFGS_ITERATIONS = 500
+#: Bounds of an estimated standard deviation of a field's or a cross's weights.
+_SD_RANGE = (1e-3, 10.0)
+
+
+def _fit_wide(module: CtrModel, Xt: torch.Tensor, yt: torch.Tensor, config: NeuralConfig) -> dict[str, Any]:
+    """Fit the bias, linear terms and crosses by full-batch L-BFGS to convergence of the log loss plus
+    each field's and cross's L2, the deep part's output held at zero.
+
+    Each round after the first sets every group's L2 from the last fit (MacKay's evidence
+    approximation, the EM step of a logistic model with a Gaussian random effect per field and per
+    cross): sd^2 = the mean over the group's values seen in training of w^2 + 1 / (h + 2 L2), h the
+    value's share of the log loss's curvature, sum p (1 - p) over its rows; then L2 = 1 / (2 sd^2).
+    A cross the data does not support shrinks toward zero, one it supports keeps its weights.
+    """
+    if module.deep is not None:
+        last = module.deep[-1]
+        assert isinstance(last, nn.Linear)
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+    groups = module.wide_groups()
+    cross_l2 = config.l2 if config.cross_l2 is None else config.cross_l2
+    linear = module.linear.weight.weight if module.linear is not None else None
+    l2 = {name: config.l2 if table is linear else cross_l2 for name, table, _ in groups}
+    params = module.wide_parameters()
+    n = max(len(yt), 1)
+    with torch.no_grad():
+        rows = module.wide_rows(module.ids(Xt))
+    # the tables laid end to end as `wide_rows` indexes them (the linear table first); the logit of the
+    # wide part is the bias plus the sum of a row's entries, the deep part's being zero
+    tables = list({id(t): t for _, t, _ in groups}.values())
+    base = {id(t): sum(x.shape[0] for x in tables[:k]) for k, t in enumerate(tables)}
+    size = sum(t.shape[0] for t in tables)
+
+    def logit() -> torch.Tensor:
+        return module.bias + torch.cat([t.reshape(-1) for t in tables])[rows].sum(dim=1)
+
+    def penalties() -> torch.Tensor:
+        """Each entry's L2 (an entry outside every group, none)."""
+        out = torch.zeros(size)
+        for name, table, part in groups:
+            out[base[id(table)] + part.start : base[id(table)] + part.stop] = l2[name]
+        return out
+
+    iterations: list[int] = []
+    sd: dict[str, float] = {}
+    progress = Progress(f"{config.family} (L-BFGS)", total=config.evidence_rounds, unit="fits")
+    for round_ in range(config.evidence_rounds):
+        if round_:
+            with torch.no_grad():
+                p = torch.sigmoid(logit())
+                weights = (p * (1 - p)).unsqueeze(1).expand_as(rows).reshape(-1).double()
+                curvature = torch.bincount(rows.reshape(-1), weights=weights, minlength=size)
+            for name, table, part in groups:
+                h = curvature[base[id(table)] + part.start : base[id(table)] + part.stop]
+                w = table[part].detach().double().reshape(-1)
+                seen = h > 0
+                if not bool(seen.any()):
+                    continue
+                var = float((w[seen] ** 2 + 1.0 / (h[seen] + 2 * l2[name])).mean())
+                sd[name] = min(max(math.sqrt(var), _SD_RANGE[0]), _SD_RANGE[1])
+                l2[name] = 1.0 / (2 * sd[name] ** 2)
+        lam = penalties()
+        lbfgs = torch.optim.LBFGS(
+            params,
+            lr=1.0,
+            max_iter=_LBFGS_ITERATIONS,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-7,
+            tolerance_change=1e-10,
+        )
+
+        def closure(lbfgs: torch.optim.LBFGS = lbfgs, lam: torch.Tensor = lam) -> torch.Tensor:
+            lbfgs.zero_grad(set_to_none=True)
+            flat = torch.cat([t.reshape(-1) for t in tables])
+            loss = nn.functional.binary_cross_entropy_with_logits(module.bias + flat[rows].sum(dim=1), yt)
+            loss = loss + (lam * flat.pow(2)).sum() / n
+            loss.backward()
+            return loss
+
+        lbfgs.step(closure)
+        iterations.append(int(lbfgs.state[params[0]]["n_iter"]))
+        progress.label = f"{config.family} (L-BFGS fit {round_ + 1}, {iterations[-1]} iterations)"
+        progress.update(1)
+    progress.close()
+    return {
+        "solver": "lbfgs",
+        "fits": len(iterations),
+        "iterations": iterations,
+        "l2": {name: round(value, 4) for name, value in l2.items()},
+        "sd": {name: round(value, 4) for name, value in sd.items()},
+    }
