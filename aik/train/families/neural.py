@@ -483,11 +483,12 @@ def _fit_wide(module: CtrModel, Xt: torch.Tensor, yt: torch.Tensor, config: Neur
     """Fit the bias, linear terms and crosses by full-batch L-BFGS to convergence of the log loss plus
     each field's and cross's L2, the deep part's output held at zero.
 
-    Each round after the first sets every group's L2 from the last fit (MacKay's evidence
-    approximation, the EM step of a logistic model with a Gaussian random effect per field and per
-    cross): sd^2 = the mean over the group's values seen in training of w^2 + 1 / (h + 2 L2), h the
-    value's share of the log loss's curvature, sum p (1 - p) over its rows; then L2 = 1 / (2 sd^2).
-    A cross the data does not support shrinks toward zero, one it supports keeps its weights.
+    Each round after the first sets every group's L2 from the last fit by MacKay's evidence
+    approximation (a logistic model with a Gaussian random effect per field and per cross, its
+    variance chosen to maximise the marginal likelihood): sd^2 = sum w^2 / sum h / (h + 2 L2) over the
+    group's values seen in training, h a value's share of the log loss's curvature (sum p (1 - p) over
+    its rows) and h / (h + 2 L2) the part of its weight the data determine; then L2 = 1 / (2 sd^2). A
+    cross the data do not support shrinks toward zero, one they support keeps its weights.
     """
     if module.deep is not None:
         last = module.deep[-1]
@@ -534,7 +535,9 @@ def _fit_wide(module: CtrModel, Xt: torch.Tensor, yt: torch.Tensor, config: Neur
                 seen = h > 0
                 if not bool(seen.any()):
                     continue
-                var = float((w[seen] ** 2 + 1.0 / (h[seen] + 2 * l2[name])).mean())
+                # each value's share of its weight that the data determine rather than the prior
+                determined = float((h[seen] / (h[seen] + 2 * l2[name])).sum())
+                var = float((w[seen] ** 2).sum()) / max(determined, 1e-9)
                 sd[name] = min(max(math.sqrt(var), _SD_RANGE[0]), _SD_RANGE[1])
                 l2[name] = 1.0 / (2 * sd[name] ** 2)
         lam = penalties()
