@@ -217,7 +217,8 @@ def tables(results: dict[str, dict[int, dict]]) -> None:
     names: list[str] = []
     for world, by_seed in results.items():
         seeds = sorted(by_seed)
-        names = [c["name"] for c in by_seed[seeds[0]]["candidates"]]
+        # every candidate of any seed, in the order they first appear (a part run on some seeds only)
+        names = list(dict.fromkeys(c["name"] for s in seeds for c in by_seed[s]["candidates"]))
         oracle = " ".join(f"{by_seed[s]['reference']['oracle_auc']:.4f}" for s in seeds)
         loads = "; ".join(f"{by_seed[s]['load_before']} -> {by_seed[s]['load_after']}" for s in seeds)
         print(f"## {world} world (oracle AUC per seed: {oracle}; load average per seed: {loads})\n")
@@ -227,9 +228,12 @@ def tables(results: dict[str, dict[int, dict]]) -> None:
         print("| " + " | ".join(header) + " |")
         print("|" + "|".join(" --- " for _ in header) + "|")
         for name in names:
-            rows = [next(c for c in by_seed[s]["candidates"] if c["name"] == name) for s in seeds]
-            ok = [r for r in rows if r.get("ok")]
-            cells = [f"{r['oracle_ratio']:.4f}" if r.get("ok") else "failed" for r in rows]
+            found = [next((c for c in by_seed[s]["candidates"] if c["name"] == name), None) for s in seeds]
+            ok = [r for r in found if r is not None and r.get("ok")]
+            cells = [
+                "not run" if r is None else f"{r['oracle_ratio']:.4f}" if r.get("ok") else "failed"
+                for r in found
+            ]
             line = [name, *cells]
             line.append(f"{statistics.mean(r['oracle_ratio'] for r in ok):.4f}" if ok else "–")
             line.append(f"{statistics.mean(r['auc'] for r in ok):.4f}" if ok else "–")

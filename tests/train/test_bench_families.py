@@ -115,3 +115,20 @@ def test_one_seed_on_different_rows_is_refused(families: ModuleType, tmp_path: P
     second.write_text("# interactions seed 1: backtest 9 s\n" + _report("interactions", 400, 0.79, "wd"))
     with pytest.raises(SystemExit, match="summarize them apart"):
         families.summarize([str(first), str(second)])
+
+
+def test_a_candidate_missing_from_a_seed_shows_as_not_run(
+    families: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def report(seed: int, *names: str) -> str:
+        doc = json.loads(_report("interactions", 400, 0.8, *names))
+        for c in doc["candidates"]:
+            c.update(oracle_ratio=0.9, train_s=1.0, interaction_share=0.5)
+        doc.update(load_before="1", load_after="1")
+        return f"# interactions seed {seed}: backtest 9 s\n" + json.dumps(doc)
+
+    (tmp_path / "a.out").write_text(report(1, "wd", "fm"))
+    (tmp_path / "b.out").write_text(report(2, "wd"))
+    families.tables(families.summarize([str(tmp_path / "a.out"), str(tmp_path / "b.out")]))
+    fm = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| fm "))
+    assert fm.split(" | ")[1:3] == ["0.9000", "not run"]
