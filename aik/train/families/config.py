@@ -92,12 +92,16 @@ DEFAULT_CROSSES: tuple[tuple[str, str], ...] = (
 )
 
 DEFAULTS: dict[str, NeuralConfig] = {
-    # one weight per value of each field: the one-hot logistic regression
-    "logreg": NeuralConfig(family="logreg", embedding_dim=1, hidden=(), lr=0.02, l2=1.0),
+    # one weight per value of each field: the one-hot logistic regression, fitted to convergence with
+    # each field's L2 from the evidence (docs/training.md, "solver: lbfgs")
+    "logreg": NeuralConfig(
+        family="logreg", embedding_dim=1, hidden=(), lr=0.02, l2=1.0, solver="lbfgs", evidence_rounds=10
+    ),
     # the linear terms plus factorised pairwise interactions of every pair of fields
     "fm": NeuralConfig(family="fm", embedding_dim=8, hidden=(), lr=0.01, l2=2.0),
     "mlp": NeuralConfig(family="mlp", embedding_dim=8, hidden=(64, 32), lr=0.005, l2=2.0),
-    # the linear terms and chosen crosses (wide), more strongly regularised, beside the embedding MLP
+    # the linear terms and chosen crosses (wide), fitted first with each one's L2 from the evidence, then
+    # the embedding MLP (deep) on what they leave
     "wide-deep": NeuralConfig(
         family="wide-deep",
         embedding_dim=8,
@@ -106,6 +110,8 @@ DEFAULTS: dict[str, NeuralConfig] = {
         lr=0.005,
         l2=2.0,
         cross_l2=4.0,
+        solver="lbfgs",
+        evidence_rounds=10,
     ),
 }
 

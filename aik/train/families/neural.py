@@ -16,7 +16,9 @@ row. Training copies a share of rows with an index column set to unseen (as the 
 
 Training: Adam on minibatches of the train split, the log loss plus an L2 penalty per training row,
 early stopping on the validation split's log loss (the best epoch's weights are kept), seeded
-shuffling and initialisation. The model file is `torch.save` of the config, the tables' sizes and the
+shuffling and initialisation. With `solver: lbfgs` (logreg's and wide-deep's default) the linear terms
+and crosses are first fitted to convergence with each one's L2 from the evidence (`_fit_wide`), and
+Adam trains only the deep part. The model file is `torch.save` of the config, the tables' sizes and the
 state dict, read back with `weights_only=True` (tensors and plain values only, never code).
 """
 
