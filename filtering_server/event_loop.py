@@ -28,7 +28,7 @@ from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.transport import TCyMemoryBuffer
 
 from filtering_server.framing import READ_TIMEOUT, RECV, FrameError, MessageBuffer, frame_error_reply
-from filtering_server.handler import arm_tally, requests_scored
+from filtering_server.handler import record_scored
 
 if TYPE_CHECKING:
     from filtering_server.server import FilteringServer
@@ -314,16 +314,11 @@ class LoopConnection:
         result = server.processor.process(
             loop.iprot, loop.oprot, lambda method: messages.check_containers(method, max_batch)
         )
-        count = requests_scored(result)
         reply = loop.outbuf.getvalue()
         loop.outbuf.clean()
         if reply:
             self._send(reply)
-        if count:
-            self.served += count
-            if server.metrics is not None:
-                latency_ms = (time.perf_counter() - t0) * 1000.0
-                server.metrics.record(count, latency_ms, arms=arm_tally(result))
+        self.served += record_scored(server.metrics, result, t0)
 
     def _send(self, reply: bytes) -> None:
         try:

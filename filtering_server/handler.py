@@ -31,6 +31,7 @@ from filtering_server.model import BadRequest, ServedModel
 from filtering_server.serving import ArmModel, Serving
 
 if TYPE_CHECKING:
+    from filtering_api.metrics import MetricsAggregator
     from filtering_server.prediction_log import PredictionLog
     from filtering_server.server import FilteringServer
 
@@ -314,3 +315,12 @@ def requests_scored(result: Any) -> int:
 def arm_tally(result: Any) -> Tally:
     """Per arm that answered a result: (arm, requests, sum of likelihoods); empty for echo and health."""
     return getattr(result, "tally", ())
+
+
+def record_scored(metrics: MetricsAggregator | None, result: Any, started: float) -> int:
+    """The requests a call's result scored, recorded in `metrics` (if any) with the call's latency since
+    `started` (a `time.perf_counter()`) and its arms; both transports call it once the reply is sent."""
+    count = requests_scored(result)
+    if count and metrics is not None:
+        metrics.record(count, (time.perf_counter() - started) * 1000.0, arms=arm_tally(result))
+    return count

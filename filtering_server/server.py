@@ -49,7 +49,7 @@ from thriftpy2.transport import TCyMemoryBuffer
 from filtering_api.idl import BidRequestFilter
 from filtering_api.metrics import MetricsAggregator
 from filtering_server.framing import READ_TIMEOUT, RECV, FrameError, MessageBuffer, frame_error_reply
-from filtering_server.handler import FilteringHandler, arm_tally, requests_scored
+from filtering_server.handler import FilteringHandler, record_scored
 from filtering_server.log_limit import LogLimiter
 from filtering_server.prediction_log import PredictionLog
 from filtering_server.processor import Processor
@@ -464,16 +464,11 @@ class _Connection:
                 t0 = time.perf_counter()
                 inbuf.setvalue(data)
                 result = processor.process(iprot, oprot, check)
-                count = requests_scored(result)
                 reply = outbuf.getvalue()
                 outbuf.clean()
                 if reply:
                     sock.sendall(reply)
-                if count:
-                    self.served += count
-                    if server.metrics is not None:
-                        latency_ms = (time.perf_counter() - t0) * 1000.0
-                        server.metrics.record(count, latency_ms, arms=arm_tally(result))
+                self.served += record_scored(server.metrics, result, t0)
         except FrameError as exc:
             self._reject_frame(exc)
         except (_Closed, ConnectionError, TimeoutError):
