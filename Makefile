@@ -7,6 +7,9 @@ DEMO_STAMP := $(VENV)/.installed-demo
 ROWS ?= 200000
 REQUESTS ?= 100000
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` and `make test-all` (one file per worker at a time; 1 = serial)
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -41,10 +44,10 @@ thrift-tools:
 	fi
 
 test: install
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-all: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 # The AWS paths as far as this machine goes (CI runs it after `make test`): the end-to-end tests
 # against moto's server (tests/aws and the SageMaker backtest, marked slow) and the feature job under
