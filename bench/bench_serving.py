@@ -77,9 +77,12 @@ PARTS = (
 #: Nice value added to the servers' threads in (b) and (d) (`--server-nice`; negative: ahead of the
 #: clients, which share the benchmark's scheduling group and priority).
 SERVER_NICE = 0
-#: Requests/s of the paced run, from emulator processes of two connections each.
+#: Requests/s of the paced run, from `PACED_CLIENTS` emulator processes of `PACED_CONNECTIONS` each:
+#: one connection (one thread) per process, so no client call waits for another client thread's GIL
+#: (a thread preempted while holding it stalls its sibling's reply; docs/serving.md, the tail).
 PACED_RATE = 8000
-PACED_CLIENTS = 2
+PACED_CLIENTS = 4
+PACED_CONNECTIONS = 1
 #: Requests per `filterColumns` call, and the emulator processes sending them (two connections each).
 COLUMN_BATCH = 1000
 COLUMN_CLIENTS = 2
@@ -402,7 +405,7 @@ def _pct(values: np.ndarray, q: float) -> float:
 def paced_run(
     workspace: Path, out: Path, server: ServerProcess, collector: StatsdLines, label: str, duration: float
 ) -> dict[str, float] | None:
-    """One run at `PACED_RATE` from `PACED_CLIENTS` emulator processes of two connections each.
+    """One run at `PACED_RATE` from `PACED_CLIENTS` emulator processes of `PACED_CONNECTIONS` each.
 
     Its figures: achieved rate, client p50/p99 (all clients' calls together), the server's own p99 (its
     StatsD timer; NaN without metrics), the server's CPU time and thread context switches per request,
@@ -413,7 +416,7 @@ def paced_run(
     pid = server.proc.pid
     cpu0, switches0 = cpu_seconds(pid), thread_switches(pid)
     rate = str(PACED_RATE // PACED_CLIENTS)
-    args = ("2", "0", "--rate", rate, "--duration", f"{duration:g}", "--warmup", "200")
+    args = (str(PACED_CONNECTIONS), "0", "--rate", rate, "--duration", f"{duration:g}", "--warmup", "200")
     names = [f"{label}-{k}" for k in range(PACED_CLIENTS)]
     procs = [emulate(workspace, server.port, out, name, *args) for name in names]
     waits = RunQueueWait([pid, *(proc.pid for proc in procs)])
@@ -527,9 +530,9 @@ def end_to_end(
     for each transport), so a burst of other load on the machine hits all alike. One-connection figures
     are the best of their repeats; the paced p99 is compared round by round (`round_ratios`: the median
     ratio and its spread), model to echo within a transport, and each server of the event loop to its
-    threaded twin. The paced runs use `PACED_CLIENTS` emulator processes with two connections each: a
-    Python client spends tens of microseconds of CPU per request, under one GIL, so a single client
-    process would partly measure its own queue (docs/serving.md has the comparison). The server's own
+    threaded twin. The paced runs use `PACED_CLIENTS` emulator processes of one connection each: a
+    Python client spends tens of microseconds of CPU per request under its process's GIL, so clients
+    sharing a process would partly measure each other (docs/serving.md has the comparison). The server's own
     latency (the `filtering_latency` timer it sends to StatsD) is reported beside the client's, which
     still includes the clients' scheduling on a 2-core machine shared with the server.
     """
@@ -1151,8 +1154,8 @@ def _print_end_to_end(transport: str, e: dict[str, Any]) -> None:
             f"p99 {m['single_p99_ms']:.3f} ms"
         )
         print(
-            f"         paced {PACED_RATE:,}/s, {PACED_CLIENTS} client processes x 2 connections: "
-            + _paced_line(m["paced"])
+            f"         paced {PACED_RATE:,}/s, {PACED_CLIENTS} client processes x "
+            f"{PACED_CONNECTIONS} connection(s): " + _paced_line(m["paced"])
         )
         print(f"         filterBatch(100), 1 connection: {m['batch100_requests_per_s']:,.0f} requests/s")
     ratio = e["throughput_vs_echo"]
