@@ -208,12 +208,23 @@ class MetricsAggregator:
     @staticmethod
     def _send_timers(client: Any, name: str, values: list[float]) -> None:
         """Timer lines in chunks of `TIMER_CHUNK`, yielding the GIL between them: formatting thousands
-        of lines in one go holds it long enough to stall every request thread of the process (a tail)."""
+        of lines in one go holds it long enough to stall every request thread of the process (a tail).
+
+        Each line is the one statsd's `timing` writes, in the datagrams its pipeline packs, but made by
+        one f-string: the pipeline's five calls per line doubled the flusher's hold on the GIL.
+        """
+        stat = f"{client._prefix}.{name}" if client._prefix else name
+        limit = client._maxudpsize
         for start in range(0, len(values), TIMER_CHUNK):
-            pipe = client.pipeline()
-            for ms in values[start : start + TIMER_CHUNK]:
-                pipe.timing(name, ms)
-            pipe.send()
+            lines = [f"{stat}:{ms:0.6f}|ms" for ms in values[start : start + TIMER_CHUNK]]
+            data = lines[0]
+            for line in lines[1:]:  # statsd's Pipeline._send: a datagram stays below `limit` bytes
+                if len(line) + len(data) + 1 >= limit:
+                    client._after(data)
+                    data = line
+                else:
+                    data += "\n" + line
+            client._after(data)
             time.sleep(0)
 
     def flush(self) -> None:

@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytest
+import statsd
 from serve_live import run_server
 from serving_fixtures import Artifacts, StatsdLines
 
@@ -68,74 +69,71 @@ def test_timings_are_sampled_above_the_cap_but_the_count_stays_exact(statsd_rece
     assert statsd_receiver.values("p.g", "g") == [0.25]  # the mean of the gauge values of the period
 
 
+class CapturingClient(statsd.StatsClient):  # type: ignore[misc]
+    """A real statsd UDP client whose datagrams are kept instead of sent."""
+
+    def __init__(self, prefix: str | None = "p") -> None:
+        super().__init__("127.0.0.1", 9, prefix=prefix)
+        self.datagrams: list[str] = []
+
+    def _send(self, data: str) -> None:
+        self.datagrams.append(data)
+
+
+def _timer_values(datagrams: list[str], stat: str) -> list[float]:
+    lines = [line for datagram in datagrams for line in datagram.split("\n")]
+    return [float(line.split(":")[1][: -len("|ms")]) for line in lines if line.startswith(f"{stat}:")]
+
+
 def test_timers_leave_in_chunks_with_the_gil_yielded_between_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[list[float]] = []
+    client = CapturingClient()
     yields: list[int] = []
-
-    class Pipeline:
-        def __init__(self) -> None:
-            self.timings: list[float] = []
-
-        def incr(self, *args: object) -> None: ...
-
-        def gauge(self, *args: object) -> None: ...
-
-        def timing(self, name: str, ms: float) -> None:
-            self.timings.append(ms)
-
-        def send(self) -> None:
-            sent.append(self.timings)
-
-    class Client:
-        def pipeline(self) -> Pipeline:
-            return Pipeline()
-
-    monkeypatch.setattr(time, "sleep", lambda seconds: yields.append(len(sent)))
-    metrics = MetricsAggregator(Client(), MetricNames(timer="t", counter="n"), max_timings=2000)
+    monkeypatch.setattr(time, "sleep", lambda seconds: yields.append(len(client.datagrams)))
+    metrics = MetricsAggregator(client, MetricNames(timer="t", counter="n"), max_timings=2000)
     for i in range(2000):
         metrics.record(1, float(i))
     metrics.flush()
-    chunks = [timings for timings in sent if timings]
-    assert sorted(ms for chunk in chunks for ms in chunk) == [float(i) for i in range(2000)]
-    assert max(len(chunk) for chunk in chunks) <= TIMER_CHUNK < 2000
-    assert len(yields) == len(chunks)
+    assert sorted(_timer_values(client.datagrams, "p.t")) == [float(i) for i in range(2000)]
+    chunks = [_timer_values(client.datagrams[a:b], "p.t") for a, b in zip([0, *yields], yields, strict=False)]
+    assert len(chunks) == 2000 // TIMER_CHUNK  # a yield after each chunk
+    assert all(0 < len(chunk) <= TIMER_CHUNK for chunk in chunks)
 
 
 def test_per_arm_timers_leave_in_chunks_with_the_gil_yielded_between_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sent: list[list[float]] = []
+    client = CapturingClient()
     yields: list[int] = []
-
-    class Pipeline:
-        def __init__(self) -> None:
-            self.timings: list[float] = []
-
-        def incr(self, *args: object) -> None: ...
-
-        def gauge(self, *args: object) -> None: ...
-
-        def timing(self, name: str, ms: float) -> None:
-            if name.startswith("arm_t,"):
-                self.timings.append(ms)
-
-        def send(self) -> None:
-            sent.append(self.timings)
-
-    class Client:
-        def pipeline(self) -> Pipeline:
-            return Pipeline()
-
-    monkeypatch.setattr(time, "sleep", lambda seconds: yields.append(len(sent)))
+    monkeypatch.setattr(time, "sleep", lambda seconds: yields.append(len(client.datagrams)))
     names = MetricNames(timer="t", counter="n", arm_counter="arm_n", arm_timer="arm_t")
-    metrics = MetricsAggregator(Client(), names, max_timings=2000)
+    metrics = MetricsAggregator(client, names, max_timings=2000)
     for i in range(2000):
         metrics.record(1, float(i), arms=(("champion", 1, 0.5),))
     metrics.flush()
-    chunks = [timings for timings in sent if timings]
-    assert sorted(ms for chunk in chunks for ms in chunk) == [float(i) for i in range(2000)]
+    stat = "p.arm_t,arm=champion"
+    assert sorted(_timer_values(client.datagrams, stat)) == [float(i) for i in range(2000)]
+    chunks = [_timer_values(client.datagrams[a:b], stat) for a, b in zip([0, *yields], yields, strict=False)]
     assert max(len(chunk) for chunk in chunks) <= TIMER_CHUNK < 2000
-    assert all(i + 1 in yields for i, timings in enumerate(sent) if timings)  # a yield after each chunk
+
+
+@pytest.mark.parametrize("prefix", ["aik.server", None])
+def test_timer_datagrams_are_the_ones_statsd_pipeline_sends(
+    monkeypatch: pytest.MonkeyPatch, prefix: str | None
+) -> None:
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    values = [0.1234567, 12.5, 1e-7, 999.999999, *[i / 7 for i in range(300)]]
+    ours = CapturingClient(prefix)
+    metrics = MetricsAggregator(ours, MetricNames(timer="filtering_latency"), max_timings=len(values))
+    for ms in values:
+        metrics.record(1, ms)
+    metrics.flush()
+    theirs = CapturingClient(prefix)
+    for start in range(0, len(values), TIMER_CHUNK):
+        with theirs.pipeline() as pipe:
+            for ms in values[start : start + TIMER_CHUNK]:
+                pipe.timing("filtering_latency", ms)
+    assert ours.datagrams == theirs.datagrams
+    assert max(len(d) for d in ours.datagrams) < ours._maxudpsize
 
 
 def test_periodic_log_line_reports_count_rate_and_latency(caplog: pytest.LogCaptureFixture) -> None:
