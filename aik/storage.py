@@ -212,6 +212,40 @@ def delete(uri: str) -> None:
         local_path(uri).unlink()
 
 
+def move(src: str, dst: str) -> None:
+    """Move one object/file to another URI of the same kind (a rename locally; copy then delete on S3)."""
+    if is_s3(src) != is_s3(dst):
+        raise ArtifactError(dst, f"cannot move {src} across storage kinds")
+    if is_s3(src):
+        copy(src, dst)
+        delete(src)
+        return
+    target = local_path(dst)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(local_path(src), target)
+    except FileNotFoundError as exc:
+        raise ArtifactNotFound(src) from exc
+
+
+def delete_tree(uri: str) -> None:
+    """Remove every object/file under a prefix or directory, or one object/file (missing: not an error)."""
+    if is_s3(uri):
+        bucket, _ = split_s3(uri)
+        client = _s3_client()
+        keys = [split_s3(u)[1] for u in list_uris(uri)]
+        for start in range(0, len(keys), 1000):  # delete_objects takes at most 1,000 keys
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        return
+    path = local_path(uri)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 def size(uri: str) -> int:
     """Bytes of one object/file (ArtifactNotFound when missing)."""
     if is_s3(uri):

@@ -105,3 +105,19 @@ def test_reading_a_directory_is_a_clear_error(tmp_path: Path) -> None:
 def test_s3_uri_without_bucket_is_rejected() -> None:
     with pytest.raises(ArtifactError, match="bucket"):
         storage.split_s3("s3:///key")
+
+
+def test_move_renames_and_removes_the_source(root: str) -> None:
+    src, dst = storage.join(root, "staging/part-0.parquet"), storage.join(root, "out/train/part-0.parquet")
+    storage.write_text(src, "rows")
+    storage.move(src, dst)
+    assert storage.read_text(dst) == "rows"
+    assert not storage.exists(src)
+
+
+def test_delete_tree_removes_everything_under_a_prefix_and_nothing_beside_it(root: str) -> None:
+    for name in ("out/train/a.parquet", "out/train/sub/b.parquet", "out/train-old/c.parquet"):
+        storage.write_text(storage.join(root, name), name)
+    storage.delete_tree(storage.join(root, "out/train"))
+    storage.delete_tree(storage.join(root, "out/missing"))
+    assert storage.list_uris(storage.join(root, "out")) == [storage.join(root, "out/train-old/c.parquet")]

@@ -23,7 +23,9 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import reduce
 from typing import TYPE_CHECKING
@@ -78,6 +80,12 @@ log = logging.getLogger("aik.features")
 
 #: Whether Spark compresses cached DataFrames (a session setting the job turns off while it runs).
 CACHE_COMPRESSED = "spark.sql.inMemoryColumnarStorage.compressed"
+#: Open files per task of a partitioned write before Spark sorts the rows by partition instead.
+MAX_WRITERS = "spark.sql.maxConcurrentOutputFileWriters"
+#: The session settings while the job runs (restored after). Its two caches live for one run: built
+#: uncompressed they cost less CPU (no compression scheme chosen and applied per column batch) and more
+#: memory (spilling to disk if they must). The splits' partitioned write keeps one file open per split.
+JOB_SETTINGS = {CACHE_COMPRESSED: "false", MAX_WRITERS: "3"}
 
 
 @dataclass(frozen=True)
@@ -341,24 +349,66 @@ def write_rows(prepared: DataFrame, outputs: Outputs) -> None:
     log.info("features: inference data written to %s", outputs.inference)
 
 
+def place_partition(staging: str, uri: str) -> None:
+    """The files Spark wrote under one partition's directory `staging`, moved to `uri` in place of what
+    was there, with the `_SUCCESS` marker Spark's own write leaves (local paths or S3, via aik.storage)."""
+    storage.delete_tree(uri)
+    prefix = staging.rstrip("/") + "/"
+    for file in storage.list_uris(staging):
+        storage.move(file, storage.join(uri, file[len(prefix) :]))
+    storage.write_text(storage.join(uri, "_SUCCESS"), "")
+
+
 def write_splits(prepared: DataFrame, model: PipelineModel, outputs: Outputs) -> dict[str, SplitCount]:
-    """The train/valid/test splits in index space, and each one's rows and positives."""
+    """The train/valid/test splits in index space, and each one's rows and positives.
+
+    One scan of the cached rows writes all three: partitioned by split into a staging directory beside
+    the train output, each partition's files then moved to its split's URI (no sort by split: one
+    writer per split in each task, `spark.sql.maxConcurrentOutputFileWriters`). Each split's rows and
+    positives are observed metrics of that write.
+    """
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     features = split_features(prepared, model)
-    targets = (("train", TRAIN, outputs.train), ("valid", VALID, outputs.valid), ("test", TEST, outputs.test))
-    counts: dict[str, SplitCount] = {}
-    for name, split, uri in targets:
-        # each split's rows and positives are counted while it is written (observed metrics): the
-        # splits are three filters of the cached rows, with no cache or count pass of their own
-        observed = Observation(f"aik-split-{name}")
-        metrics = (F.count(F.lit(1)).alias("rows"), F.sum(LABEL).alias("positives"))
-        rows = features.where(F.col(SPLIT) == split).drop(SPLIT).observe(observed, *metrics)
-        rows.write.mode("overwrite").parquet(uri)
-        counts[name] = SplitCount(uri, observed.get["rows"], int(observed.get["positives"] or 0))
+    targets = {TRAIN: ("train", outputs.train), VALID: ("valid", outputs.valid), TEST: ("test", outputs.test)}
+    observed = Observation("aik-splits")
+    metrics = []
+    for split, (name, _) in targets.items():
+        in_split = F.col(SPLIT) == split
+        metrics.append(F.count(F.when(in_split, 1)).alias(f"{name}_rows"))
+        metrics.append(F.sum(F.when(in_split, F.col(LABEL))).alias(f"{name}_positives"))
+    staging = storage.join(parent(outputs.train), f"_aik-splits-{uuid.uuid4().hex}")
+    try:
+        features.observe(observed, *metrics).write.partitionBy(SPLIT).parquet(staging)
+        counts: dict[str, SplitCount] = {}
+        for split, (name, uri) in targets.items():
+            rows = observed.get[f"{name}_rows"]
+            if rows:
+                place_partition(storage.join(staging, f"{SPLIT}={split}"), uri)
+            else:  # no partition directory: Spark's write of no rows leaves one file with the schema
+                features.where(F.col(SPLIT) == split).drop(SPLIT).write.mode("overwrite").parquet(uri)
+            counts[name] = SplitCount(uri, rows, int(observed.get[f"{name}_positives"] or 0))
+    finally:
+        storage.delete_tree(staging)
     log.info("features: splits written: %s", ", ".join(f"{k} {v.rows:,} rows" for k, v in counts.items()))
     return counts
+
+
+@contextmanager
+def session_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """The session's SQL settings changed for a block of work, and restored after it."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def run_job(
@@ -378,11 +428,7 @@ def run_job(
     start = time.monotonic()
     chosen_plan = plan(sources, use_case, window)
     describe = spark.sparkContext.setJobDescription  # names each step's Spark jobs in the UI and event log
-    # The job's two caches live for one run: built uncompressed they cost less CPU (no compression
-    # scheme chosen and applied per column batch) and more memory (spilling to disk if they must).
-    compressed = spark.conf.get(CACHE_COMPRESSED, None)
-    spark.conf.set(CACHE_COMPRESSED, "false")
-    with StageProgress(spark, "features"):
+    with session_settings(spark, JOB_SETTINGS), StageProgress(spark, "features"):
         try:
             describe("aik features: read the logs, write the rejects, count the lines")
             checked = read_and_check(spark, chosen_plan, outputs.rejects)
@@ -410,10 +456,6 @@ def run_job(
             prepared.unpersist()
         finally:
             describe(None)  # type: ignore[arg-type]  # None clears it (pyspark's stub says str)
-            if compressed is None:
-                spark.conf.unset(CACHE_COMPRESSED)
-            else:
-                spark.conf.set(CACHE_COMPRESSED, compressed)
     chosen = chosen_plan.chosen
     report = FeaturesReport(
         use_case=use_case,
