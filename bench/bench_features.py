@@ -5,11 +5,14 @@ then run the *copy* — read the bid and impression logs (bz2, tab-separated), l
 write parquet: the least any job over this input costs — and the feature job on the same files, and
 print each one's seconds, rows/s and CPU seconds per million rows, and job/copy (the job's throughput
 as a share of the copy's, the figure that counts on a shared machine: both ran back to back).
-The JVM start and a small warm-up of both are not counted. CPU seconds are the Spark JVM's and its
+The JVM start and a small warm-up of both are not counted; `--again` runs each size's copy and job a
+second time in the same session (the JVM's code then compiled, as in a long cluster step) and prints
+both runs. CPU seconds are the Spark JVM's and its
 Python workers' (from /proc), which depend far less on the neighbours' load than wall time does.
 
     .venv/bin/python bench/bench_features.py                          # 200k, 1M, 5M
     .venv/bin/python bench/bench_features.py --sizes 200000,1000000 --event-log /tmp/aik-events
+    .venv/bin/python bench/bench_features.py --sizes 1000000 --workdir W --reuse --again
 """
 
 from __future__ import annotations
@@ -99,6 +102,11 @@ def main() -> int:
         action="store_true",
         help="with --workdir: keep the logs a previous run generated there for the same size (no generation)",
     )
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="run each size's copy and job a second time in the same session and print both runs",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show the job's progress lines")
     args = parser.parse_args()
     logging.basicConfig(
@@ -146,41 +154,46 @@ def main() -> int:
             ingest_synthetic(ctx, rows=rows, seed=args.seed, days=args.days, replace=True)
             generated.write_text(world)
         gen, gen_cpu = time.monotonic() - t0, time.process_time() - c0
-        load0 = os.getloadavg()[0]
-        spark.sparkContext.setJobGroup("copy", f"copy {rows}")
-        copy_out = root / f"rows-{rows}" / "copy"
-        copy, copy_cpu = _measure(jvm, partial(read_join_write, spark, ctx, copy_out))
-        spark.sparkContext.setJobGroup("job", f"job {rows}")
-        reports: list[FeaturesReport] = []
-        job, job_cpu = _measure(jvm, lambda: reports.append(run_features(ctx, spark=spark)))  # noqa: B023
-        assert reports[0].rows == rows, reports[0].rows
-        load = (load0 + os.getloadavg()[0]) / 2
-        results.append((rows, gen, gen_cpu, copy, copy_cpu, job, job_cpu, load))
-        print(
-            f"{rows:>9,} rows: generate {gen:6.1f} s ({gen_cpu:.1f} CPU s), copy {copy:6.1f} s "
-            f"({copy_cpu:.1f} CPU s), feature job {job:6.1f} s ({job_cpu:.1f} CPU s), "
-            f"job/copy {copy / job:.2f}, load {load:.1f}",
-            flush=True,
-        )
+        for run in ("first", "again")[: 2 if args.again else 1]:
+            load0 = os.getloadavg()[0]
+            spark.sparkContext.setJobGroup("copy", f"copy {rows} {run}")
+            copy_out = root / f"rows-{rows}" / "copy"
+            copy, copy_cpu = _measure(jvm, partial(read_join_write, spark, ctx, copy_out))
+            spark.sparkContext.setJobGroup("job", f"job {rows} {run}")
+            reports: list[FeaturesReport] = []
+            job, job_cpu = _measure(jvm, lambda: reports.append(run_features(ctx, spark=spark)))  # noqa: B023
+            assert reports[0].rows == rows, reports[0].rows
+            load = (load0 + os.getloadavg()[0]) / 2
+            results.append((run, rows, gen, gen_cpu, copy, copy_cpu, job, job_cpu, load))
+            print(
+                f"{rows:>9,} rows ({run}): generate {gen:6.1f} s ({gen_cpu:.1f} CPU s), copy {copy:6.1f} s "
+                f"({copy_cpu:.1f} CPU s), feature job {job:6.1f} s ({job_cpu:.1f} CPU s), "
+                f"job/copy {copy / job:.2f}, load {load:.1f}",
+                flush=True,
+            )
         if not args.workdir:
             shutil.rmtree(root / f"rows-{rows}", ignore_errors=True)
     spark.stop()
 
-    base_rows, *_, base_job_cpu, _ = results[0]
+    _, base_rows, *_, base_job_cpu, _ = results[0]
     print()
     print(
-        f"{'rows':>9} | {'copy s':>6} | {'copy rows/s':>11} | {'copy CPU s/M':>12} | {'job s':>6} | "
-        f"{'job rows/s':>10} | {'job CPU s/M':>11} | {'job/copy':>8} | {'job CPU x':>9} | {'load':>4}"
+        f"{'run':<5} | {'rows':>9} | {'copy s':>6} | {'copy rows/s':>11} | {'copy CPU s/M':>12} | "
+        f"{'job s':>6} | {'job rows/s':>10} | {'job CPU s/M':>11} | {'job/copy':>8} | {'CPU ratio':>9} | "
+        f"{'job CPU x':>9} | {'load':>4}"
     )
-    for rows, _, _, copy, copy_cpu, job, job_cpu, load in results:
+    for run, rows, _, _, copy, copy_cpu, job, job_cpu, load in results:
         print(
-            f"{rows:>9,} | {copy:>6.1f} | {rows / copy:>11,.0f} | {copy_cpu / rows * 1e6:>12.1f} | "
-            f"{job:>6.1f} | {rows / job:>10,.0f} | {job_cpu / rows * 1e6:>11.1f} | {copy / job:>8.2f} | "
+            f"{run:<5} | {rows:>9,} | {copy:>6.1f} | {rows / copy:>11,.0f} | "
+            f"{copy_cpu / rows * 1e6:>12.1f} | {job:>6.1f} | {rows / job:>10,.0f} | "
+            f"{job_cpu / rows * 1e6:>11.1f} | {copy / job:>8.2f} | {job_cpu / copy_cpu:>9.2f} | "
             f"{job_cpu / base_job_cpu:>9.2f} | {load:>4.1f}"
         )
     print(
-        f"(job CPU x: the job's CPU seconds against {base_rows:,} rows; linear growth is the rows' ratio; "
-        f"job/copy: the job's rows/s over the copy's)"
+        f"(first: each size's first copy and job after the 20k warm-up; again: both run a second time in "
+        f"the same session, the JVM's code compiled; job/copy: the job's rows/s over the copy's; CPU ratio: "
+        f"the job's CPU seconds over the copy's; job CPU x: the job's CPU seconds against the first "
+        f"{base_rows:,} rows)"
     )
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     if not args.workdir:

@@ -20,9 +20,16 @@ from aik.bundle import read_bundle, write_spark_bundle
 from aik.context import Context
 from aik.errors import AikError, ArtifactError
 from aik.features import job
-from aik.features.job import CACHE_COMPRESSED, outputs_from_params, run_features
+from aik.features.job import JOB_SETTINGS, outputs_from_params, run_features
 from aik.features.report import FeaturesReport, LineCounts
-from aik.features.transforms import fit_indexers, indexer_labels
+from aik.features.transforms import (
+    SPLIT,
+    TRAIN,
+    bid_filtering_rows,
+    fit_indexers,
+    indexer_labels,
+    prepare,
+)
 from aik.ingest import ingest_synthetic
 from aik.params import BID_SOURCE, RAW_DATA
 from aik.request_features import request_features
@@ -71,11 +78,36 @@ def test_every_artifact_is_written_where_the_parameters_say(
     assert json.loads(Path(out.report).read_text()) == json.loads(json.dumps(report.to_dict()))
 
 
-def test_the_job_leaves_the_sessions_cache_compression_as_it_was(
+def test_the_job_leaves_the_sessions_settings_as_they_were(
     spark: SparkSession, synthetic_run: tuple[Context, FeaturesReport]
 ) -> None:
-    # the job builds its caches uncompressed while it runs; the session had not set the option
-    assert spark.conf.get(CACHE_COMPRESSED, None) is None
+    # the job builds its caches uncompressed and writes the splits with one writer per split while it
+    # runs; the session had set neither option
+    assert {key: spark.conf.get(key, None) for key in JOB_SETTINGS} == dict.fromkeys(JOB_SETTINGS)
+
+
+def test_the_splits_staging_directory_is_removed(synthetic_run: tuple[Context, FeaturesReport]) -> None:
+    ctx, _ = synthetic_run
+    processed = Path(outputs_from_params(ctx.params).train).parent
+    assert not list(processed.glob("_aik-splits-*"))
+
+
+def test_a_split_without_rows_is_written_with_the_splits_schema(spark: SparkSession, tmp_path: Path) -> None:
+    from pyspark.sql import functions as F
+
+    bids = spark.createDataFrame(
+        [("a", "20130606101010000", "1", "2", "d1", "1458", "300", None)],
+        "BidID string, Timestamp string, RegionID string, CityID string, Domain string, "
+        "AdvertiserID string, BiddingPrice string, UserAgent string",
+    )
+    imps = spark.createDataFrame([("b", "7")], "BidID string, PayingPrice string")
+    prepared = prepare(bid_filtering_rows(bids, imps)).withColumn(SPLIT, F.lit(TRAIN))
+    uris = {name: str(tmp_path / name) for name in ("train", "valid", "test")}
+    outputs = job.Outputs(transformed="", inference="", bundle="", schema="", rejects="", report="", **uris)
+    counts = job.write_splits(prepared, fit_indexers(prepared), outputs)
+    assert {name: c.rows for name, c in counts.items()} == {"train": 1, "valid": 0, "test": 0}
+    valid = _table(uris["valid"])
+    assert valid.num_rows == 0 and valid.column_names == list(SPLIT_COLUMNS)
 
 
 def test_splits_have_the_exact_columns_types_and_80_10_10_sizes(
