@@ -336,7 +336,8 @@ def labelled_rows(checked: Checked, plan: Plan, seed: int) -> DataFrame:
         rows = ctr_rows(narrow[IMP], narrow[CLK])
     first_test_day = plan.chosen.first_test_day if plan.chosen is not None else None
     prepared = prepare(rows, seed, first_test_day, agents=checked.agents)
-    return prepared.persist(StorageLevel.MEMORY_AND_DISK)
+    # the Timestamp has given dow, hour and the split: no output takes it, so the cache does not hold it
+    return prepared.drop("Timestamp").persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def write_rows(prepared: DataFrame, outputs: Outputs) -> None:
