@@ -405,11 +405,11 @@ def session_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[
     try:
         yield
     finally:
-        for key, value in before.items():
-            if value is None:
+        for key, earlier in before.items():
+            if earlier is None:
                 spark.conf.unset(key)
             else:
-                spark.conf.set(key, value)
+                spark.conf.set(key, earlier)
 
 
 def run_job(
