@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 # xgboost's and scikit-learn's OpenMP threads spin while idle by default, which slows them 30-50x when
@@ -71,3 +72,18 @@ def ipinyou_season2() -> Path:
     if not path.is_dir():
         pytest.skip(f"real iPinYou sample not found at {path} (set AIK_IPINYOU_SAMPLES to its parent)")
     return path
+
+
+@pytest.fixture(params=["local", "file", "s3"])
+def storage_root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A storage root of each kind aik.storage takes: a path, a file:// URI, a moto S3 bucket."""
+    if request.param == "local":
+        yield str(tmp_path / "root")
+    elif request.param == "file":
+        yield f"file://{tmp_path}/root"
+    else:
+        from moto import mock_aws
+
+        with mock_aws():
+            boto3.client("s3").create_bucket(Bucket="aik-test")
+            yield "s3://aik-test/root"

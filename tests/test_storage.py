@@ -2,56 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from aik import storage
 from aik.errors import ArtifactError, ArtifactNotFound
 
 
-@pytest.fixture(params=["local", "file", "s3"])
-def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A storage root of each kind."""
-    if request.param == "local":
-        yield str(tmp_path / "root")
-    elif request.param == "file":
-        yield f"file://{tmp_path}/root"
-    else:
-        from moto import mock_aws
-
-        with mock_aws():
-            boto3.client("s3").create_bucket(Bucket="aik-test")
-            yield "s3://aik-test/root"
-
-
-def test_write_read_exists_round_trip(root: str) -> None:
-    uri = storage.join(root, "a/b.txt")
+def test_write_read_exists_round_trip(storage_root: str) -> None:
+    uri = storage.join(storage_root, "a/b.txt")
     assert not storage.exists(uri)
     storage.write_text(uri, "héllo")
     assert storage.exists(uri)
     assert storage.read_text(uri) == "héllo"
-    assert storage.exists(storage.join(root, "a"))  # a non-empty prefix/directory exists
+    assert storage.exists(storage.join(storage_root, "a"))  # a non-empty prefix/directory exists
 
 
-def test_missing_artifact_error_names_the_uri(root: str) -> None:
-    uri = storage.join(root, "missing/model.zip")
+def test_missing_artifact_error_names_the_uri(storage_root: str) -> None:
+    uri = storage.join(storage_root, "missing/model.zip")
     with pytest.raises(ArtifactNotFound, match=r"missing/model\.zip"):
         storage.read_bytes(uri)
 
 
-def test_list_is_recursive_sorted_and_filters_by_suffix(root: str) -> None:
+def test_list_is_recursive_sorted_and_filters_by_suffix(storage_root: str) -> None:
     for name in ("d/x.json", "d/sub/y.json", "d/z.txt", "dx/other.json"):
-        storage.write_text(storage.join(root, name), name)
-    listed = storage.list_uris(storage.join(root, "d"), suffix=".json")
-    assert listed == [storage.join(root, "d/sub/y.json"), storage.join(root, "d/x.json")]
-    assert storage.list_uris(storage.join(root, "nothing")) == []
+        storage.write_text(storage.join(storage_root, name), name)
+    listed = storage.list_uris(storage.join(storage_root, "d"), suffix=".json")
+    assert listed == [storage.join(storage_root, "d/sub/y.json"), storage.join(storage_root, "d/x.json")]
+    assert storage.list_uris(storage.join(storage_root, "nothing")) == []
 
 
-def test_streaming_write_and_read_of_a_large_object(root: str) -> None:
-    uri = storage.join(root, "big.bin")
+def test_streaming_write_and_read_of_a_large_object(storage_root: str) -> None:
+    uri = storage.join(storage_root, "big.bin")
     chunk = bytes(range(256)) * 4096  # 1 MiB
     with storage.open_uri(uri, "wb") as f:
         for _ in range(12):  # 12 MiB: several multipart parts on S3
@@ -63,18 +46,18 @@ def test_streaming_write_and_read_of_a_large_object(root: str) -> None:
     assert total == 12 * len(chunk)
 
 
-def test_copy_between_backends(root: str, tmp_path: Path) -> None:
+def test_copy_between_backends(storage_root: str, tmp_path: Path) -> None:
     src = tmp_path / "src.txt"
     src.write_text("payload")
-    dst = storage.join(root, "copied/dst.txt")
+    dst = storage.join(storage_root, "copied/dst.txt")
     storage.upload(src, dst)
-    storage.copy(dst, storage.join(root, "copied/again.txt"))
-    out = storage.download(storage.join(root, "copied/again.txt"), tmp_path / "back" / "out.txt")
+    storage.copy(dst, storage.join(storage_root, "copied/again.txt"))
+    out = storage.download(storage.join(storage_root, "copied/again.txt"), tmp_path / "back" / "out.txt")
     assert out.read_text() == "payload"
 
 
-def test_delete_is_idempotent(root: str) -> None:
-    uri = storage.join(root, "gone.txt")
+def test_delete_is_idempotent(storage_root: str) -> None:
+    uri = storage.join(storage_root, "gone.txt")
     storage.write_text(uri, "x")
     storage.delete(uri)
     storage.delete(uri)
@@ -107,17 +90,22 @@ def test_s3_uri_without_bucket_is_rejected() -> None:
         storage.split_s3("s3:///key")
 
 
-def test_move_renames_and_removes_the_source(root: str) -> None:
-    src, dst = storage.join(root, "staging/part-0.parquet"), storage.join(root, "out/train/part-0.parquet")
+def test_move_renames_and_removes_the_source(storage_root: str) -> None:
+    src, dst = (
+        storage.join(storage_root, "staging/part-0.parquet"),
+        storage.join(storage_root, "out/train/part-0.parquet"),
+    )
     storage.write_text(src, "rows")
     storage.move(src, dst)
     assert storage.read_text(dst) == "rows"
     assert not storage.exists(src)
 
 
-def test_delete_tree_removes_everything_under_a_prefix_and_nothing_beside_it(root: str) -> None:
+def test_delete_tree_removes_everything_under_a_prefix_and_nothing_beside_it(storage_root: str) -> None:
     for name in ("out/train/a.parquet", "out/train/sub/b.parquet", "out/train-old/c.parquet"):
-        storage.write_text(storage.join(root, name), name)
-    storage.delete_tree(storage.join(root, "out/train"))
-    storage.delete_tree(storage.join(root, "out/missing"))
-    assert storage.list_uris(storage.join(root, "out")) == [storage.join(root, "out/train-old/c.parquet")]
+        storage.write_text(storage.join(storage_root, name), name)
+    storage.delete_tree(storage.join(storage_root, "out/train"))
+    storage.delete_tree(storage.join(storage_root, "out/missing"))
+    assert storage.list_uris(storage.join(storage_root, "out")) == [
+        storage.join(storage_root, "out/train-old/c.parquet")
+    ]
