@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -80,6 +81,22 @@ class CapturingClient(statsd.StatsClient):  # type: ignore[misc]
         self.datagrams.append(data)
 
 
+def _count_yields(monkeypatch: pytest.MonkeyPatch, client: CapturingClient) -> list[int]:
+    """The flusher's `time.sleep` calls in this thread, each as the datagrams sent before it; other
+    threads of the process (earlier tests' servers) sleep as usual and are not counted."""
+    yields: list[int] = []
+    sleep, flusher = time.sleep, threading.get_ident()
+
+    def counted(seconds: float) -> None:
+        if threading.get_ident() == flusher:
+            yields.append(len(client.datagrams))
+        else:
+            sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", counted)
+    return yields
+
+
 def _timer_values(datagrams: list[str], stat: str) -> list[float]:
     lines = [line for datagram in datagrams for line in datagram.split("\n")]
     return [float(line.split(":")[1][: -len("|ms")]) for line in lines if line.startswith(f"{stat}:")]
@@ -87,8 +104,7 @@ def _timer_values(datagrams: list[str], stat: str) -> list[float]:
 
 def test_timers_leave_in_chunks_with_the_gil_yielded_between_them(monkeypatch: pytest.MonkeyPatch) -> None:
     client = CapturingClient()
-    yields: list[int] = []
-    monkeypatch.setattr(time, "sleep", lambda seconds: yields.append(len(client.datagrams)))
+    yields = _count_yields(monkeypatch, client)
     metrics = MetricsAggregator(client, MetricNames(timer="t", counter="n"), max_timings=2000)
     for i in range(2000):
         metrics.record(1, float(i))
@@ -103,8 +119,7 @@ def test_per_arm_timers_leave_in_chunks_with_the_gil_yielded_between_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = CapturingClient()
-    yields: list[int] = []
-    monkeypatch.setattr(time, "sleep", lambda seconds: yields.append(len(client.datagrams)))
+    yields = _count_yields(monkeypatch, client)
     names = MetricNames(timer="t", counter="n", arm_counter="arm_n", arm_timer="arm_t")
     metrics = MetricsAggregator(client, names, max_timings=2000)
     for i in range(2000):
