@@ -42,6 +42,7 @@ from aik.request_features import (
 )
 from aik.schema import FEATURE_COLUMNS, INDEXED_COLUMNS
 from filtering_server.forest import Forest, forest_from_json
+from filtering_server.forest.additive import Terms
 from filtering_server.scorer import Scorer
 from filtering_server.xgboost_child import BoosterInspector
 
@@ -177,7 +178,8 @@ class ServedModel:
     #: feature position -> re-coding to the booster's training categories (pandas-categorical models)
     recode: dict[int, Callable[[float], float]] = field(init=False, repr=False)
     #: `score(request)`: the likelihood to bid for one raw BidRequest, the server's hot path. Built per
-    #: model (`_hot_path`): the reference rules specialised into one closure over local lookups.
+    #: model: the reference rules specialised into one closure over local lookups (`_hot_path`), which
+    #: for an additive forest also does the scoring (`_fused_path`).
     score: Callable[[Any], float] = field(init=False, repr=False, compare=False)
     #: the same specialised closure returning the features: what `score_batch` scores
     fast_features: Callable[[Any], tuple[float, ...]] = field(init=False, repr=False, compare=False)
@@ -188,7 +190,8 @@ class ServedModel:
         if self._recodes_non_index():  # rare (categorical dow/hour/device): the reference path
             self.score, self.fast_features = self._score_general, self.features
         else:
-            self.score = _hot_path(self, self.scorer.predict7)
+            terms = self.scorer.terms if isinstance(self.scorer, Forest) else None
+            self.score = _hot_path(self, self.scorer.predict7) if terms is None else _fused_path(self, terms)
             self.fast_features = _hot_path(self, _pack)
 
     @property
@@ -331,6 +334,89 @@ def _hot_path(model: ServedModel, emit: Callable[..., Any]) -> Callable[[Any], A
         return emit(dow, hour, adv, dom, reg, city, dev)
 
     return specialised
+
+
+#: Most user agents a fused path remembers (as many as `aik.device`'s cache holds).
+_AGENTS_KEPT = 65536
+
+
+def _fused_path(model: ServedModel, terms: Terms) -> Callable[[Any], float]:
+    """`score` for an additive forest of seven features: each raw field straight to its margin term.
+
+    `_hot_path` followed by the forest's `predict7` looks each Index* label up twice (label -> index,
+    index -> term), parses the hour, calls `device_type_id` through its cache, and runs two Python
+    functions. Between paced requests those tables and that code are evicted from the CPU caches, and
+    refilling them is most of what the model adds to a paced request (docs/serving.md, the tail). Here
+    one dict per field maps its common raw values (a known label, a day, an hour string, a user agent
+    seen before) to the forest's term for them, composed at load time from the forest's own tables;
+    any other value goes through `_hot_path`'s rules. The terms are added in the forest's feature
+    order, as `predict7` adds them: the same likelihood bit for bit (tested).
+    """
+    base, (t_dow, t_hour, t_adv, t_dom, t_reg, t_city, t_dev) = terms
+    tables = index_tables(model)
+    index_of = functools.partial(index_of_value, tables)
+
+    def composed(attr: str, term: Mapping[float, float]) -> tuple[Callable[[Any, Any], Any], float]:
+        # label -> the term of its index (re-coded already), and the term of an unseen label
+        labels, unseen = tables[attr]
+        return {label: term[value] for label, value in labels.items()}.get, term[unseen]
+
+    adv_get, adv_unseen = composed("advertiserId", t_adv)
+    dom_get, dom_unseen = composed("domainId", t_dom)
+    reg_get, reg_unseen = composed("regionId", t_reg)
+    city_get, city_unseen = composed("cityId", t_city)
+    dow_get = {day: t_dow[float(day)] for day in range(-1, 256)}.get
+    hours = {text: t_hour[hour_feature(text)] for h in range(100) for text in (str(h), f"{h:02d}")}
+    hour_get = hours.get
+    agents: dict[str, float] = {}
+    agent_get = agents.get
+    check = model.check
+    miss: Any = _MISS  # a dict's answer for a value it lacks
+    max_string = model.max_string
+    exp = math.exp
+
+    def fused(request: Any) -> float:
+        if request is None:
+            raise BadRequest("the request struct is missing")
+        dow = dow_get(request.dayOfWeek, miss)
+        hour = hour_get(request.hour, miss)
+        adv = adv_get(request.advertiserId, miss)
+        dom = dom_get(request.domainId, miss)
+        reg = reg_get(request.regionId, miss)
+        city = city_get(request.cityId, miss)
+        dev = agent_get(request.userAgent, miss)
+        if adv is miss:
+            adv = (
+                t_adv[index_of("advertiserId", request.advertiserId)] if request.advertiserId else adv_unseen
+            )
+        if dom is miss:
+            dom = t_dom[index_of("domainId", request.domainId)] if request.domainId else dom_unseen
+        if reg is miss:
+            reg = t_reg[index_of("regionId", request.regionId)] if request.regionId else reg_unseen
+        if city is miss:
+            city = t_city[index_of("cityId", request.cityId)] if request.cityId else city_unseen
+        if dev is miss:
+            agent = request.userAgent
+            if agent.__class__ is str and 0 < len(agent) <= max_string and agent != "null":
+                dev = t_dev[float(device_type_id(agent))]
+                if len(agents) < _AGENTS_KEPT:
+                    agents[agent] = dev
+            else:
+                check(request)
+                dev = t_dev[device_feature(agent, request.deviceTypeId)]
+        if dow is miss:
+            dow = request.dayOfWeek
+            dow = t_dow[float(dow) if dow.__class__ is int else integer_feature(dow)]
+        if hour is miss:
+            hour = request.hour
+            if hour.__class__ is str and len(hour) < _INT_DIGITS and hour.isascii() and hour.isdigit():
+                hour = t_hour[float(int(hour))]
+            else:
+                check_hour(hour)
+                hour = t_hour[hour_feature(hour)]
+        return 1.0 / (1.0 + exp(-(base + dow + hour + adv + dom + reg + city + dev)))
+
+    return fused
 
 
 # ------------------------------------------------------------------------------------------------

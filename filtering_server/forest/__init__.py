@@ -73,6 +73,9 @@ class Forest:
     kernel_predict7: Callable[[float, float, float, float, float, float, float], float] = field(
         init=False, repr=False, compare=False
     )
+    #: the additive layout's tables in plain Python (`additive.python_terms`) for a model of seven
+    #: features, else None: `predict7` adds them, and the server's request path reads them directly
+    terms: additive.Terms | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         args = (*self.arrays, self.base_margin, self.has_categorical_splits)
@@ -80,8 +83,11 @@ class Forest:
         kernel = functools.partial(_LAYOUT_MODULES[self.layout].predict7, *args)
         object.__setattr__(self, "kernel_predict7", kernel)
         fast: Callable[..., float] = kernel
+        terms = None
         if self.layout == "additive" and self.num_feature == 7:
-            fast = additive.python_predict7(self.arrays)
+            terms = additive.python_terms(self.arrays)
+            fast = additive.python_predict7(terms)
+        object.__setattr__(self, "terms", terms)
         object.__setattr__(self, "predict7", fast)
 
     @property

@@ -185,7 +185,24 @@ class _Terms(dict[float, float]):
 _CACHE_LIMIT = 65536
 
 
-def python_predict7(arrays: tuple[np.ndarray, ...]) -> Callable[..., float]:
+#: `python_terms`: the base margin (with the depth-0 trees) and each feature's folded table as a dict.
+Terms = tuple[float, tuple[_Terms, ...]]
+
+
+def python_terms(arrays: tuple[np.ndarray, ...]) -> Terms:
+    """The layout's tables in plain Python: the base margin and, per feature, value -> margin term.
+
+    A row's margin is the base plus each feature's term in feature order, summed in float64 as `margin`
+    sums them (each input rounded to float32 first): `python_predict7` and the server's fused request
+    path (`filtering_server.model`) both add them so.
+    """
+    kind, meta, thresholds, values, nan_values, const = views.py_func(*arrays)
+    cuts = thresholds.astype(np.float64).tolist()
+    tables = tuple(_feature_terms(f, kind, meta, cuts, values, nan_values) for f in range(kind.shape[0]))
+    return float(const[0]), tables
+
+
+def python_predict7(terms: Terms) -> Callable[..., float]:
     """`predict7` in plain Python for this layout: seven dict lookups and the sigmoid, no kernel call.
 
     Numba's dispatcher costs more per call (unboxing three arrays and nine scalars) than a stump
@@ -193,13 +210,10 @@ def python_predict7(arrays: tuple[np.ndarray, ...]) -> Callable[..., float]:
     thread mid-request. The same float64 sums in the same feature order as `margin`, each input rounded
     to float32 first: the same margin bit for bit (tested).
     """
-    kind, meta, thresholds, values, nan_values, const = views.py_func(*arrays)
-    cuts = thresholds.astype(np.float64).tolist()
-    tables = [_feature_terms(f, kind, meta, cuts, values, nan_values) for f in range(kind.shape[0])]
+    base, tables = terms
     if len(tables) != 7:
         raise ValueError(f"python_predict7 needs 7 features, the model has {len(tables)}")
     t0, t1, t2, t3, t4, t5, t6 = tables
-    base = float(const[0])
     exp = math.exp
 
     def predict7(a: float, b: float, c: float, d: float, e: float, f: float, g: float) -> float:

@@ -66,6 +66,12 @@ def numeric_model(numeric_artifacts: Artifacts) -> ServedModel:
 
 
 @pytest.fixture(scope="session")
+def stump_model(stump_artifacts: Artifacts) -> ServedModel:
+    """The loaded model of `stump_artifacts` (an additive forest: the fused request path)."""
+    return load_model(ModelSources.from_store(stump_artifacts.store))
+
+
+@pytest.fixture(scope="session")
 def pandas_model(pandas_artifacts: Artifacts) -> ServedModel:
     """The loaded model of `pandas_artifacts` (its Index* features re-coded to the training categories)."""
     return load_model(ModelSources.from_store(pandas_artifacts.store))

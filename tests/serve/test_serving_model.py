@@ -13,7 +13,14 @@ import pytest
 import xgboost
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_fixtures import Artifacts, build_artifacts, index_features, publish_booster, varied_rows
+from serving_fixtures import (
+    Artifacts,
+    build_artifacts,
+    index_features,
+    publish_booster,
+    train_booster,
+    varied_rows,
+)
 
 from ad_server_emulator.emulator import bid_request
 from aik import params, storage
@@ -22,7 +29,15 @@ from aik.errors import ArtifactError, ArtifactNotFound, ParameterNotFound
 from aik.request_features import request_features
 from aik.schema import FEATURE_COLUMNS, RAW_SCHEMA
 from filtering_api.idl import BidRequest
-from filtering_server.model import BadRequest, ModelSources, ServedModel, load_model, model_version, validate
+from filtering_server.model import (
+    BadRequest,
+    ModelSources,
+    ServedModel,
+    _hot_path,
+    load_model,
+    model_version,
+    validate,
+)
 
 TOLERANCE = 1e-6
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
@@ -165,13 +180,19 @@ def _reference_score(model: ServedModel, request: Any) -> float:
     return model.forest.predict7(*model.recoded(request_features(request, model.indexer)))
 
 
-@pytest.mark.parametrize("flavour", ["numeric", "pandas-categorical"])
+@pytest.mark.parametrize("flavour", ["numeric", "pandas-categorical", "kit-default"])
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_the_hot_path_scores_the_reference_features(
-    flavour: str, numeric_model: ServedModel, pandas_model: ServedModel, data: st.DataObject
+    flavour: str,
+    numeric_model: ServedModel,
+    pandas_model: ServedModel,
+    stump_model: ServedModel,
+    data: st.DataObject,
 ) -> None:
-    model = numeric_model if flavour == "numeric" else pandas_model
+    model = {"numeric": numeric_model, "pandas-categorical": pandas_model, "kit-default": stump_model}[
+        flavour
+    ]
     request = data.draw(raw_requests(model.indexer.labels))
     try:
         expected = _reference_score(model, request)
@@ -184,6 +205,51 @@ def test_the_hot_path_scores_the_reference_features(
     assert score == expected
     reference = np.asarray(model.recoded(request_features(request, model.indexer)), dtype=np.float32)
     np.testing.assert_array_equal(model.feature_matrix([request])[0], reference)  # the batch path's
+
+
+#: Odd values a request's fields may carry (the fused path's dicts miss them: the reference rules decide).
+_ODD_FIELDS: dict[str, list[Any]] = {
+    "dayOfWeek": [None, -5, 0, 7, 300, 2**31 - 1],
+    "hour": [None, "", "7", "007", "٣", " 8", "+5", "12.5", b"12", "99999999999"],
+    "userAgent": [None, "", "null", b"null", "x" * 4097, IPHONE.encode(), "curl/8.0"],
+    "deviceTypeId": [None, -1, 2, 9],
+    "domainId": [None, "", b"", "never-seen"],
+}
+
+
+def _outcome(score: Any, request: Any) -> Any:
+    try:
+        return score(request)
+    except BadRequest as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("flavour", ["kit-default", "pandas-categorical-stumps"])
+def test_the_fused_path_answers_as_the_two_stage_path_on_many_requests(
+    flavour: str, stump_artifacts: Artifacts, stump_model: ServedModel, own_artifacts: Artifacts
+) -> None:
+    if flavour == "kit-default":
+        artifacts, model = stump_artifacts, stump_model
+    else:  # stumps on pandas categoricals: labels re-coded, the unseen one to a missing value
+        features, labels, specs = own_artifacts.features, own_artifacts.labels, own_artifacts.specs
+        booster = train_booster(features, labels, specs, flavour="pandas-categorical", rounds=200, depth=1)
+        publish_booster(own_artifacts, booster)
+        artifacts, model = own_artifacts, served(own_artifacts)
+        assert model.recode
+    assert model.forest.terms is not None and model.score.__qualname__.startswith("_fused_path")
+    two_stage = _hot_path(model, model.forest.predict7)  # the features, then the forest's predict7
+    rng = np.random.default_rng(7)
+    requests = [bid_request(r) for r in varied_rows(artifacts, n=5000)]  # unseen and missing labels
+    for request in requests[::3]:
+        name = str(rng.choice(list(_ODD_FIELDS)))
+        values = _ODD_FIELDS[name]
+        setattr(request, name, values[int(rng.integers(len(values)))])
+    for request in requests[1::7]:  # a known label as Thrift's bytes (text that was not valid UTF-8)
+        request.advertiserId = request.advertiserId.encode() if request.advertiserId else None
+    expected = [_outcome(two_stage, r) for r in requests]
+    assert sum(isinstance(e, str) for e in expected) > 10  # some are bad requests, most are scored
+    assert [_outcome(model.score, r) for r in requests] == expected
+    assert [_outcome(model.score, r) for r in requests] == expected  # again: the user agents remembered
 
 
 def test_version_is_the_short_sha256_of_the_booster_bytes(
