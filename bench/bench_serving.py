@@ -1125,9 +1125,10 @@ def print_report(report: dict[str, Any], out: Path) -> None:
             s["ours_us"] <= TARGETS["scoring_us"] and s["speedup_vs_inplace"] >= TARGETS["speedup_vs_inplace"]
         )
         print(f"  {label}")
+        stages = f"transform {s['ours_transform_us']:.2f} + predict7 {s['ours_kernel_us']:.2f}"
         print(
-            f"    server path {s['ours_us']:.2f} us (transform {s['ours_transform_us']:.2f} + predict7 "
-            f"{s['ours_kernel_us']:.2f}); xgboost inplace_predict {s['xgboost_inplace_us']:.1f} us, "
+            f"    server path {s['ours_us']:.2f} us ({'fused' if 'two_stage_us' in s else stages}); "
+            f"xgboost inplace_predict {s['xgboost_inplace_us']:.1f} us, "
             f"new DMatrix {s['xgboost_new_dmatrix_us']:.1f} us"
         )
         if s["layout"] == "additive":
