@@ -116,8 +116,8 @@ def per_call_us(fn: Callable[[Any], Any], items: Sequence[Any], repeats: int = 5
     return statistics.median(runs)
 
 
-#: Bytes written before each call of a cold-cache figure: twice this machine's last-level cache (32 MiB),
-#: so every cache level starts empty, as after other processes ran between two paced requests.
+#: Bytes written before each call of a cold-cache figure: more than a server CPU's last-level cache, so
+#: every cache level starts empty, as after other processes ran between two paced requests.
 COLD_SWEEP_BYTES = 64 << 20
 COLD_CALLS = 600
 
