@@ -180,20 +180,21 @@ def main() -> int:
     print(
         f"{'run':<5} | {'rows':>9} | {'copy s':>6} | {'copy rows/s':>11} | {'copy CPU s/M':>12} | "
         f"{'job s':>6} | {'job rows/s':>10} | {'job CPU s/M':>11} | {'job/copy':>8} | {'CPU ratio':>9} | "
-        f"{'job CPU x':>9} | {'load':>4}"
+        f"{'job CPU x':>9} | {'cores':>10} | {'load':>4}"
     )
     for run, rows, _, _, copy, copy_cpu, job, job_cpu, load in results:
         print(
             f"{run:<5} | {rows:>9,} | {copy:>6.1f} | {rows / copy:>11,.0f} | "
             f"{copy_cpu / rows * 1e6:>12.1f} | {job:>6.1f} | {rows / job:>10,.0f} | "
             f"{job_cpu / rows * 1e6:>11.1f} | {copy / job:>8.2f} | {job_cpu / copy_cpu:>9.2f} | "
-            f"{job_cpu / base_job_cpu:>9.2f} | {load:>4.1f}"
+            f"{job_cpu / base_job_cpu:>9.2f} | {copy_cpu / copy:>4.1f}; {job_cpu / job:>4.1f} | {load:>4.1f}"
         )
     print(
         f"(first: each size's first copy and job after the 20k warm-up; again: both run a second time in "
         f"the same session, the JVM's code compiled; job/copy: the job's rows/s over the copy's; CPU ratio: "
         f"the job's CPU seconds over the copy's; job CPU x: the job's CPU seconds against the first "
-        f"{base_rows:,} rows)"
+        f"{base_rows:,} rows; cores: CPU seconds per second, copy; job: a copy that kept fewer cores busy "
+        f"than the job makes job/copy look better than the CPU ratio)"
     )
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     if not args.workdir:
