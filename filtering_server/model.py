@@ -191,7 +191,8 @@ class ServedModel:
             self.score, self.fast_features = self._score_general, self.features
         else:
             terms = self.scorer.terms if isinstance(self.scorer, Forest) else None
-            self.score = _hot_path(self, self.scorer.predict7) if terms is None else _fused_path(self, terms)
+            two_stage = _hot_path(self, self.scorer.predict7)
+            self.score = two_stage if terms is None else _fused_path(self, terms, two_stage)
             self.fast_features = _hot_path(self, _pack)
 
     @property
@@ -340,7 +341,9 @@ def _hot_path(model: ServedModel, emit: Callable[..., Any]) -> Callable[[Any], A
 _AGENTS_KEPT = 65536
 
 
-def _fused_path(model: ServedModel, terms: Terms) -> Callable[[Any], float]:
+def _fused_path(
+    model: ServedModel, terms: Terms, two_stage: Callable[[Any], float]
+) -> Callable[[Any], float]:
     """`score` for an additive forest of seven features: each raw field straight to its margin term.
 
     `_hot_path` followed by the forest's `predict7` looks each Index* label up twice (label -> index,
@@ -348,29 +351,24 @@ def _fused_path(model: ServedModel, terms: Terms) -> Callable[[Any], float]:
     functions. Between paced requests those tables and that code are evicted from the CPU caches, and
     refilling them is most of what the model adds to a paced request (docs/serving.md, the tail). Here
     one dict per field maps its common raw values (a known label, a day, an hour string, a user agent
-    seen before) to the forest's term for them, composed at load time from the forest's own tables;
-    any other value goes through `_hot_path`'s rules. The terms are added in the forest's feature
-    order, as `predict7` adds them: the same likelihood bit for bit (tested).
+    seen before) to the forest's term for them, composed at load time from the forest's own tables,
+    and the terms are added in the forest's feature order, as `predict7` adds them. A request with any
+    other value is scored by `two_stage` (`_hot_path` then `predict7`, whose rules also refuse bad
+    requests), which then remembers its user agent. Either way the same likelihood bit for bit (tested).
     """
     base, (t_dow, t_hour, t_adv, t_dom, t_reg, t_city, t_dev) = terms
     tables = index_tables(model)
-    index_of = functools.partial(index_of_value, tables)
 
-    def composed(attr: str, term: Mapping[float, float]) -> tuple[Callable[[Any, Any], Any], float]:
-        # label -> the term of its index (re-coded already), and the term of an unseen label
-        labels, unseen = tables[attr]
-        return {label: term[value] for label, value in labels.items()}.get, term[unseen]
+    def composed(attr: str, term: Mapping[float, float]) -> Callable[[Any, Any], Any]:
+        # label -> the term of its index (re-coded already)
+        return {label: term[value] for label, value in tables[attr][0].items()}.get
 
-    adv_get, adv_unseen = composed("advertiserId", t_adv)
-    dom_get, dom_unseen = composed("domainId", t_dom)
-    reg_get, reg_unseen = composed("regionId", t_reg)
-    city_get, city_unseen = composed("cityId", t_city)
+    adv_get, dom_get = composed("advertiserId", t_adv), composed("domainId", t_dom)
+    reg_get, city_get = composed("regionId", t_reg), composed("cityId", t_city)
     dow_get = {day: t_dow[float(day)] for day in range(-1, 256)}.get
-    hours = {text: t_hour[hour_feature(text)] for h in range(100) for text in (str(h), f"{h:02d}")}
-    hour_get = hours.get
+    hour_get = {text: t_hour[hour_feature(text)] for h in range(100) for text in (str(h), f"{h:02d}")}.get
     agents: dict[str, float] = {}
     agent_get = agents.get
-    check = model.check
     miss: Any = _MISS  # a dict's answer for a value it lacks
     max_string = model.max_string
     exp = math.exp
@@ -385,35 +383,21 @@ def _fused_path(model: ServedModel, terms: Terms) -> Callable[[Any], float]:
         reg = reg_get(request.regionId, miss)
         city = city_get(request.cityId, miss)
         dev = agent_get(request.userAgent, miss)
-        if adv is miss:
-            adv = (
-                t_adv[index_of("advertiserId", request.advertiserId)] if request.advertiserId else adv_unseen
-            )
-        if dom is miss:
-            dom = t_dom[index_of("domainId", request.domainId)] if request.domainId else dom_unseen
-        if reg is miss:
-            reg = t_reg[index_of("regionId", request.regionId)] if request.regionId else reg_unseen
-        if city is miss:
-            city = t_city[index_of("cityId", request.cityId)] if request.cityId else city_unseen
-        if dev is miss:
+        if (
+            dow is miss
+            or hour is miss
+            or adv is miss
+            or dom is miss
+            or reg is miss
+            or city is miss
+            or dev is miss
+        ):
+            likelihood = two_stage(request)  # raises BadRequest for a bad request, as the reference does
             agent = request.userAgent
-            if agent.__class__ is str and 0 < len(agent) <= max_string and agent != "null":
-                dev = t_dev[float(device_type_id(agent))]
-                if len(agents) < _AGENTS_KEPT:
-                    agents[agent] = dev
-            else:
-                check(request)
-                dev = t_dev[device_feature(agent, request.deviceTypeId)]
-        if dow is miss:
-            dow = request.dayOfWeek
-            dow = t_dow[float(dow) if dow.__class__ is int else integer_feature(dow)]
-        if hour is miss:
-            hour = request.hour
-            if hour.__class__ is str and len(hour) < _INT_DIGITS and hour.isascii() and hour.isdigit():
-                hour = t_hour[float(int(hour))]
-            else:
-                check_hour(hour)
-                hour = t_hour[hour_feature(hour)]
+            valid = agent.__class__ is str and 0 < len(agent) <= max_string and agent != "null"
+            if valid and agent not in agents and len(agents) < _AGENTS_KEPT:
+                agents[agent] = t_dev[float(device_type_id(agent))]  # the term `two_stage` used
+            return likelihood
         return 1.0 / (1.0 + exp(-(base + dow + hour + adv + dom + reg + city + dev)))
 
     return fused
