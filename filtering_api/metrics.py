@@ -1,10 +1,11 @@
 """StatsD metrics off the hot path: requests record into memory, a thread flushes to a real StatsD client.
 
-A request costs one uncontended lock and two appends; the UDP packets (statsd's pipeline packs many
-metrics into each) leave from the flusher thread every `flush_interval` seconds. Counts are exact: the
-counter is sent as the exact number of requests since the previous flush (`name:N|c`). Timer values are
-sent one per request, in milliseconds; above `max_timings` per flush a uniform random sample of that
-size is sent instead (percentiles stay unbiased; the exact request count is the counter's job).
+A request costs one uncontended lock, two appends and an addition; the flusher thread adds the calls up
+per arm and sends the UDP packets (statsd's pipeline packs many metrics into each) every
+`flush_interval` seconds. Counts are exact: the counter is sent as the exact number of requests since
+the previous flush (`name:N|c`). Timer values are sent one per request, in milliseconds; above
+`max_timings` per flush a uniform random sample of that size is sent instead (percentiles stay unbiased;
+the exact request count is the counter's job).
 A gauge, when configured, is sent once per flush as the mean of the values recorded since the last;
 gauges added with `add_gauge` are read from their callable at each flush (e.g. the model check's age).
 Per-arm metrics (an experiment's champion and challengers), when named: each arm's request count,
@@ -19,8 +20,11 @@ import logging
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import add, itemgetter
 from typing import Any
 
 import numpy as np
@@ -33,6 +37,10 @@ DEFAULT_STATSD_HOST = "localhost"
 DEFAULT_STATSD_PORT = 8125
 #: Timer values formatted and sent per GIL hold of the flusher.
 TIMER_CHUNK = 100
+#: Largest datagram sent to a StatsD on this host (the ECS task's agent listens on localhost): statsd's
+#: default of 512 bytes is meant for paths across the internet; over loopback, where nothing fragments,
+#: bigger datagrams mean fewer send calls. The CloudWatch agent (telegraf's statsd input) reads up to 64 KiB.
+LOOPBACK_MAX_UDP = 8192
 
 
 def statsd_address(host: str | None = None, port: int | None = None) -> tuple[str, int]:
@@ -43,7 +51,9 @@ def statsd_address(host: str | None = None, port: int | None = None) -> tuple[st
 
 
 def statsd_client(host: str, port: int, prefix: str) -> Any:
-    """A UDP StatsD client (the `statsd` package); an unresolvable host is a one-line error."""
+    """A UDP StatsD client (the `statsd` package); an unresolvable host is a one-line error. Datagrams
+    to a loopback address may be up to `LOOPBACK_MAX_UDP` bytes, to any other statsd's default 512."""
+    import ipaddress
     import socket
 
     import statsd
@@ -51,9 +61,12 @@ def statsd_client(host: str, port: int, prefix: str) -> Any:
     from aik.errors import AikError
 
     try:
-        return statsd.StatsClient(host, port, prefix=prefix)
+        client = statsd.StatsClient(host, port, prefix=prefix)
     except (socket.gaierror, OSError) as exc:
         raise AikError(f"cannot reach StatsD at {host}:{port} ({exc})") from exc
+    if ipaddress.ip_address(client._addr[0]).is_loopback:  # the address statsd resolved and sends to
+        client._maxudpsize = LOOPBACK_MAX_UDP
+    return client
 
 
 @dataclass(frozen=True)
@@ -71,20 +84,82 @@ class MetricNames:
     arm_gauge: str | None = None
 
 
+#: Per arm that answered a call: (arm, requests, sum of their likelihoods).
+ArmTally = Sequence[tuple[str, int, float]]
+_first = itemgetter(0)
+_second = itemgetter(1)
+_third = itemgetter(2)
+
+
 class _ArmWindow:
     """One arm's numbers since the last flush."""
 
     __slots__ = ("count", "latencies", "likelihood_sum")
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.latencies: list[float] = []
-        self.likelihood_sum = 0.0
+    def __init__(
+        self, count: int = 0, latencies: list[float] | None = None, likelihood_sum: float = 0.0
+    ) -> None:
+        self.count = count
+        self.latencies: list[float] = [] if latencies is None else latencies
+        self.likelihood_sum = likelihood_sum
+
+
+def _arm_windows(latencies: list[float], tallies: Sequence[ArmTally]) -> dict[str, _ArmWindow]:
+    """Each arm's count, latencies and likelihood sum over some calls (`tallies[i]`: call i's arms).
+
+    Calls answered by one arm each (every `filter` call) are added up by C loops (map, numpy) rather than
+    a Python loop per call; when a single arm answered them all (no experiment), its latencies are the
+    calls' own list, the same object, which the flusher samples and formats once for both timers.
+    """
+    widths = set(map(len, tallies))
+    if widths == {0}:
+        return {}
+    if widths == {1}:
+        heads = list(map(_first, tallies))
+        names = list(map(_first, heads))
+        counts = list(map(_second, heads))
+        sums = list(map(_third, heads))
+        arms = list(dict.fromkeys(names))  # in the order they first answered
+        if len(arms) == 1:
+            return {arms[0]: _ArmWindow(sum(counts), latencies, sum(sums))}
+        index = {arm: k for k, arm in enumerate(arms)}
+        codes = np.fromiter(map(index.__getitem__, names), dtype=np.intp, count=len(names))
+        lat, n, total = np.asarray(latencies), np.asarray(counts), np.asarray(sums, dtype=np.float64)
+        windows = {}
+        for arm, k in index.items():
+            mask = codes == k
+            windows[arm] = _ArmWindow(int(n[mask].sum()), lat[mask].tolist(), float(total[mask].sum()))
+        return windows
+    windows = {}
+    for latency_ms, tally in zip(latencies, tallies, strict=True):
+        for arm, n_requests, likelihood_sum in tally:
+            window = windows.get(arm)
+            if window is None:
+                window = windows[arm] = _ArmWindow()
+            window.count += n_requests
+            window.latencies.append(latency_ms)
+            window.likelihood_sum += likelihood_sum
+    return windows
 
 
 def tagged(name: str, arm: str) -> str:
     """A metric name with the arm as an influx-style tag (`name,arm=champion`)."""
     return f"{name},arm={arm}"
+
+
+def _send_lines(client: Any, stat: str, numbers: list[str], digits: list[int], limit: int) -> None:
+    """Send `stat:<number>|ms` per number in the datagrams statsd's `Pipeline._send` makes: lines are
+    joined while the datagram stays below `limit` bytes (a longer line goes alone). `digits[k]`: the
+    characters of the first k numbers."""
+    step = len(stat) + 5  # the line's ":", "|ms" and the newline before the next
+    head, glue = f"{stat}:", f"|ms\n{stat}:"
+    # the datagram of lines i..e-1 is ends[e] - ends[i] - 1 characters long
+    ends = list(map(add, digits, range(0, len(digits) * step, step)))
+    start, n = 0, len(numbers)
+    while start < n:
+        stop = max(bisect_left(ends, limit + 1 + ends[start]) - 1, start + 1)
+        client._after(head + glue.join(numbers[start:stop]) + "|ms")
+        start = stop
 
 
 class MetricsAggregator:
@@ -111,12 +186,13 @@ class MetricsAggregator:
         self._lock = threading.Lock()
         #: draws the timer sample in C (random.sample's Python loop held the GIL for milliseconds)
         self._rng = np.random.default_rng()
+        # since the last flush: requests, each call's latency and arms (added up per arm by the flusher)
         self._count = 0
-        self._errors = 0
         self._latencies: list[float] = []
+        self._tallies: list[ArmTally] = []
+        self._errors = 0
         self._gauge_sum = 0.0
         self._gauge_n = 0
-        self._arms: dict[str, _ArmWindow] = {}
         # totals and the window of the periodic log line
         self.total_count = 0
         self.total_errors = 0
@@ -133,28 +209,20 @@ class MetricsAggregator:
         """Send `name` as a gauge at every flush with the value `read()` returns (nothing when None)."""
         self._polled[name] = read
 
-    def record(
-        self,
-        count: int,
-        latency_ms: float,
-        gauge: float | None = None,
-        arms: Sequence[tuple[str, int, float]] = (),
-    ) -> None:
+    def record(self, count: int, latency_ms: float, gauge: float | None = None, arms: ArmTally = ()) -> None:
         """Count `count` requests served in one call that took `latency_ms`; `arms`: per arm that
-        answered, (arm, requests, sum of their likelihoods)."""
-        with self._lock:
+        answered, (arm, requests, sum of their likelihoods), added up per arm at the next flush."""
+        lock = self._lock
+        lock.acquire()  # not `with`: its context-manager calls cost more than the rest of this method
+        try:
             self._count += count
             self._latencies.append(latency_ms)
+            self._tallies.append(arms)
             if gauge is not None:
                 self._gauge_sum += gauge
                 self._gauge_n += 1
-            for arm, n, likelihood_sum in arms:
-                window = self._arms.get(arm)
-                if window is None:
-                    window = self._arms[arm] = _ArmWindow()
-                window.count += n
-                window.latencies.append(latency_ms)
-                window.likelihood_sum += likelihood_sum
+        finally:
+            lock.release()
 
     def record_gauge_values(self, total: float, n: int) -> None:
         """Add `n` gauge values whose sum is `total` (a batch's likelihoods)."""
@@ -168,22 +236,18 @@ class MetricsAggregator:
             self._errors += 1
 
     def _take(self) -> tuple[int, int, list[float], float, int, dict[str, _ArmWindow]]:
+        """Everything recorded since the last call: requests, errors, latencies, the gauge's sum and
+        count, the arms' windows."""
         with self._lock:
-            taken = (
-                self._count,
-                self._errors,
-                self._latencies,
-                self._gauge_sum,
-                self._gauge_n,
-                self._arms,
-            )
+            taken = (self._count, self._errors, self._latencies, self._gauge_sum, self._gauge_n)
+            tallies = self._tallies
             self._count = 0
             self._errors = 0
             self._latencies = []
+            self._tallies = []
             self._gauge_sum = 0.0
             self._gauge_n = 0
-            self._arms = {}
-        return taken
+        return (*taken, _arm_windows(taken[2], tallies))
 
     def _sample(self, latencies: list[float]) -> list[float]:
         """All timer values, or a uniform random sample of `max_timings` of them (drawn in C)."""
@@ -193,38 +257,36 @@ class MetricsAggregator:
         return np.asarray(latencies)[picked].tolist()
 
     def _send_arms(self, pipe: Any, arms: dict[str, _ArmWindow]) -> list[tuple[str, list[float]]]:
-        """Add the arms' counters and gauges to `pipe`; return their timers, to be sent in chunks."""
+        """Add the arms' counters and gauges to `pipe`; return their timers (all of each arm's
+        latencies), to be sampled and sent in chunks."""
         names = self.names
         timers = []
         for arm, window in arms.items():
             if names.arm_counter:
                 pipe.incr(tagged(names.arm_counter, arm), window.count)
             if names.arm_timer:
-                timers.append((tagged(names.arm_timer, arm), self._sample(window.latencies)))
+                timers.append((tagged(names.arm_timer, arm), window.latencies))
             if names.arm_gauge and window.count:
                 pipe.gauge(tagged(names.arm_gauge, arm), window.likelihood_sum / window.count)
         return timers
 
     @staticmethod
-    def _send_timers(client: Any, name: str, values: list[float]) -> None:
-        """Timer lines in chunks of `TIMER_CHUNK`, yielding the GIL between them: formatting thousands
-        of lines in one go holds it long enough to stall every request thread of the process (a tail).
+    def _send_timers(client: Any, names: Sequence[str], values: list[float]) -> None:
+        """The timer lines of `values` under each of `names`, in chunks of `TIMER_CHUNK` values, yielding
+        the GIL between them: formatting thousands of lines in one go holds it long enough to stall every
+        request thread of the process (a tail).
 
-        Each line is the one statsd's `timing` writes, in the datagrams its pipeline packs, but made by
-        one f-string: the pipeline's five calls per line doubled the flusher's hold on the GIL.
+        Each line is the one statsd's `timing` writes, in the datagrams its pipeline packs; but each value
+        is formatted once for all the names, and a datagram is one join of them (its end found by bisection
+        on the lines' running length), not one concatenation per line.
         """
-        stat = f"{client._prefix}.{name}" if client._prefix else name
         limit = client._maxudpsize
+        stats = [f"{client._prefix}.{name}" if client._prefix else name for name in names]
         for start in range(0, len(values), TIMER_CHUNK):
-            lines = [f"{stat}:{ms:0.6f}|ms" for ms in values[start : start + TIMER_CHUNK]]
-            data = lines[0]
-            for line in lines[1:]:  # statsd's Pipeline._send: a datagram stays below `limit` bytes
-                if len(line) + len(data) + 1 >= limit:
-                    client._after(data)
-                    data = line
-                else:
-                    data += "\n" + line
-            client._after(data)
+            numbers = [f"{ms:0.6f}" for ms in values[start : start + TIMER_CHUNK]]
+            digits = list(accumulate(map(len, numbers), initial=0))  # of the first k numbers
+            for stat in stats:
+                _send_lines(client, stat, numbers, digits, limit)
             time.sleep(0)
 
     def flush(self) -> None:
@@ -247,10 +309,14 @@ class MetricsAggregator:
                 pipe.gauge(self.names.gauge, gauge_sum / gauge_n)
             for name, value in polled.items():
                 pipe.gauge(name, value)
-            timers = [(self.names.timer, self._sample(latencies)), *self._send_arms(pipe, arms)]
+            timers = [(self.names.timer, latencies), *self._send_arms(pipe, arms)]
             pipe.send()
+            # the only arm's timer shares the calls' list: one sample, formatted once, for both names
+            shared: dict[int, tuple[list[float], list[str]]] = {}
             for name, values in timers:
-                self._send_timers(self.client, name, values)
+                shared.setdefault(id(values), (values, []))[1].append(name)
+            for values, names in shared.values():
+                self._send_timers(self.client, names, self._sample(values))
         if time.monotonic() - self._window_start >= self.log_interval:
             self.log_window()
 

@@ -301,6 +301,10 @@ def _split_batch(serving: Serving, requests: Sequence[Any]) -> tuple[Any, list[A
     return answer, arms_of
 
 
+#: The replies that answer one request, by exact type: `record_scored` counts them with one set lookup.
+_ONE_REQUEST = frozenset({BidResponse, ArmResponse, Answer, ArmAnswer})
+
+
 def requests_scored(result: Any) -> int:
     """How many requests a method's result scored (health scores none)."""
     if isinstance(result, BidResponse | ArmResponse):
@@ -312,15 +316,11 @@ def requests_scored(result: Any) -> int:
     return 0
 
 
-def arm_tally(result: Any) -> Tally:
-    """Per arm that answered a result: (arm, requests, sum of likelihoods); empty for echo and health."""
-    return getattr(result, "tally", ())
-
-
 def record_scored(metrics: MetricsAggregator | None, result: Any, started: float) -> int:
     """The requests a call's result scored, recorded in `metrics` (if any) with the call's latency since
-    `started` (a `time.perf_counter()`) and its arms; both transports call it once the reply is sent."""
-    count = requests_scored(result)
+    `started` (a `time.perf_counter()`) and its arms (its tally; none for the echo's replies); both
+    transports call it once the reply is sent."""
+    count = 1 if type(result) in _ONE_REQUEST else requests_scored(result)
     if count and metrics is not None:
-        metrics.record(count, (time.perf_counter() - started) * 1000.0, arms=arm_tally(result))
+        metrics.record(count, (time.perf_counter() - started) * 1000.0, None, getattr(result, "tally", ()))
     return count
