@@ -388,25 +388,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: The server's metrics flusher thread (`filtering_api.metrics`), by the name the tail's servers give it.
+FLUSHER_THREAD = "metrics-flusher"
+
+
 class RunQueueWait:
-    """Time the threads of some processes spent runnable but waiting for a core, over a run.
+    """Time the threads of some processes spent runnable but waiting for a core, over a run, and the CPU
+    time of the threads of each name.
 
     Read from /proc/<pid>/task/<tid>/schedstat (Linux: time on a CPU, time waiting on a run queue, in
-    ns) every `interval` seconds by a background thread, so threads that start during the run (a
-    connection's) are counted; a thread that ends loses at most its last interval.
+    ns) and .../comm every `interval` seconds by a background thread, so threads that start during the
+    run (a connection's) are counted; a thread that ends loses at most its last interval. Python names
+    no OS threads before 3.14: the tail's servers do it at start (`_SITECUSTOMIZE`).
     """
 
     def __init__(self, pids: Sequence[int], interval: float = 0.1) -> None:
         self.pids = list(pids)
         self.interval = interval
         self._base = self._read()
-        self._last: dict[tuple[int, int], int] = dict(self._base)
+        self._last: dict[tuple[int, int], tuple[str, int, int]] = dict(self._base)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _read(self) -> dict[tuple[int, int], int]:
-        waits = {}
+    def _read(self) -> dict[tuple[int, int], tuple[str, int, int]]:
+        """Per (pid, tid): the thread's name, its time on a CPU and waiting for one so far (ns)."""
+        times = {}
         for pid in self.pids:
             try:
                 tasks = list(Path(f"/proc/{pid}/task").iterdir())
@@ -414,14 +421,23 @@ class RunQueueWait:
                 continue
             for task in tasks:
                 try:
-                    waits[(pid, int(task.name))] = int((task / "schedstat").read_text().split()[1])
-                except (OSError, ValueError, IndexError):
+                    on_cpu, waiting = (task / "schedstat").read_text().split()[:2]
+                    times[(pid, int(task.name))] = (
+                        (task / "comm").read_text().strip(),
+                        int(on_cpu),
+                        int(waiting),
+                    )
+                except (OSError, ValueError):
                     continue
-        return waits
+        return times
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._last.update(self._read())
+
+    def _since_start(self, pid: int, tid: int, field: int) -> float:
+        before = self._base.get((pid, tid))
+        return (self._last[(pid, tid)][field] - (before[field] if before else 0)) / 1e9
 
     def stop(self) -> dict[int, float]:
         """Seconds of run-queue wait per process since the start."""
@@ -429,9 +445,17 @@ class RunQueueWait:
         self._thread.join()
         self._last.update(self._read())
         out = dict.fromkeys(self.pids, 0.0)
-        for (pid, tid), wait in self._last.items():
-            out[pid] += (wait - self._base.get((pid, tid), 0)) / 1e9
+        for pid, tid in self._last:
+            out[pid] += self._since_start(pid, tid, 2)
         return out
+
+    def cpu_of(self, pid: int, name: str) -> float:
+        """CPU seconds since the start of the threads of `pid` named `name` (after `stop`)."""
+        return sum(
+            self._since_start(p, tid, 1)
+            for p, tid in self._last
+            if p == pid and self._last[(p, tid)][0] == name
+        )
 
 
 def _pct(values: np.ndarray, q: float) -> float:
@@ -478,6 +502,8 @@ def paced_run(
         "voluntary_switches": (switches[0] - switches0[0]) / max(served, 1),
         "involuntary_switches": (switches[1] - switches0[1]) / max(served, 1),
         "server_runq_us": waited[pid] / max(served, 1) * 1e6,
+        # NaN where the server's threads have no names (all but the tail's) or it sends no metrics
+        "flusher_cpu_us": waits.cpu_of(pid, FLUSHER_THREAD) / max(served, 1) * 1e6 or float("nan"),
         "clients_runq_us": sum(waited[proc.pid] for proc in procs) / max(served, 1) * 1e6,
         "errors": float(sum(r["errors"] for r, _ in results)),
         "load": os.getloadavg()[0],
@@ -822,7 +848,19 @@ TAIL_VARIANTS: tuple[tuple[str, bool, tuple[str, ...], dict[str, str]], ...] = (
 )
 
 _SITECUSTOMIZE = """
-import gc, os, sys
+import ctypes, gc, os, sys, threading
+
+# name each OS thread after its Python thread (prctl PR_SET_NAME; Python does it itself from 3.14), so
+# the benchmark can read the metrics flusher's CPU time from /proc
+_prctl, _run = ctypes.CDLL(None).prctl, threading.Thread.run
+
+
+def _named_run(self):
+    _prctl(15, self.name.encode()[:15], 0, 0, 0)
+    _run(self)
+
+
+threading.Thread.run = _named_run
 if os.environ.get("AIK_BENCH_SWITCH_INTERVAL"):
     sys.setswitchinterval(float(os.environ["AIK_BENCH_SWITCH_INTERVAL"]))
 if os.environ.get("AIK_BENCH_GC") == "off":
@@ -921,7 +959,8 @@ def print_tail(t: dict[str, Any]) -> None:
     """(f): the tail experiment, one line per variant, ratios to the echo server."""
     print(
         f"\n(f) paced {PACED_RATE:,}/s against server variants (medians of runs; x echo: the median of the "
-        "rounds' p99 ratios; per request: server CPU, thread context switches voluntary/involuntary)"
+        "rounds' p99 ratios; per request: server CPU (of which the metrics flusher thread's), thread context "
+        "switches voluntary/involuntary)"
     )
     for name, v in t.items():
         if "p99_ms" not in v:
@@ -931,7 +970,8 @@ def print_tail(t: dict[str, Any]) -> None:
         print(
             f"  {name:30s} p99 {v['p99_ms']:.3f} ms (x{ratio['median']:.2f} echo, {_runs(ratio)}; runs "
             f"{', '.join(f'{x:.3f}' for x in v['p99_ms_runs'])}), p50 {v['p50_ms']:.3f} ms, "
-            f"in the server p99 {v['server_p99_ms']:.3f} ms; CPU {v['server_cpu_us']:.1f} us, "
+            f"in the server p99 {v['server_p99_ms']:.3f} ms; CPU {v['server_cpu_us']:.1f} us "
+            f"(metrics flusher {v['flusher_cpu_us']:.2f}), "
             f"switches {v['voluntary_switches']:.2f}/{v['involuntary_switches']:.2f}; "
             f"load {', '.join(f'{x:.1f}' for x in v['load_runs'])}"
         )
