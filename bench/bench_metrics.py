@@ -88,7 +88,8 @@ def main() -> None:
     args = parser.parse_args()
     import filtering_api.metrics
 
-    print(f"code: {os.path.dirname(os.path.dirname(filtering_api.metrics.__file__))}; load {os.getloadavg()}")
+    code = os.path.dirname(os.path.dirname(filtering_api.metrics.__file__))
+    print(f"code: {code}; load average {os.getloadavg()[0]:.1f}")
     print("request thread, CPU µs per call (best of 9 x 100,000):")
     for name, us in request_thread(MetricsAggregator(None, SERVER_METRICS)).items():
         print(f"  {name:30s} {us:.3f}")
