@@ -107,30 +107,18 @@ class _ArmWindow:
 def _arm_windows(latencies: list[float], tallies: Sequence[ArmTally]) -> dict[str, _ArmWindow]:
     """Each arm's count, latencies and likelihood sum over some calls (`tallies[i]`: call i's arms).
 
-    Calls answered by one arm each (every `filter` call) are added up by C loops (map, numpy) rather than
-    a Python loop per call; when a single arm answered them all (no experiment), its latencies are the
-    calls' own list, the same object, which the flusher samples and formats once for both timers.
+    When one arm answered every call (no experiment: the common case) it is added up by C loops (`map`),
+    and its latencies are the calls' own list, the same object, which the flusher samples and formats
+    once for both timers; otherwise a loop over the calls.
     """
-    widths = set(map(len, tallies))
-    if widths == {0}:
+    if not any(tallies):  # the echo's calls, or none
         return {}
-    if widths == {1}:
+    if set(map(len, tallies)) == {1}:
         heads = list(map(_first, tallies))
-        names = list(map(_first, heads))
-        counts = list(map(_second, heads))
-        sums = list(map(_third, heads))
-        arms = list(dict.fromkeys(names))  # in the order they first answered
+        arms = set(map(_first, heads))
         if len(arms) == 1:
-            return {arms[0]: _ArmWindow(sum(counts), latencies, sum(sums))}
-        index = {arm: k for k, arm in enumerate(arms)}
-        codes = np.fromiter(map(index.__getitem__, names), dtype=np.intp, count=len(names))
-        lat, n, total = np.asarray(latencies), np.asarray(counts), np.asarray(sums, dtype=np.float64)
-        windows = {}
-        for arm, k in index.items():
-            mask = codes == k
-            windows[arm] = _ArmWindow(int(n[mask].sum()), lat[mask].tolist(), float(total[mask].sum()))
-        return windows
-    windows = {}
+            return {arms.pop(): _ArmWindow(sum(map(_second, heads)), latencies, sum(map(_third, heads)))}
+    windows: dict[str, _ArmWindow] = {}
     for latency_ms, tally in zip(latencies, tallies, strict=True):
         for arm, n_requests, likelihood_sum in tally:
             window = windows.get(arm)
