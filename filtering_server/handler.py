@@ -301,13 +301,13 @@ def _split_batch(serving: Serving, requests: Sequence[Any]) -> tuple[Any, list[A
     return answer, arms_of
 
 
-#: The replies that answer one request, by exact type: `record_scored` counts them with one set lookup.
+#: The replies that answer one request, by exact type: most calls are counted by one set lookup.
 _ONE_REQUEST = frozenset({BidResponse, ArmResponse, Answer, ArmAnswer})
 
 
 def requests_scored(result: Any) -> int:
     """How many requests a method's result scored (health scores none)."""
-    if isinstance(result, BidResponse | ArmResponse):
+    if type(result) in _ONE_REQUEST or isinstance(result, BidResponse | ArmResponse):
         return 1
     if isinstance(result, BidBatchResponse):
         return len(result.likelihoodToBid)
@@ -320,7 +320,7 @@ def record_scored(metrics: MetricsAggregator | None, result: Any, started: float
     """The requests a call's result scored, recorded in `metrics` (if any) with the call's latency since
     `started` (a `time.perf_counter()`) and its arms (its tally; none for the echo's replies); both
     transports call it once the reply is sent."""
-    count = 1 if type(result) in _ONE_REQUEST else requests_scored(result)
+    count = requests_scored(result)
     if count and metrics is not None:
         metrics.record(count, (time.perf_counter() - started) * 1000.0, None, getattr(result, "tally", ()))
     return count
